@@ -1,0 +1,228 @@
+// `switchboard`: one binary, one subcommand per role. main only parses flags and wires rooms.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <functional>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "switchboard/core/command.hpp"
+#include "switchboard/core/config.hpp"
+#include "switchboard/core/http_client.hpp"
+#include "switchboard/core/ids.hpp"
+#include "switchboard/core/kafka.hpp"
+#include "switchboard/core/log.hpp"
+#include "switchboard/core/pg.hpp"
+#include "switchboard/core/tenant_store.hpp"
+#include "switchboard/producers/command_publisher.hpp"
+#include "switchboard/producers/intake_server.hpp"
+#include "switchboard/workers/http_provider.hpp"
+#include "switchboard/workers/lane_worker.hpp"
+#include "switchboard/workers/simulator.hpp"
+
+namespace {
+
+// Exit codes scripts can rely on.
+enum Exit { kOk = 0, kFailed = 1, kUsage = 2, kExists = 3, kNotFound = 4, kUnavailable = 5 };
+
+std::atomic<bool> g_stop{false};
+std::mutex g_stoppers_mu;
+std::vector<std::function<void()>> g_stoppers;
+
+void on_stop(std::function<void()> f) {
+  std::lock_guard lock(g_stoppers_mu);
+  g_stoppers.push_back(std::move(f));
+}
+
+// Signals are blocked in every thread and taken by one waiter, which stops the servers.
+void install_signal_thread() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::thread([set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    sb::log::info("process.signal", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+    g_stop = true;
+    std::lock_guard lock(g_stoppers_mu);
+    for (auto& f : g_stoppers) f();
+  }).detach();
+}
+
+std::vector<sb::kafka::TopicSpec> all_topics(const sb::Config& c) {
+  std::vector<sb::kafka::TopicSpec> specs;
+  for (const char* lane : sb::kLanes)
+    specs.push_back({c.topic(sb::lane_topic_base(lane)), c.kafka.partitions, c.kafka.replication_factor, {}});
+  specs.push_back({c.topic("sb.events"), c.kafka.partitions, c.kafka.replication_factor, {}});
+  specs.push_back({c.topic("sb.dlq"), c.kafka.partitions, c.kafka.replication_factor, {{"retention.ms", "1209600000"}}});
+  return specs;
+}
+
+void ensure_topics(const sb::Config& c) {
+  auto created = sb::kafka::ensure_topics(c.kafka, all_topics(c));
+  for (const auto& t : created) std::cout << "created topic " << t << "\n";
+  std::cout << "topics ready (" << all_topics(c).size() << ")\n";
+}
+
+void migrate(const sb::Config& c) {
+  sb::pg::Pool pool(c.postgres);
+  auto applied = sb::pg::migrate(pool, c.schemas_dir + "/sql");
+  for (const auto& m : applied) std::cout << "applied " << m << "\n";
+  std::cout << "database schema up to date\n";
+}
+
+void run_worker(const sb::Config& c, const std::string& lane) {
+  sb::HttpProvider provider(c.provider);
+  sb::LaneWorker worker(c, lane, provider);
+  worker.run(g_stop);
+}
+
+void run_dev(const sb::Config& c) {
+  migrate(c);
+  ensure_topics(c);
+  sb::Simulator simulator(c.simulator);
+  sb::IntakeServer intake(c);
+  on_stop([&] { simulator.stop(); intake.stop(); });
+  std::thread sim([&] { simulator.run(); });
+  std::thread api([&] { intake.run(); });
+  std::vector<std::thread> workers;
+  for (const char* lane : sb::kLanes) workers.emplace_back([&c, lane] { run_worker(c, lane); });
+  sb::log::info("dev.started", {{"intake", c.intake.listen}, {"simulator", c.simulator.listen}, {"kafka", c.kafka.brokers}});
+  api.join();
+  sim.join();
+  for (auto& w : workers) w.join();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Switchboard: a Kafka-driven messaging gateway core"};
+  app.require_subcommand(1);
+  std::string config_path;
+  if (const char* env = std::getenv("SWITCHBOARD_CONFIG")) config_path = env;
+  app.add_option("-c,--config", config_path, "YAML config file (env SWITCHBOARD_CONFIG); env SWITCHBOARD_<SECTION>_<KEY> overrides keys");
+
+  auto* migrate_cmd = app.add_subcommand("migrate", "apply database migrations from schemas/sql");
+  auto* topics_cmd = app.add_subcommand("topics", "manage Kafka topics");
+  auto* topics_ensure = topics_cmd->add_subcommand("ensure", "create missing topics (lanes, events, dlq)");
+  topics_cmd->require_subcommand(1);
+
+  auto* tenant_cmd = app.add_subcommand("tenant", "manage tenants");
+  tenant_cmd->require_subcommand(1);
+  std::string tenant_name;
+  auto* tenant_create = tenant_cmd->add_subcommand("create", "create a tenant; prints its API key on the last line");
+  tenant_create->add_option("name", tenant_name, "tenant name")->required();
+  auto* tenant_key = tenant_cmd->add_subcommand("key", "mint a new API key for a tenant (last line)");
+  tenant_key->add_option("name", tenant_name, "tenant name")->required();
+  auto* tenant_show = tenant_cmd->add_subcommand("show", "print a tenant's id (exit 4 if missing)");
+  tenant_show->add_option("name", tenant_name, "tenant name")->required();
+
+  auto* session_cmd = app.add_subcommand("session", "manage sessions");
+  session_cmd->require_subcommand(1);
+  std::string session_name;
+  auto* session_create = session_cmd->add_subcommand("create", "create a session for a tenant");
+  session_create->add_option("tenant", tenant_name, "tenant name")->required();
+  session_create->add_option("session", session_name, "session name")->required();
+
+  auto* intake_cmd = app.add_subcommand("intake", "serve the HTTP intake API");
+  std::string lane;
+  auto* worker_cmd = app.add_subcommand("worker", "consume one priority lane and execute its commands");
+  worker_cmd->add_option("--lane", lane, "high, default or low")->required()->check(CLI::IsMember({"high", "default", "low"}));
+  auto* sim_cmd = app.add_subcommand("simulator", "serve a simulated messaging provider over HTTP");
+  auto* dev_cmd = app.add_subcommand("dev", "run simulator, intake and the three lane workers in one process");
+
+  auto* publish_cmd = app.add_subcommand("publish", "publish a send command straight to its lane topic (no HTTP)");
+  std::string to, text, priority = "default", message_id;
+  publish_cmd->add_option("--tenant", tenant_name, "tenant name")->required();
+  publish_cmd->add_option("--session", session_name, "session name")->required();
+  publish_cmd->add_option("--to", to, "recipient, E.164")->required();
+  publish_cmd->add_option("--text", text, "message text")->required();
+  publish_cmd->add_option("--priority", priority, "lane")->check(CLI::IsMember({"high", "default", "low"}));
+  publish_cmd->add_option("--id", message_id, "message id (default: a new UUIDv7)");
+
+  CLI11_PARSE(app, argc, argv);
+
+  sb::Config config;
+  try {
+    config = sb::load_config(config_path);
+  } catch (const sb::Error& e) {
+    std::cerr << "switchboard: " << e.what() << "\n";
+    return kUsage;
+  }
+  const std::string component = app.get_subcommands().front()->get_name();
+  sb::log::setup(config.log, component);
+  sb::http_global_init();
+  install_signal_thread();
+
+  try {
+    if (*migrate_cmd) {
+      migrate(config);
+    } else if (*topics_ensure) {
+      ensure_topics(config);
+    } else if (*tenant_create) {
+      sb::pg::Pool pool(config.postgres);
+      sb::TenantStore tenants(pool);
+      auto [tenant, key] = tenants.create(tenant_name);
+      std::cout << "tenant " << tenant.name << " id " << tenant.id << "\n"
+                << "API key (shown once, store it now):\n"
+                << key << "\n";
+    } else if (*tenant_key) {
+      sb::pg::Pool pool(config.postgres);
+      sb::TenantStore tenants(pool);
+      std::cout << "new API key for " << tenant_name << " (shown once):\n" << tenants.mint_key(tenant_name) << "\n";
+    } else if (*tenant_show) {
+      sb::pg::Pool pool(config.postgres);
+      sb::TenantStore tenants(pool);
+      auto t = tenants.find(tenant_name);
+      if (!t) throw sb::NotFound("tenant '" + tenant_name + "' does not exist");
+      std::cout << t->id << "\n";
+    } else if (*session_create) {
+      sb::pg::Pool pool(config.postgres);
+      sb::TenantStore tenants(pool);
+      auto t = tenants.find(tenant_name);
+      if (!t) throw sb::NotFound("tenant '" + tenant_name + "' does not exist");
+      tenants.create_session(t->id, session_name);
+      std::cout << "session " << session_name << " created for tenant " << tenant_name << "\n";
+    } else if (*intake_cmd) {
+      sb::IntakeServer intake(config);
+      on_stop([&] { intake.stop(); });
+      intake.run();
+    } else if (*worker_cmd) {
+      run_worker(config, lane);
+    } else if (*sim_cmd) {
+      sb::Simulator simulator(config.simulator);
+      on_stop([&] { simulator.stop(); });
+      simulator.run();
+    } else if (*dev_cmd) {
+      run_dev(config);
+    } else if (*publish_cmd) {
+      sb::pg::Pool pool(config.postgres);
+      sb::TenantStore tenants(pool);
+      auto t = tenants.find(tenant_name);
+      if (!t) throw sb::NotFound("tenant '" + tenant_name + "' does not exist");
+      sb::SendCommand cmd{message_id.empty() ? sb::new_uuid_v7() : message_id, t->id, session_name, priority,
+                          sb::now_rfc3339(), to, text};
+      sb::CommandPublisher publisher(config, 10000);
+      auto r = publisher.publish_and_wait(cmd);
+      std::cout << "published " << cmd.id << " to " << r.topic << "[" << r.partition << "]@" << r.offset << "\n";
+    }
+  } catch (const sb::Error& e) {
+    sb::log::error("command.failed", {{"command", component}, {"kind", sb::to_string(e.kind())}, {"detail", e.what()}});
+    std::cerr << "switchboard " << component << ": " << e.what() << "\n";
+    switch (e.kind()) {
+      case sb::ErrorKind::Conflict: return kExists;
+      case sb::ErrorKind::NotFound: return kNotFound;
+      case sb::ErrorKind::Unavailable: return kUnavailable;
+      case sb::ErrorKind::Config:
+      case sb::ErrorKind::Invalid: return kUsage;
+      default: return kFailed;
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "switchboard " << component << ": unexpected error: " << e.what() << "\n";
+    return kFailed;
+  }
+  return kOk;
+}

@@ -1,0 +1,97 @@
+#pragma once
+// Configuration: plain structs with in-class defaults, filled once at start-up from a YAML file
+// (config/switchboard.yaml documents every key) and SWITCHBOARD_<SECTION>_<KEY> env overrides.
+// Unknown keys and bad values throw ConfigError naming the key and what is allowed.
+#include <map>
+#include <optional>
+#include <string>
+
+namespace sb {
+
+struct KafkaConfig {
+  std::string brokers = "127.0.0.1:9092";
+  // Prepended to every topic and consumer-group name: lets several environments (or tests)
+  // share one cluster without seeing each other's records.
+  std::string topic_prefix;
+  int partitions = 12;
+  int replication_factor = 1;
+  // Raw librdkafka properties applied to every client after ours (escape hatch, e.g. SASL).
+  std::map<std::string, std::string> librdkafka;
+};
+
+struct PostgresConfig {
+  std::string url = "postgresql://switchboard:switchboard@127.0.0.1:5432/switchboard";
+  int pool_size = 4;
+  int statement_timeout_ms = 10000;
+};
+
+struct RedisConfig {
+  std::string url = "redis://127.0.0.1:6379";
+  int timeout_ms = 2000;
+};
+
+struct LogConfig {
+  std::string level = "info";    // trace|debug|info|warn|error
+  std::string format = "json";   // json|text
+};
+
+struct IntakeConfig {
+  std::string listen = "127.0.0.1:8080";
+  int threads = 128;                 // one per concurrent keep-alive connection
+  int max_body_bytes = 64 * 1024;
+  int publish_timeout_ms = 5000;     // broker ack deadline before answering 503
+  int retry_after_s = 2;
+  int auth_cache_ttl_ms = 30000;
+  int insert_batch_max = 500;
+  int insert_linger_ms = 2;
+};
+
+struct WorkerConfig {
+  int max_in_flight = 64;            // concurrent provider calls per process (across sessions)
+  int max_buffered = 10000;          // records held per process before partitions are paused
+  int commit_interval_ms = 1000;
+  int revoke_drain_timeout_ms = 10000;
+  int provider_attempts = 3;         // tries for retryable provider errors before message.failed
+  int provider_backoff_ms = 200;
+  int session_rate_per_s = 0;        // Redis-enforced sends/s per session, 0 = unlimited
+  int result_batch_max = 500;
+  int result_linger_ms = 5;
+};
+
+struct ProviderConfig {
+  std::string url = "http://127.0.0.1:8090";
+  int timeout_ms = 10000;
+};
+
+struct SimulatorConfig {
+  std::string listen = "127.0.0.1:8090";
+  int latency_ms = 5;
+  int latency_jitter_ms = 5;
+  double failure_rate = 0.0;
+};
+
+struct Config {
+  KafkaConfig kafka;
+  PostgresConfig postgres;
+  RedisConfig redis;
+  LogConfig log;
+  IntakeConfig intake;
+  WorkerConfig worker;
+  ProviderConfig provider;
+  SimulatorConfig simulator;
+  std::string schemas_dir = SWITCHBOARD_DEFAULT_SCHEMAS_DIR;
+
+  // Full topic / group names, with the prefix applied.
+  std::string topic(const std::string& base) const { return kafka.topic_prefix + base; }
+};
+
+using EnvLookup = std::optional<std::string> (*)(const std::string& name);
+std::optional<std::string> process_env(const std::string& name);
+
+// Parses YAML text (origin names the file in error messages) then applies env overrides.
+Config parse_config(const std::string& yaml_text, const std::string& origin,
+                    EnvLookup env = &process_env);
+// Reads the file; an empty path means "defaults + env only".
+Config load_config(const std::string& path, EnvLookup env = &process_env);
+
+}  // namespace sb

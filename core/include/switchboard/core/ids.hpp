@@ -1,0 +1,22 @@
+#pragma once
+// Identifiers, secrets and timestamps.
+#include <chrono>
+#include <string>
+#include <string_view>
+
+namespace sb {
+
+// UUIDv7: time-ordered, so message ids index well in PostgreSQL and sort by creation.
+std::string new_uuid_v7();
+// Deterministic UUID (v8 layout) from a name: the same input always gives the same id, which is
+// how a replayed command produces an event with the same id (consumers dedupe on it).
+std::string uuid_from_name(std::string_view name);
+// `prefix` + 32 random bytes, base64url: API keys and webhook secrets.
+std::string new_secret(std::string_view prefix);
+std::string sha256_hex(std::string_view data);
+
+using Clock = std::chrono::system_clock;
+std::string to_rfc3339(Clock::time_point t);  // 2026-11-23T11:35:36.123Z
+inline std::string now_rfc3339() { return to_rfc3339(Clock::now()); }
+
+}  // namespace sb

@@ -1,0 +1,80 @@
+#pragma once
+// Messages and their status history. Writes are batched (one transaction per batch, unnest()
+// arrays): PostgreSQL commits a few thousand transactions/s but inserts >100k rows/s in batches.
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "switchboard/core/pg.hpp"
+
+namespace sb {
+
+struct NewMessage {
+  std::string id;
+  std::string tenant_id;
+  std::string session;
+  std::string to;
+  std::string text;
+  std::string priority;
+  std::optional<std::string> idempotency_key;
+};
+
+struct InsertOutcome {
+  std::string id;       // the new id, or the earlier message's id for a repeated idempotency key
+  bool created = false;
+  std::string status;
+  std::string priority;
+};
+
+struct StatusChange {
+  std::string status;
+  std::string at;
+  std::optional<std::string> detail;
+};
+
+struct MessageView {
+  std::string id, session, to, text, priority, status, created_at, updated_at;
+  std::optional<std::string> provider_message_id, error, idempotency_key;
+  std::vector<StatusChange> history;
+};
+
+// What a worker learned from the provider for one command.
+struct MessageOutcome {
+  std::string id, tenant_id, session, to, text, priority;
+  std::string status;  // sent | failed
+  std::optional<std::string> provider_message_id, error;
+  std::string at;      // RFC 3339
+};
+
+// What the database already knows of a command's message (for replays).
+struct KnownMessage {
+  std::string status;
+  bool event_published = false;
+  std::optional<std::string> provider_message_id, error;
+  std::string updated_at;  // RFC 3339: when the final status was recorded
+};
+
+class MessageStore {
+ public:
+  explicit MessageStore(pg::Pool& pool) : pool_(pool) {}
+
+  // One transaction for the batch; results are in input order. Rows repeating an earlier
+  // (tenant, idempotency_key) are not inserted: their outcome names the earlier message.
+  std::vector<InsertOutcome> insert_queued(const std::vector<NewMessage>& batch);
+  // Removes a queued message whose command never reached Kafka (so a retry may reuse its key).
+  void discard(const std::string& id);
+  std::optional<MessageView> get(const std::string& tenant_id, const std::string& id);
+  std::map<std::string, KnownMessage> lookup(const std::vector<std::string>& ids);
+  // Upserts the outcomes (a command published straight to Kafka has no row yet) and appends
+  // history; a message already in a final state is left as it is.
+  void record_outcomes(const std::vector<MessageOutcome>& outcomes);
+  void mark_events_published(const std::vector<std::string>& ids);
+
+  static bool valid_id(const std::string& id);
+
+ private:
+  pg::Pool& pool_;
+};
+
+}  // namespace sb

@@ -1,0 +1,55 @@
+#pragma once
+// Redis over hiredis: one owned redisContext per client, reconnect on failure, deadlines on
+// every call. Not thread-safe: one client per thread.
+#include <hiredis/hiredis.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "switchboard/core/config.hpp"
+
+namespace sb {
+
+struct RedisContextDeleter {
+  void operator()(redisContext* c) const { redisFree(c); }
+};
+struct RedisReplyDeleter {
+  void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using RedisReplyPtr = std::unique_ptr<redisReply, RedisReplyDeleter>;
+
+class RedisClient {
+ public:
+  // url: redis://host:port[/db]. Connects lazily; throws ConfigError for a malformed URL.
+  explicit RedisClient(const RedisConfig& config);
+  // Runs one command; throws Unavailable when Redis can't be reached (the connection is dropped
+  // and re-made on the next call), Error(Internal) for an error reply.
+  RedisReplyPtr command(const std::vector<std::string>& argv);
+  bool ping();
+
+ private:
+  void connect();
+  RedisConfig config_;
+  std::string host_;
+  int port_ = 6379;
+  int db_ = 0;
+  std::unique_ptr<redisContext, RedisContextDeleter> ctx_;
+};
+
+// Shared per-session send rate (fixed one-second windows in Redis), so every replica of every
+// lane sees the same budget for a session.
+class SessionRateLimiter {
+ public:
+  SessionRateLimiter(const RedisConfig& config, int per_second) : config_(config), per_second_(per_second) {}
+  // Blocks until the session may send (at most ~max_wait_ms), returns false if it gave up.
+  // One RedisClient per calling thread.
+  bool acquire(const std::string& tenant_id, const std::string& session, int max_wait_ms = 30000);
+  int per_second() const { return per_second_; }
+
+ private:
+  RedisConfig config_;
+  int per_second_;
+};
+
+}  // namespace sb

@@ -1,0 +1,220 @@
+#include "switchboard/core/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include "switchboard/core/errors.hpp"
+
+namespace sb {
+namespace {
+
+// One configurable key: its dotted path and how to parse a textual value into the struct.
+struct Field {
+  std::string path;
+  std::function<void(const std::string& value, const std::string& where)> set;
+};
+
+std::string env_name(const std::string& path) {
+  std::string out = "SWITCHBOARD_";
+  for (char c : path) out += (c == '.') ? '_' : static_cast<char>(std::toupper(c));
+  return out;
+}
+
+class FieldTable {
+ public:
+  void text(const std::string& path, std::string& dst) {
+    fields_.push_back({path, [&dst](const std::string& v, const std::string&) { dst = v; }});
+  }
+  void integer(const std::string& path, int& dst, int min, int max) {
+    fields_.push_back({path, [&dst, path, min, max](const std::string& v, const std::string& where) {
+      std::size_t used = 0;
+      long long parsed = 0;
+      try {
+        parsed = std::stoll(v, &used);
+      } catch (...) {
+        used = 0;
+      }
+      if (used != v.size() || v.empty() || parsed < min || parsed > max)
+        throw ConfigError("config key '" + path + "' (" + where + ") = '" + v +
+                          "': expected an integer from " + std::to_string(min) + " to " +
+                          std::to_string(max));
+      dst = static_cast<int>(parsed);
+    }});
+  }
+  void real(const std::string& path, double& dst, double min, double max) {
+    fields_.push_back({path, [&dst, path, min, max](const std::string& v, const std::string& where) {
+      std::size_t used = 0;
+      double parsed = 0;
+      try {
+        parsed = std::stod(v, &used);
+      } catch (...) {
+        used = 0;
+      }
+      if (used != v.size() || v.empty() || parsed < min || parsed > max) {
+        std::ostringstream msg;
+        msg << "config key '" << path << "' (" << where << ") = '" << v
+            << "': expected a number from " << min << " to " << max;
+        throw ConfigError(msg.str());
+      }
+      dst = parsed;
+    }});
+  }
+  void choice(const std::string& path, std::string& dst, std::vector<std::string> allowed) {
+    fields_.push_back({path, [&dst, path, allowed](const std::string& v, const std::string& where) {
+      for (const auto& a : allowed)
+        if (a == v) {
+          dst = v;
+          return;
+        }
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      throw ConfigError("config key '" + path + "' (" + where + ") = '" + v +
+                        "': allowed values are " + list);
+    }});
+  }
+  const std::vector<Field>& fields() const { return fields_; }
+
+ private:
+  std::vector<Field> fields_;
+};
+
+void bind_all(FieldTable& t, Config& c) {
+  t.text("kafka.brokers", c.kafka.brokers);
+  t.text("kafka.topic_prefix", c.kafka.topic_prefix);
+  t.integer("kafka.partitions", c.kafka.partitions, 1, 10000);
+  t.integer("kafka.replication_factor", c.kafka.replication_factor, 1, 16);
+  t.text("postgres.url", c.postgres.url);
+  t.integer("postgres.pool_size", c.postgres.pool_size, 1, 256);
+  t.integer("postgres.statement_timeout_ms", c.postgres.statement_timeout_ms, 100, 3600000);
+  t.text("redis.url", c.redis.url);
+  t.integer("redis.timeout_ms", c.redis.timeout_ms, 10, 60000);
+  t.choice("log.level", c.log.level, {"trace", "debug", "info", "warn", "error"});
+  t.choice("log.format", c.log.format, {"json", "text"});
+  t.text("intake.listen", c.intake.listen);
+  t.integer("intake.threads", c.intake.threads, 2, 4096);
+  t.integer("intake.max_body_bytes", c.intake.max_body_bytes, 256, 64 * 1024 * 1024);
+  t.integer("intake.publish_timeout_ms", c.intake.publish_timeout_ms, 100, 300000);
+  t.integer("intake.retry_after_s", c.intake.retry_after_s, 1, 3600);
+  t.integer("intake.auth_cache_ttl_ms", c.intake.auth_cache_ttl_ms, 0, 3600000);
+  t.integer("intake.insert_batch_max", c.intake.insert_batch_max, 1, 10000);
+  t.integer("intake.insert_linger_ms", c.intake.insert_linger_ms, 0, 1000);
+  t.integer("worker.max_in_flight", c.worker.max_in_flight, 1, 4096);
+  t.integer("worker.max_buffered", c.worker.max_buffered, 1, 1000000);
+  t.integer("worker.commit_interval_ms", c.worker.commit_interval_ms, 10, 600000);
+  t.integer("worker.revoke_drain_timeout_ms", c.worker.revoke_drain_timeout_ms, 0, 600000);
+  t.integer("worker.provider_attempts", c.worker.provider_attempts, 1, 100);
+  t.integer("worker.provider_backoff_ms", c.worker.provider_backoff_ms, 0, 600000);
+  t.integer("worker.session_rate_per_s", c.worker.session_rate_per_s, 0, 1000000);
+  t.integer("worker.result_batch_max", c.worker.result_batch_max, 1, 10000);
+  t.integer("worker.result_linger_ms", c.worker.result_linger_ms, 0, 1000);
+  t.text("provider.url", c.provider.url);
+  t.integer("provider.timeout_ms", c.provider.timeout_ms, 10, 600000);
+  t.text("simulator.listen", c.simulator.listen);
+  t.integer("simulator.latency_ms", c.simulator.latency_ms, 0, 600000);
+  t.integer("simulator.latency_jitter_ms", c.simulator.latency_jitter_ms, 0, 600000);
+  t.real("simulator.failure_rate", c.simulator.failure_rate, 0.0, 1.0);
+  t.text("paths.schemas", c.schemas_dir);
+}
+
+const std::string kNotScalar = "\x01<list>";
+
+// Flattens the YAML mapping into dotted leaf paths; kafka.librdkafka is a free-form map.
+void flatten(const YAML::Node& node, const std::string& prefix, const std::string& origin,
+             std::map<std::string, std::string>& leaves, Config& c) {
+  if (!node.IsMap())
+    throw ConfigError(origin + ": '" + (prefix.empty() ? "<root>" : prefix) +
+                      "' must be a mapping of keys to values");
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    const std::string path = prefix.empty() ? key : prefix + "." + key;
+    if (path == "kafka.librdkafka") {
+      if (!kv.second.IsMap() && !kv.second.IsNull())
+        throw ConfigError(origin + ": 'kafka.librdkafka' must be a mapping of librdkafka properties");
+      if (kv.second.IsMap())
+        for (const auto& p : kv.second) c.kafka.librdkafka[p.first.as<std::string>()] = p.second.as<std::string>();
+      continue;
+    }
+    if (kv.second.IsMap()) {
+      flatten(kv.second, path, origin, leaves, c);
+    } else if (kv.second.IsScalar()) {
+      leaves[path] = kv.second.as<std::string>();
+    } else if (!kv.second.IsNull()) {
+      leaves[path] = kNotScalar;  // judged below, once we know whether it names a section
+    } else {
+      leaves[path] = "";
+    }
+  }
+}
+
+}  // namespace
+
+std::optional<std::string> process_env(const std::string& name) {
+  const char* v = std::getenv(name.c_str());
+  if (!v) return std::nullopt;
+  return std::string(v);
+}
+
+Config parse_config(const std::string& yaml_text, const std::string& origin, EnvLookup env) {
+  Config c;
+  FieldTable table;
+  bind_all(table, c);
+
+  std::map<std::string, std::string> leaves;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(origin + ": not valid YAML: " + e.what());
+  }
+  if (root.IsDefined() && !root.IsNull()) flatten(root, "", origin, leaves, c);
+
+  std::set<std::string> known;
+  for (const auto& f : table.fields()) known.insert(f.path);
+  for (const auto& [path, value] : leaves) {
+    if (known.count(path)) {
+      if (value == kNotScalar) throw ConfigError(origin + ": config key '" + path + "' must be a single value");
+      continue;
+    }
+    for (const auto& k : known)
+      if (k.rfind(path + ".", 0) == 0)
+        throw ConfigError(origin + ": '" + path + "' must be a mapping of keys to values");
+    const auto section = path.substr(0, path.find('.'));
+    std::string siblings;
+    for (const auto& k : known)
+      if (k.rfind(section + ".", 0) == 0) siblings += (siblings.empty() ? "" : ", ") + k;
+    throw ConfigError(origin + ": unknown config key '" + path + "'" +
+                      (siblings.empty() ? std::string(" (unknown section '" + section + "')")
+                                        : " (known keys here: " + siblings + ")"));
+  }
+  for (const auto& f : table.fields()) {
+    const auto name = env_name(f.path);
+    if (auto v = env(name)) {
+      f.set(*v, "env " + name);
+    } else if (auto it = leaves.find(f.path); it != leaves.end()) {
+      f.set(it->second, origin);
+    }
+  }
+  if (c.kafka.brokers.empty()) throw ConfigError("config key 'kafka.brokers' must not be empty");
+  if (c.postgres.url.empty()) throw ConfigError("config key 'postgres.url' must not be empty");
+  if (c.schemas_dir.empty()) c.schemas_dir = SWITCHBOARD_DEFAULT_SCHEMAS_DIR;
+  return c;
+}
+
+Config load_config(const std::string& path, EnvLookup env) {
+  if (path.empty()) return parse_config("", "<defaults>", env);
+  std::ifstream in(path);
+  if (!in)
+    throw ConfigError("cannot read config file '" + path +
+                      "': check the --config path (or SWITCHBOARD_CONFIG)");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path, env);
+}
+
+}  // namespace sb

@@ -1,0 +1,197 @@
+#include "switchboard/core/message_store.hpp"
+
+#include <regex>
+#include <set>
+#include <unordered_map>
+
+namespace sb {
+
+bool MessageStore::valid_id(const std::string& id) {
+  static const std::regex re("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$");
+  return std::regex_match(id, re);
+}
+
+std::vector<InsertOutcome> MessageStore::insert_queued(const std::vector<NewMessage>& batch) {
+  std::vector<std::string> ids, tenants, sessions, tos, texts, prios;
+  std::vector<std::optional<std::string>> keys;
+  for (const auto& m : batch) {
+    ids.push_back(m.id);
+    tenants.push_back(m.tenant_id);
+    sessions.push_back(m.session);
+    tos.push_back(m.to);
+    texts.push_back(m.text);
+    prios.push_back(m.priority);
+    keys.push_back(m.idempotency_key);
+  }
+  std::unordered_map<std::string, InsertOutcome> by_request;
+  pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    // The main SELECT sees the table as it was before this statement: for a conflicting key it
+    // finds the earlier message, and `ins` tells which rows are new.
+    auto rows = tx.exec_params(R"SQL(
+      WITH input AS (
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+          AS t(id, tenant_id, session, recipient, body, priority, idempotency_key)
+      ), ins AS (
+        INSERT INTO messages (id, tenant_id, session, recipient, body, priority, status, idempotency_key)
+        SELECT id, tenant_id, session, recipient, body, priority, 'queued', idempotency_key FROM input
+        ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+        RETURNING id
+      ), hist AS (
+        INSERT INTO message_status_history (message_id, status, at) SELECT id, 'queued', now() FROM ins
+      )
+      SELECT i.id::text, COALESCE(ins.id, m.id)::text, ins.id IS NOT NULL,
+             COALESCE(m.status, 'queued'), COALESCE(m.priority, i.priority)
+      FROM input i
+      LEFT JOIN ins ON ins.id = i.id
+      LEFT JOIN messages m ON ins.id IS NULL AND m.tenant_id = i.tenant_id AND m.idempotency_key = i.idempotency_key
+    )SQL",
+                               pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(sessions),
+                               pg::array_literal(tos), pg::array_literal(texts), pg::array_literal(prios),
+                               pg::array_literal_nullable(keys));
+    tx.commit();
+    for (const auto& r : rows) {
+      InsertOutcome o;
+      o.id = r[1].is_null() ? std::string() : r[1].as<std::string>();
+      o.created = r[2].as<bool>();
+      o.status = r[3].as<std::string>();
+      o.priority = r[4].as<std::string>();
+      by_request[r[0].as<std::string>()] = o;
+    }
+  });
+  std::vector<InsertOutcome> out;
+  std::map<std::pair<std::string, std::string>, InsertOutcome> first_with_key;
+  for (const auto& m : batch) {
+    InsertOutcome o = by_request.at(m.id);
+    if (m.idempotency_key) {
+      auto k = std::make_pair(m.tenant_id, *m.idempotency_key);
+      // Two requests with one key in the same batch: the second names the first's message.
+      if (o.id.empty() && first_with_key.count(k)) o = first_with_key[k], o.created = false;
+      else first_with_key.emplace(k, o);
+    }
+    out.push_back(o);
+  }
+  return out;
+}
+
+void MessageStore::discard(const std::string& id) {
+  pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params("DELETE FROM messages WHERE id = $1 AND status = 'queued'", id);
+    tx.commit();
+  });
+}
+
+std::optional<MessageView> MessageStore::get(const std::string& tenant_id, const std::string& id) {
+  if (!valid_id(id)) return std::nullopt;
+  return pool_.run([&](pqxx::connection& c) -> std::optional<MessageView> {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_params(R"SQL(
+      SELECT id::text, session, recipient, body, priority, status, provider_message_id, error, idempotency_key,
+             to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+             to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+      FROM messages WHERE id = $1 AND tenant_id = $2)SQL", id, tenant_id);
+    if (r.empty()) return std::nullopt;
+    MessageView v;
+    const auto& row = r[0];
+    v.id = row[0].as<std::string>();
+    v.session = row[1].as<std::string>();
+    v.to = row[2].as<std::string>();
+    v.text = row[3].as<std::string>();
+    v.priority = row[4].as<std::string>();
+    v.status = row[5].as<std::string>();
+    if (!row[6].is_null()) v.provider_message_id = row[6].as<std::string>();
+    if (!row[7].is_null()) v.error = row[7].as<std::string>();
+    if (!row[8].is_null()) v.idempotency_key = row[8].as<std::string>();
+    v.created_at = row[9].as<std::string>();
+    v.updated_at = row[10].as<std::string>();
+    auto h = tx.exec_params(R"SQL(
+      SELECT status, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), detail
+      FROM message_status_history WHERE message_id = $1 ORDER BY at, status DESC)SQL", id);
+    for (const auto& hr : h) {
+      StatusChange s{hr[0].as<std::string>(), hr[1].as<std::string>(), std::nullopt};
+      if (!hr[2].is_null()) s.detail = hr[2].as<std::string>();
+      v.history.push_back(s);
+    }
+    return v;
+  });
+}
+
+std::map<std::string, KnownMessage> MessageStore::lookup(const std::vector<std::string>& ids) {
+  std::map<std::string, KnownMessage> out;
+  if (ids.empty()) return out;
+  pool_.run([&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_params(R"SQL(
+      SELECT id::text, status, event_published, provider_message_id, error,
+             to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+      FROM messages WHERE id = ANY($1::uuid[]))SQL", pg::array_literal(ids));
+    for (const auto& row : r) {
+      KnownMessage k;
+      k.status = row[1].as<std::string>();
+      k.event_published = row[2].as<bool>();
+      if (!row[3].is_null()) k.provider_message_id = row[3].as<std::string>();
+      if (!row[4].is_null()) k.error = row[4].as<std::string>();
+      k.updated_at = row[5].as<std::string>();
+      out[row[0].as<std::string>()] = k;
+    }
+  });
+  return out;
+}
+
+void MessageStore::record_outcomes(const std::vector<MessageOutcome>& outcomes) {
+  if (outcomes.empty()) return;
+  std::vector<std::string> ids, tenants, sessions, tos, texts, prios, statuses, ats;
+  std::vector<std::optional<std::string>> provider_ids, errors;
+  std::set<std::string> seen;
+  for (const auto& o : outcomes) {
+    if (!seen.insert(o.id).second) continue;  // one row may not be updated twice in a statement
+    ids.push_back(o.id);
+    tenants.push_back(o.tenant_id);
+    sessions.push_back(o.session);
+    tos.push_back(o.to);
+    texts.push_back(o.text);
+    prios.push_back(o.priority);
+    statuses.push_back(o.status);
+    ats.push_back(o.at);
+    provider_ids.push_back(o.provider_message_id);
+    errors.push_back(o.error);
+  }
+  pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params(R"SQL(
+      WITH input AS (
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                             $8::text[], $9::text[], $10::timestamptz[])
+          AS t(id, tenant_id, session, recipient, body, priority, status, provider_message_id, error, at)
+      ), up AS (
+        INSERT INTO messages (id, tenant_id, session, recipient, body, priority, status, provider_message_id, error,
+                              created_at, updated_at)
+        SELECT id, tenant_id, session, recipient, body, priority, status, provider_message_id, error, at, at FROM input
+        ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, provider_message_id = EXCLUDED.provider_message_id,
+                                       error = EXCLUDED.error, updated_at = EXCLUDED.updated_at
+          WHERE messages.status = 'queued'
+        RETURNING id
+      )
+      INSERT INTO message_status_history (message_id, status, at, detail)
+      SELECT i.id, i.status, i.at, COALESCE(i.error, i.provider_message_id) FROM input i JOIN up ON up.id = i.id
+    )SQL",
+                   pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(sessions),
+                   pg::array_literal(tos), pg::array_literal(texts), pg::array_literal(prios),
+                   pg::array_literal(statuses), pg::array_literal_nullable(provider_ids),
+                   pg::array_literal_nullable(errors), pg::array_literal(ats));
+    tx.commit();
+  });
+}
+
+void MessageStore::mark_events_published(const std::vector<std::string>& ids) {
+  if (ids.empty()) return;
+  pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params("UPDATE messages SET event_published = true WHERE id = ANY($1::uuid[]) AND NOT event_published",
+                   pg::array_literal(ids));
+    tx.commit();
+  });
+}
+
+}  // namespace sb

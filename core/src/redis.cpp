@@ -1,0 +1,83 @@
+#include "switchboard/core/redis.hpp"
+
+#include <chrono>
+#include <regex>
+#include <thread>
+
+#include "switchboard/core/errors.hpp"
+#include "switchboard/core/log.hpp"
+
+namespace sb {
+
+RedisClient::RedisClient(const RedisConfig& config) : config_(config) {
+  static const std::regex re(R"(^redis://([^:/]+)(?::(\d+))?(?:/(\d+))?/?$)");
+  std::smatch m;
+  if (!std::regex_match(config.url, m, re))
+    throw ConfigError("redis.url '" + config.url + "' is not of the form redis://host:port[/db]");
+  host_ = m[1];
+  if (m[2].matched) port_ = std::stoi(m[2]);
+  if (m[3].matched) db_ = std::stoi(m[3]);
+}
+
+void RedisClient::connect() {
+  timeval tv{config_.timeout_ms / 1000, (config_.timeout_ms % 1000) * 1000};
+  ctx_.reset(redisConnectWithTimeout(host_.c_str(), port_, tv));
+  if (!ctx_ || ctx_->err) {
+    const std::string why = ctx_ ? ctx_->errstr : "out of memory";
+    ctx_.reset();
+    throw Unavailable("cannot connect to Redis at " + host_ + ":" + std::to_string(port_) + " (redis.url): " + why);
+  }
+  redisSetTimeout(ctx_.get(), tv);
+  if (db_ != 0) command({"SELECT", std::to_string(db_)});
+}
+
+RedisReplyPtr RedisClient::command(const std::vector<std::string>& argv) {
+  if (!ctx_) connect();
+  std::vector<const char*> args;
+  std::vector<size_t> lens;
+  for (const auto& a : argv) {
+    args.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  RedisReplyPtr reply(static_cast<redisReply*>(
+      redisCommandArgv(ctx_.get(), static_cast<int>(args.size()), args.data(), lens.data())));
+  if (!reply) {
+    const std::string why = ctx_->errstr;
+    ctx_.reset();  // hiredis contexts are unusable after an I/O error
+    throw Unavailable("Redis command " + argv.front() + " failed: " + why);
+  }
+  if (reply->type == REDIS_REPLY_ERROR)
+    throw Error(ErrorKind::Internal, "Redis " + argv.front() + " error: " + std::string(reply->str, reply->len));
+  return reply;
+}
+
+bool RedisClient::ping() {
+  try {
+    auto r = command({"PING"});
+    return r->type == REDIS_REPLY_STATUS;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+bool SessionRateLimiter::acquire(const std::string& tenant_id, const std::string& session, int max_wait_ms) {
+  if (per_second_ <= 0) return true;
+  // INCR + PEXPIRE atomically; the window key expires on its own.
+  static const std::string script =
+      "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], 2000) end return n";
+  thread_local std::unique_ptr<RedisClient> client;
+  if (!client) client = std::make_unique<RedisClient>(config_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_wait_ms);
+  for (;;) {
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    const auto second = std::chrono::duration_cast<std::chrono::seconds>(now).count();
+    const auto key = "sb:rate:" + tenant_id + ":" + session + ":" + std::to_string(second);
+    auto reply = client->command({"EVAL", script, "1", key});
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer <= per_second_) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    const auto into_second = std::chrono::duration_cast<std::chrono::milliseconds>(now).count() % 1000;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000 - into_second + 1));
+  }
+}
+
+}  // namespace sb

@@ -1,0 +1,29 @@
+#pragma once
+// The producer library: publishes validated commands to their lane topic, keyed by tenant
+// (murmur2, like the Java client), and reports the broker's acknowledgement.
+#include <future>
+#include <string>
+
+#include "switchboard/core/command.hpp"
+#include "switchboard/core/config.hpp"
+#include "switchboard/core/kafka.hpp"
+
+namespace sb {
+
+class CommandPublisher {
+ public:
+  // ack_timeout_ms bounds how long a record may wait for the broker before failing.
+  CommandPublisher(const Config& config, int ack_timeout_ms);
+  // Throws Unavailable if the record can't even be queued; the future holds the broker's answer.
+  std::future<kafka::DeliveryResult> publish(const SendCommand& command);
+  // Publishes and waits for the ack; throws Unavailable when Kafka did not take it.
+  kafka::DeliveryResult publish_and_wait(const SendCommand& command);
+  bool reachable(int timeout_ms) { return producer_.reachable(timeout_ms); }
+
+ private:
+  const Config& config_;
+  int ack_timeout_ms_;
+  kafka::Producer producer_;
+};
+
+}  // namespace sb

@@ -1,0 +1,28 @@
+#include "switchboard/producers/command_publisher.hpp"
+
+#include <chrono>
+
+namespace sb {
+
+CommandPublisher::CommandPublisher(const Config& config, int ack_timeout_ms)
+    : config_(config),
+      ack_timeout_ms_(ack_timeout_ms),
+      producer_(config.kafka, {{"message.timeout.ms", std::to_string(ack_timeout_ms)},
+                               {"linger.ms", "1"}}) {}
+
+std::future<kafka::DeliveryResult> CommandPublisher::publish(const SendCommand& command) {
+  return producer_.produce(config_.topic(lane_topic_base(command.priority)), command.tenant, to_json(command).dump(),
+                           {{"sb-command-type", "message.send"}, {"sb-message-id", command.id}});
+}
+
+kafka::DeliveryResult CommandPublisher::publish_and_wait(const SendCommand& command) {
+  auto fut = publish(command);
+  // librdkafka fails the record after message.timeout.ms; the margin covers callback latency.
+  if (fut.wait_for(std::chrono::milliseconds(ack_timeout_ms_ + 2000)) != std::future_status::ready)
+    throw Unavailable("Kafka did not acknowledge message " + command.id + " in time");
+  auto result = fut.get();
+  if (!result.ok()) throw kafka::to_error(result.err, "publishing message " + command.id);
+  return result;
+}
+
+}  // namespace sb

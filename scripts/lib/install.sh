@@ -1,0 +1,60 @@
+# shellcheck shell=bash
+# sb_install_deps: apt-get install whichever of Switchboard's Debian (bookworm) packages are missing.
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+SB_APT_PACKAGES=(
+  # --- C++ toolchain / build ---
+  build-essential        # g++, make, libc headers
+  cmake                  # >= 3.25 (bookworm ships 3.25)
+  ninja-build            # cmake -G Ninja
+  pkg-config             # pkg_check_modules(rdkafka, hiredis, libpqxx, cpp-httplib)
+  git
+  ca-certificates        # TLS for Maven Central / curl
+  curl
+  # --- C++ libraries ---
+  librdkafka-dev         # Kafka client (librdkafka + librdkafka++)
+  libhiredis-dev         # Redis client
+  libpqxx-dev            # PostgreSQL client (pulls libpq-dev)
+  libyaml-cpp-dev        # config files
+  libspdlog-dev          # logging (pulls libfmt-dev)
+  catch2                 # unit tests (Catch2 v2)
+  libboost-dev           # header-only bits
+  libcurl4-openssl-dev   # outbound HTTP (providers, webhooks)
+  nlohmann-json3-dev     # JSON
+  libvalijson-dev        # JSON Schema validation
+  libcli11-dev           # command line parsing
+  libcpp-httplib-dev     # HTTP server (intake, simulator)
+  libssl-dev             # TLS / HMAC signing
+  # --- local servers for dev and integration tests ---
+  postgresql             # initdb/pg_ctl/psql under /usr/lib/postgresql/<ver>/bin
+  redis-server           # also pulls redis-tools (redis-cli)
+  kcat                   # Kafka CLI, used for readiness checks and debugging
+  openjdk-17-jdk-headless  # runs the Kafka broker (jars fetched by Maven)
+  maven                  # fetches the Kafka broker jars (scripts/kafka/pom.xml)
+  # --- misc tools the scripts use ---
+  python3
+  procps                 # ps, pgrep
+  iproute2               # ss
+)
+
+# sb_missing_packages: print the packages from SB_APT_PACKAGES that are not installed.
+sb_missing_packages() {
+  local pkg status
+  for pkg in "${SB_APT_PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    [[ $status == installed ]] || printf '%s\n' "$pkg"
+  done
+}
+
+sb_install_deps() {
+  local -a missing
+  mapfile -t missing < <(sb_missing_packages)
+  if ((${#missing[@]} == 0)); then
+    return 0
+  fi
+  sb_log "installing missing Debian packages: ${missing[*]}"
+  sb_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || return 1
+  sb_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    "${missing[@]}" >&2 || return 1
+}

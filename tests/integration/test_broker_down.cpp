@@ -1,0 +1,63 @@
+// Kafka outage at intake: librdkafka's mock cluster takes the broker down (fault injection a real
+// broker can't do inside a test); PostgreSQL is the real server.
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "stack.hpp"
+#include "switchboard/producers/intake_server.hpp"
+
+using nlohmann::json;
+
+TEST_CASE("intake: 503 with Retry-After (never 202) while the broker is down", "[integration][intake][faults]") {
+  sbtest::TestStack stack("broker-down");
+  auto tenant = stack.create_tenant("acme");
+
+  // A mock cluster owned by a throw-away client handle.
+  auto conf = sb::kafka::make_conf(sb::KafkaConfig{}, {{"test.mock.num.brokers", "1"}});
+  char errstr[512];
+  sb::kafka::HandlePtr mock_owner(rd_kafka_new(RD_KAFKA_PRODUCER, conf.release(), errstr, sizeof errstr));
+  REQUIRE(mock_owner);
+  rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(mock_owner.get());
+  REQUIRE(mock);
+  REQUIRE(rd_kafka_mock_topic_create(mock, "sb.commands.default", 4, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  sb::Config config = stack.config;
+  config.kafka.brokers = rd_kafka_mock_cluster_bootstraps(mock);
+  config.kafka.topic_prefix = "";
+  config.kafka.librdkafka.clear();
+  config.intake.listen = "127.0.0.1:0";
+  config.intake.publish_timeout_ms = 1500;
+  sb::IntakeServer intake(config);
+  std::thread serving([&] { intake.run(); });
+  REQUIRE(intake.wait_until_ready(10000));
+  httplib::Client http("127.0.0.1", intake.port());
+  http.set_read_timeout(20, 0);
+  const std::string body = R"({"to":"+15551234567","text":"hi"})";
+  auto send = [&] { return http.Post("/v1/sessions/main/messages", sbtest::bearer(tenant.api_key), body, "application/json"); };
+
+  auto up = send();
+  REQUIRE(up);
+  CHECK(up->status == 202);
+
+  rd_kafka_mock_broker_set_down(mock, 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto down = send();
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  REQUIRE(down);
+  CHECK(down->status == 503);
+  CHECK(down->get_header_value("Retry-After") == std::to_string(config.intake.retry_after_s));
+  CHECK_THAT(json::parse(down->body)["error"].get<std::string>(), Catch::Contains("retry"));
+  CHECK(waited < config.intake.publish_timeout_ms + 3000);  // bounded by the configured deadline
+  auto ready = http.Get("/health/ready");
+  REQUIRE(ready);
+  CHECK(ready->status == 503);
+
+  rd_kafka_mock_broker_set_up(mock, 1);
+  CHECK(sbtest::eventually([&] { auto r = send(); return r && r->status == 202; }, 20000, 200));
+
+  intake.stop();
+  serving.join();
+}

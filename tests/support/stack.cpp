@@ -1,0 +1,262 @@
+#include "stack.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <pqxx/pqxx>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "switchboard/core/command.hpp"
+#include "switchboard/core/pg.hpp"
+#include "switchboard/core/tenant_store.hpp"
+
+extern char** environ;
+
+namespace sbtest {
+namespace fs = std::filesystem;
+
+std::string require_env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) FAIL(std::string(name) + " is not set: run integration tests through scripts/test");
+  return v;
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool eventually(const std::function<bool()>& f, int timeout_ms, int step_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (f()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(step_ms));
+  }
+  return f();
+}
+
+httplib::Headers bearer(const std::string& key) { return {{"Authorization", "Bearer " + key}}; }
+
+// ------------------------------------------------------------------ Child
+
+Child::Child(const std::vector<std::string>& args, const std::string& log_path) : log_path_(log_path) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  // Children get their settings from the config file only: drop SWITCHBOARD_* overrides that a
+  // developer's shell (e.g. a sourced dev.env) might carry.
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e; ++e)
+    if (std::string(*e).rfind("SWITCHBOARD_", 0) != 0) env_store.emplace_back(*e);
+  std::vector<char*> envp;
+  for (auto& e : env_store) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  const int rc = posix_spawn(&pid_, argv[0], &actions, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) FAIL("cannot start " + args[0] + ": " + std::strerror(rc));
+}
+
+Child::~Child() {
+  if (pid_ > 0 && alive()) {
+    ::kill(pid_, SIGKILL);
+    wait(5000);
+  }
+}
+
+void Child::signal(int sig) {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
+bool Child::alive() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  const int r = waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return r == 0;
+}
+
+int Child::wait(int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (pid_ > 0) {
+    int status = 0;
+    const int r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return 0;
+}
+
+std::string Child::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// ------------------------------------------------------------------ TestStack
+
+namespace {
+std::string random_suffix() {
+  std::random_device rd;
+  std::mt19937_64 rng(rd());
+  const char* alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string s;
+  for (int i = 0; i < 8; ++i) s += alphabet[rng() % 36];
+  return s;
+}
+
+// Replaces the database name at the end of a postgresql:// URL.
+std::string with_database(const std::string& url, const std::string& db) {
+  const auto slash = url.rfind('/');
+  const auto q = url.find('?', slash);
+  return url.substr(0, slash + 1) + db + (q == std::string::npos ? "" : url.substr(q));
+}
+}  // namespace
+
+TestStack::TestStack(const std::string& name, int partitions) {
+  const auto suffix = random_suffix();
+  admin_url_ = require_env("SWITCHBOARD_TEST_POSTGRES_URL");
+  db_name_ = "sb_test_" + suffix;
+  const char* logs = std::getenv("SWITCHBOARD_TEST_LOG_DIR");
+  log_dir = std::string(logs && *logs ? logs : "/tmp/switchboard-test-logs") + "/" + name + "-" + suffix;
+  fs::create_directories(log_dir);
+
+  config.kafka.brokers = require_env("SWITCHBOARD_TEST_KAFKA_BROKERS");
+  config.kafka.topic_prefix = "t" + suffix + ".";
+  config.kafka.partitions = partitions;
+  config.kafka.replication_factor = 1;
+  // Faster failover than production defaults, so SIGKILL tests don't wait long for the group.
+  config.kafka.librdkafka["session.timeout.ms"] = "6000";
+  config.redis.url = require_env("SWITCHBOARD_TEST_REDIS_URL");
+  config.log.format = "text";
+  config.log.level = "info";
+  config.worker.revoke_drain_timeout_ms = 5000;
+  config.worker.max_in_flight = 32;
+  config.intake.threads = 48;
+
+  {
+    pqxx::connection admin(admin_url_);
+    pqxx::nontransaction tx(admin);
+    tx.exec("CREATE DATABASE " + db_name_);
+  }
+  config.postgres.url = with_database(admin_url_, db_name_);
+  config.postgres.pool_size = 8;
+  sb::pg::Pool pool(config.postgres);
+  sb::pg::migrate(pool, config.schemas_dir + "/sql");
+
+  std::vector<sb::kafka::TopicSpec> topics;
+  for (const char* lane : sb::kLanes) topics.push_back({topic(sb::lane_topic_base(lane)), partitions, 1, {}});
+  topics.push_back({topic("sb.events"), partitions, 1, {}});
+  topics.push_back({topic("sb.dlq"), partitions, 1, {}});
+  sb::kafka::ensure_topics(config.kafka, topics);
+  write_config();
+}
+
+TestStack::~TestStack() {
+  try {
+    pqxx::connection admin(admin_url_);
+    pqxx::nontransaction tx(admin);
+    tx.exec("DROP DATABASE IF EXISTS " + db_name_ + " WITH (FORCE)");
+  } catch (const std::exception&) {
+    // Best effort: the test database is thrown away with the server anyway.
+  }
+}
+
+void TestStack::write_config() {
+  config_path = log_dir + "/switchboard.yaml";
+  std::ofstream out(config_path);
+  const auto& c = config;
+  out << "kafka:\n  brokers: \"" << c.kafka.brokers << "\"\n  topic_prefix: \"" << c.kafka.topic_prefix
+      << "\"\n  partitions: " << c.kafka.partitions << "\n  librdkafka:\n";
+  for (const auto& [k, v] : c.kafka.librdkafka) out << "    " << k << ": \"" << v << "\"\n";
+  out << "postgres:\n  url: \"" << c.postgres.url << "\"\n  pool_size: " << c.postgres.pool_size << "\n"
+      << "redis:\n  url: \"" << c.redis.url << "\"\n"
+      << "log:\n  level: " << c.log.level << "\n  format: " << c.log.format << "\n"
+      << "intake:\n  listen: \"" << c.intake.listen << "\"\n  threads: " << c.intake.threads << "\n"
+      << "  publish_timeout_ms: " << c.intake.publish_timeout_ms << "\n"
+      << "worker:\n  max_in_flight: " << c.worker.max_in_flight << "\n  revoke_drain_timeout_ms: "
+      << c.worker.revoke_drain_timeout_ms << "\n  session_rate_per_s: " << c.worker.session_rate_per_s
+      << "\n  commit_interval_ms: " << c.worker.commit_interval_ms << "\n  provider_attempts: " << c.worker.provider_attempts
+      << "\n  provider_backoff_ms: " << c.worker.provider_backoff_ms << "\n"
+      << "provider:\n  url: \"" << c.provider.url << "\"\n  timeout_ms: " << c.provider.timeout_ms << "\n"
+      << "simulator:\n  listen: \"" << c.simulator.listen << "\"\n  latency_ms: " << c.simulator.latency_ms
+      << "\n  latency_jitter_ms: " << c.simulator.latency_jitter_ms << "\n  failure_rate: " << c.simulator.failure_rate << "\n";
+}
+
+TenantInfo TestStack::create_tenant(const std::string& name, const std::vector<std::string>& sessions) {
+  sb::pg::Pool pool(config.postgres);
+  sb::TenantStore tenants(pool);
+  auto [t, key] = tenants.create(name);
+  for (const auto& s : sessions) tenants.create_session(t.id, s);
+  return {t.id, t.name, key};
+}
+
+Child TestStack::spawn(const std::string& label, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {require_env("SWITCHBOARD_BIN"), "--config", config_path};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Child(argv, log_dir + "/" + label + ".log");
+}
+
+// ------------------------------------------------------------------ TopicReader
+
+TopicReader::TopicReader(const sb::Config& config, const std::string& topic) {
+  auto conf = sb::kafka::make_conf(config.kafka, {{"group.id", "unused-reader"}, {"enable.auto.commit", "false"}});
+  char errstr[512];
+  rk_.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.release(), errstr, sizeof errstr));
+  REQUIRE(rk_);
+  const int n = sb::kafka::partition_count(rk_.get(), topic);
+  sb::kafka::PartitionListPtr list(rd_kafka_topic_partition_list_new(n));
+  for (int p = 0; p < n; ++p)
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  REQUIRE(rd_kafka_assign(rk_.get(), list.get()) == RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+bool TopicReader::read_until(const std::function<bool(const std::vector<sb::kafka::MessagePtr>&)>& pred, int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!pred(records_)) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    sb::kafka::MessagePtr m(rd_kafka_consumer_poll(rk_.get(), 100));
+    if (m && !m->err) records_.push_back(std::move(m));
+  }
+  return true;
+}
+
+}  // namespace sbtest

@@ -1,0 +1,66 @@
+#include <catch2/catch.hpp>
+#include <map>
+
+#include "switchboard/core/config.hpp"
+#include "switchboard/core/errors.hpp"
+
+namespace {
+std::map<std::string, std::string> fake_env;
+std::optional<std::string> lookup(const std::string& name) {
+  auto it = fake_env.find(name);
+  if (it == fake_env.end()) return std::nullopt;
+  return it->second;
+}
+std::string error_of(const std::string& yaml) {
+  try {
+    sb::parse_config(yaml, "test.yaml", &lookup);
+  } catch (const sb::ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("config: documented file parses to its defaults", "[unit][config]") {
+  fake_env.clear();
+  auto c = sb::load_config(std::string(SWITCHBOARD_DEFAULT_SCHEMAS_DIR) + "/../config/switchboard.yaml", &lookup);
+  sb::Config defaults;
+  CHECK(c.kafka.partitions == defaults.kafka.partitions);
+  CHECK(c.intake.max_body_bytes == 65536);
+  CHECK(c.worker.max_in_flight == defaults.worker.max_in_flight);
+  CHECK(c.schemas_dir == SWITCHBOARD_DEFAULT_SCHEMAS_DIR);
+  auto dev = sb::load_config(std::string(SWITCHBOARD_DEFAULT_SCHEMAS_DIR) + "/../config/dev.yaml", &lookup);
+  CHECK(dev.log.format == "text");
+}
+
+TEST_CASE("config: values, env overrides and the librdkafka pass-through", "[unit][config]") {
+  fake_env = {{"SWITCHBOARD_KAFKA_BROKERS", "k1:9092,k2:9092"}, {"SWITCHBOARD_WORKER_MAX_IN_FLIGHT", "7"}};
+  auto c = sb::parse_config("kafka:\n  brokers: x:1\n  partitions: 6\n  librdkafka:\n    security.protocol: ssl\n"
+                            "worker:\n  max_in_flight: 99\nsimulator:\n  failure_rate: 0.25\n",
+                            "test.yaml", &lookup);
+  CHECK(c.kafka.brokers == "k1:9092,k2:9092");  // env wins over the file
+  CHECK(c.kafka.partitions == 6);
+  CHECK(c.worker.max_in_flight == 7);
+  CHECK(c.kafka.librdkafka.at("security.protocol") == "ssl");
+  CHECK(c.simulator.failure_rate == Approx(0.25));
+  CHECK(c.topic("sb.events") == "sb.events");
+  fake_env.clear();
+}
+
+TEST_CASE("config: bad input names the key and what is allowed", "[unit][config]") {
+  fake_env.clear();
+  CHECK_THAT(error_of("kafka:\n  brokrs: x\n"), Catch::Contains("unknown config key 'kafka.brokrs'") &&
+                                                  Catch::Contains("kafka.brokers"));
+  CHECK_THAT(error_of("nope:\n  a: 1\n"), Catch::Contains("unknown config key 'nope.a'"));
+  CHECK_THAT(error_of("log:\n  level: loud\n"), Catch::Contains("'log.level'") && Catch::Contains("trace, debug, info, warn, error"));
+  CHECK_THAT(error_of("kafka:\n  partitions: many\n"), Catch::Contains("'kafka.partitions'") && Catch::Contains("integer from 1"));
+  CHECK_THAT(error_of("kafka:\n  partitions: 0\n"), Catch::Contains("'kafka.partitions'"));
+  CHECK_THAT(error_of("simulator:\n  failure_rate: 2\n"), Catch::Contains("'simulator.failure_rate'"));
+  CHECK_THAT(error_of("kafka: [1, 2]\n"), Catch::Contains("'kafka' must be a mapping"));
+  CHECK_THAT(error_of("kafka:\n  brokers: [a, b]\n"), Catch::Contains("'kafka.brokers' must be a single value"));
+  CHECK_THAT(error_of("kafka: {\n"), Catch::Contains("not valid YAML"));
+  fake_env = {{"SWITCHBOARD_INTAKE_THREADS", "lots"}};
+  CHECK_THAT(error_of(""), Catch::Contains("env SWITCHBOARD_INTAKE_THREADS"));
+  fake_env.clear();
+  CHECK_THROWS_AS(sb::load_config("/nonexistent/switchboard.yaml", &lookup), sb::ConfigError);
+}

@@ -1,0 +1,342 @@
+#include "switchboard/workers/lane_worker.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "switchboard/core/ids.hpp"
+#include "switchboard/core/log.hpp"
+
+namespace sb {
+namespace {
+using Steady = std::chrono::steady_clock;
+
+std::string str(int64_t v) { return std::to_string(v); }
+
+std::string validate_lane(const std::string& lane) {
+  for (const char* l : kLanes)
+    if (lane == l) return lane;
+  throw ConfigError("unknown lane '" + lane + "': allowed values are high, default, low");
+}
+}  // namespace
+
+LaneWorker::LaneWorker(const Config& config, const std::string& lane, Provider& provider)
+    : config_(config),
+      lane_(validate_lane(lane)),
+      topic_(config.topic(lane_topic_base(lane))),
+      group_(config.topic("sb-workers-" + lane)),
+      dlq_topic_(config.topic("sb.dlq")),
+      provider_(provider),
+      schemas_(config.schemas_dir),
+      pool_(config.postgres),
+      messages_(pool_),
+      tenants_(pool_),
+      limiter_(config.redis, config.worker.session_rate_per_s),
+      producer_(config.kafka) {
+  results_ = std::make_unique<ResultPublisher>(config_, messages_, producer_,
+                                               [this](const kafka::TopicPartition& tp, int64_t off) { finished(tp, off); });
+}
+
+LaneWorker::~LaneWorker() {
+  scheduler_.stop();
+  for (auto& t : executors_)
+    if (t.joinable()) t.join();
+}
+
+void LaneWorker::run(const std::atomic<bool>& stop) {
+  consumer_ = std::make_unique<kafka::Consumer>(config_.kafka, group_, this);
+  consumer_->subscribe({topic_});
+  for (int i = 0; i < config_.worker.max_in_flight; ++i) executors_.emplace_back([this] { executor_loop(); });
+  log::info("worker.started", {{"lane", lane_}, {"topic", topic_}, {"group", group_},
+                               {"max_in_flight", std::to_string(config_.worker.max_in_flight)}});
+
+  auto last_commit = Steady::now();
+  auto last_stats = Steady::now();
+  while (!stop.load()) {
+    if (auto msg = consumer_->poll(100)) handle_record(msg.get());
+    apply_backpressure();
+    if (Steady::now() - last_commit >= std::chrono::milliseconds(config_.worker.commit_interval_ms)) {
+      commit_finished();
+      last_commit = Steady::now();
+    }
+    if (Steady::now() - last_stats >= std::chrono::seconds(30)) {
+      log::info("worker.stats", {{"lane", lane_}, {"received", str(stats_.received)}, {"sent", str(stats_.sent)},
+                                 {"failed", str(stats_.failed)}, {"dead_lettered", str(stats_.dead_lettered)},
+                                 {"buffered", str(scheduler_.buffered())}});
+      last_stats = Steady::now();
+    }
+  }
+
+  // Graceful stop: take nothing new, let started work finish (bounded), commit, leave the group.
+  log::info("worker.stopping", {{"lane", lane_}, {"buffered", str(scheduler_.buffered())}});
+  const auto deadline = Steady::now() + std::chrono::milliseconds(config_.worker.revoke_drain_timeout_ms);
+  abandon_queued([](const kafka::TopicPartition&) { return true; });
+  while (scheduler_.buffered() > 0 && Steady::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  scheduler_.stop();
+  for (auto& t : executors_) t.join();
+  executors_.clear();
+  results_->stop();
+  commit_finished();
+  consumer_->close();  // revoke callback: nothing left to drain
+  log::info("worker.stopped", {{"lane", lane_}, {"received", str(stats_.received)}, {"sent", str(stats_.sent)},
+                               {"failed", str(stats_.failed)}, {"replayed", str(stats_.replayed)},
+                               {"dead_lettered", str(stats_.dead_lettered)}});
+}
+
+void LaneWorker::handle_record(const rd_kafka_message_t* msg) {
+  const kafka::TopicPartition tp{rd_kafka_topic_name(msg->rkt), msg->partition};
+  const int64_t offset = msg->offset;
+  ++stats_.received;
+  {
+    std::lock_guard lock(state_mu_);
+    auto& st = partitions_[tp];
+    st.tracker.track(offset);
+    ++st.outstanding;
+  }
+  const std::string key(kafka::key_of(msg));
+  const std::string value(kafka::value_of(msg));
+  try {
+    Job job{tp, offset, key, value, parse_command(key, value, schemas_)};
+    const auto session_key = job.command.tenant + "/" + job.command.session;
+    scheduler_.enqueue(session_key, std::move(job));
+  } catch (const InvalidInput& e) {
+    // A bad record must not stop the partition: park it in the DLQ with the reason.
+    dead_letter(tp, offset, key, value, "invalid_command", e.what());
+  }
+}
+
+void LaneWorker::executor_loop() {
+  while (auto next = scheduler_.next()) {
+    try {
+      execute(next->second);
+    } catch (const std::exception& e) {
+      // Left unfinished: its offset is not committed and the command is redone after a restart.
+      log::error("worker.job_crashed", {{"message_id", next->second.command.id}, {"detail", e.what()}});
+    }
+    scheduler_.finish(next->first);
+  }
+}
+
+bool LaneWorker::owns(const kafka::TopicPartition& tp) {
+  std::lock_guard lock(state_mu_);
+  return partitions_.count(tp) && !revoking_.count(tp);
+}
+
+bool LaneWorker::session_known(const std::string& tenant_id, const std::string& session) {
+  const auto key = tenant_id + "/" + session;
+  {
+    std::lock_guard lock(sessions_mu_);
+    if (known_sessions_.count(key)) return true;
+  }
+  if (!tenants_.session_exists(tenant_id, session)) return false;
+  std::lock_guard lock(sessions_mu_);
+  known_sessions_.insert(key);
+  return true;
+}
+
+void LaneWorker::execute(const Job& job) {
+  const auto& cmd = job.command;
+  for (int attempt = 1;; ++attempt) {
+    if (!owns(job.source)) return;  // revoked: the new owner redoes it
+    try {
+      if (!session_known(cmd.tenant, cmd.session)) {
+        dead_letter(job.source, job.offset, job.key, job.raw, "unknown_session",
+                    "tenant '" + cmd.tenant + "' has no session '" + cmd.session + "'");
+        return;
+      }
+      // Dedupe by message id: a replayed command whose outcome is recorded is not sent again.
+      const auto known = messages_.lookup({cmd.id});
+      if (auto it = known.find(cmd.id); it != known.end() && it->second.status != "queued") {
+        ++stats_.replayed;
+        if (it->second.event_published) {
+          finished(job.source, job.offset);
+        } else {
+          MessageOutcome o{cmd.id, cmd.tenant, cmd.session, cmd.to, cmd.text, cmd.priority, it->second.status,
+                           it->second.provider_message_id, it->second.error, it->second.updated_at};
+          results_->submit({std::move(o), true, job.source, job.offset});
+        }
+        log::info("worker.replay_skipped", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
+                                            {"status", it->second.status}});
+        return;
+      }
+      if (!limiter_.acquire(cmd.tenant, cmd.session))
+        throw Unavailable("session rate limit wait exceeded");
+      auto outcome = send_with_retries(cmd);
+      (outcome.status == "sent" ? stats_.sent : stats_.failed)++;
+      results_->submit({std::move(outcome), false, job.source, job.offset});
+      return;
+    } catch (const Error& e) {
+      if (!e.retryable()) throw;
+      log::warn("worker.dependency_unavailable", {{"tenant", cmd.tenant}, {"message_id", cmd.id},
+                                                  {"attempt", std::to_string(attempt)}, {"detail", e.what()}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 100 * attempt)));
+    }
+  }
+}
+
+MessageOutcome LaneWorker::send_with_retries(const SendCommand& cmd) {
+  MessageOutcome o{cmd.id, cmd.tenant, cmd.session, cmd.to, cmd.text, cmd.priority, "failed", {}, {}, {}};
+  const SendRequest req{cmd.tenant, cmd.session, cmd.id, cmd.to, cmd.text};
+  SendResult r;
+  for (int attempt = 1; attempt <= config_.worker.provider_attempts; ++attempt) {
+    r = provider_.send(req);
+    if (r.status != SendResult::Status::RetryableError) break;
+    log::warn("worker.provider_retry", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
+                                        {"attempt", std::to_string(attempt)}, {"error", r.error}});
+    if (attempt < config_.worker.provider_attempts)
+      std::this_thread::sleep_for(std::chrono::milliseconds(config_.worker.provider_backoff_ms << (attempt - 1)));
+  }
+  o.at = now_rfc3339();
+  if (r.status == SendResult::Status::Sent) {
+    o.status = "sent";
+    o.provider_message_id = r.provider_message_id;
+    log::debug("message.sent", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
+                                {"provider_message_id", r.provider_message_id}});
+  } else {
+    o.error = r.status == SendResult::Status::Rejected
+                  ? "provider rejected: " + r.error
+                  : "provider failed after " + std::to_string(config_.worker.provider_attempts) + " attempts: " + r.error;
+    log::warn("message.failed", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id}, {"error", *o.error}});
+  }
+  return o;
+}
+
+void LaneWorker::dead_letter(const kafka::TopicPartition& source, int64_t offset, const std::string& key,
+                             const std::string& value, const std::string& reason, const std::string& detail) {
+  ++stats_.dead_lettered;
+  log::warn("worker.dead_lettered", {{"topic", source.topic}, {"partition", std::to_string(source.partition)},
+                                     {"offset", str(offset)}, {"key", key}, {"reason", reason}, {"detail", detail}});
+  {
+    std::lock_guard lock(state_mu_);
+    ++dlq_outstanding_;
+  }
+  publish_until_acked(producer_, dlq_topic_, key, value,
+                      {{"sb-dlq-reason", reason},
+                       {"sb-dlq-error", detail},
+                       {"sb-source-topic", source.topic},
+                       {"sb-source-partition", std::to_string(source.partition)},
+                       {"sb-source-offset", str(offset)},
+                       {"sb-dead-lettered-at", now_rfc3339()}},
+                      [this, source, offset] {
+                        {
+                          std::lock_guard lock(state_mu_);
+                          --dlq_outstanding_;
+                        }
+                        finished(source, offset);
+                      });
+}
+
+void LaneWorker::finished(const kafka::TopicPartition& source, int64_t offset) {
+  std::lock_guard lock(state_mu_);
+  auto it = partitions_.find(source);
+  if (it == partitions_.end()) return;  // revoked meanwhile: the new owner redoes it (deduped)
+  if (it->second.tracker.done(offset) && it->second.outstanding > 0) --it->second.outstanding;
+  state_cv_.notify_all();
+}
+
+void LaneWorker::commit_finished(const std::vector<kafka::TopicPartition>* only) {
+  std::map<kafka::TopicPartition, int64_t> offsets;
+  {
+    std::lock_guard lock(state_mu_);
+    for (auto& [tp, st] : partitions_) {
+      if (only && std::find(only->begin(), only->end(), tp) == only->end()) continue;
+      if (auto next = st.tracker.committable()) offsets[tp] = *next;
+    }
+  }
+  if (offsets.empty()) return;
+  try {
+    consumer_->commit(offsets, false);
+    std::lock_guard lock(state_mu_);
+    for (const auto& [tp, next] : offsets)
+      if (auto it = partitions_.find(tp); it != partitions_.end()) it->second.tracker.mark_committed(next);
+  } catch (const Error& e) {
+    log::warn("worker.commit_failed", {{"lane", lane_}, {"detail", e.what()}});  // retried next interval
+  }
+}
+
+void LaneWorker::apply_backpressure() {
+  const auto buffered = scheduler_.buffered();
+  const auto limit = static_cast<std::size_t>(config_.worker.max_buffered);
+  // Hysteresis: pause at the limit, resume at half of it.
+  const bool should_pause = paused_ ? buffered >= limit / 2 : buffered >= limit;
+  if (should_pause == paused_) return;
+  std::vector<kafka::TopicPartition> parts;
+  {
+    std::lock_guard lock(state_mu_);
+    for (const auto& [tp, _] : partitions_) parts.push_back(tp);
+  }
+  paused_ = !paused_;
+  if (paused_) consumer_->pause(parts);
+  else consumer_->resume(parts);
+  log::info(paused_ ? "worker.paused" : "worker.resumed", {{"lane", lane_}, {"buffered", str(buffered)}});
+}
+
+std::size_t LaneWorker::abandon_queued(const std::function<bool(const kafka::TopicPartition&)>& which) {
+  std::map<kafka::TopicPartition, std::size_t> dropped_by;
+  const auto dropped = scheduler_.drop_queued([&](const Job& j) {
+    if (!which(j.source)) return false;
+    ++dropped_by[j.source];
+    return true;
+  });
+  std::lock_guard lock(state_mu_);
+  for (const auto& [tp, n] : dropped_by)
+    if (auto it = partitions_.find(tp); it != partitions_.end()) it->second.outstanding -= std::min(n, it->second.outstanding);
+  return dropped;
+}
+
+void LaneWorker::on_assigned(const std::vector<kafka::TopicPartition>& parts) {
+  stats_.assigned += parts.size();
+  std::string names;
+  {
+    std::lock_guard lock(state_mu_);
+    for (const auto& tp : parts) {
+      partitions_[tp] = PartitionState{};
+      revoking_.erase(tp);
+      names += (names.empty() ? "" : ",") + std::to_string(tp.partition);
+    }
+  }
+  if (paused_) consumer_->pause(parts);
+  log::info("worker.assigned", {{"lane", lane_}, {"partitions", names}});
+}
+
+void LaneWorker::on_revoked(const std::vector<kafka::TopicPartition>& parts, bool lost) {
+  stats_.revoked += parts.size();
+  {
+    std::lock_guard lock(state_mu_);
+    for (const auto& tp : parts) revoking_.insert(tp);
+  }
+  // Queued, not started: abandon (uncommitted, so the next owner gets them).
+  const auto dropped = abandon_queued([&](const kafka::TopicPartition& tp) {
+    return std::find(parts.begin(), parts.end(), tp) != parts.end();
+  });
+  std::size_t abandoned = 0;
+  // Started work: give it a bounded time to finish so its offsets can be committed.
+  if (!lost) {
+    const auto deadline = Steady::now() + std::chrono::milliseconds(config_.worker.revoke_drain_timeout_ms);
+    std::unique_lock lock(state_mu_);
+    state_cv_.wait_until(lock, deadline, [&] {
+      for (const auto& tp : parts) {
+        auto it = partitions_.find(tp);
+        if (it != partitions_.end() && it->second.outstanding > 0) return false;
+      }
+      return true;
+    });
+  }
+  stats_.dropped_on_revoke += dropped;
+  if (!lost) commit_finished(&parts);
+  std::string names;
+  {
+    std::lock_guard lock(state_mu_);
+    for (const auto& tp : parts) {
+      if (auto it = partitions_.find(tp); it != partitions_.end()) {
+        abandoned += it->second.tracker.pending();
+        partitions_.erase(it);
+      }
+      names += (names.empty() ? "" : ",") + std::to_string(tp.partition);
+    }
+  }
+  stats_.abandoned_on_revoke += abandoned;
+  log::info("worker.revoked", {{"lane", lane_}, {"partitions", names}, {"lost", lost ? "true" : "false"},
+                               {"dropped_queued", str(dropped)}, {"unfinished", str(abandoned)}});
+}
+
+}  // namespace sb
