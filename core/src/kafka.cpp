@@ -281,17 +281,18 @@ void Consumer::resume(const std::vector<TopicPartition>& partitions) {
 // ---------------------------------------------------------------- Admin
 
 int partition_count(rd_kafka_t* rk, const std::string& topic, int timeout_ms) {
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  // All-topics metadata: a per-topic request can be answered from librdkafka's cache of a
+  // topic it saw as missing moments ago.
   const rd_kafka_metadata_t* md = nullptr;
-  const auto err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
-  rd_kafka_topic_destroy(rkt);
+  const auto err = rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms);
   if (err) throw to_error(err, "metadata request for topic '" + topic + "' failed");
   std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> hold(md, rd_kafka_metadata_destroy);
-  if (md->topic_cnt < 1 || md->topics[0].err) {
-    const auto terr = md->topic_cnt < 1 ? RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART : md->topics[0].err;
-    throw to_error(terr, "topic '" + topic + "'");
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    if (topic != md->topics[i].topic) continue;
+    if (md->topics[i].err) throw to_error(md->topics[i].err, "topic '" + topic + "'");
+    return md->topics[i].partition_cnt;
   }
-  return md->topics[0].partition_cnt;
+  throw to_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, "topic '" + topic + "'");
 }
 
 std::vector<std::string> ensure_topics(const KafkaConfig& config, const std::vector<TopicSpec>& topics,
@@ -337,7 +338,17 @@ std::vector<std::string> ensure_topics(const KafkaConfig& config, const std::vec
   }
   // Existing topics keep their partition count: changing it would move tenants between shards.
   for (const auto& t : topics) {
-    const int actual = partition_count(rk.get(), t.name, timeout_ms);
+    int actual = 0;
+    // A just-created topic takes a moment to appear in metadata.
+    for (int attempt = 0;; ++attempt) {
+      try {
+        actual = partition_count(rk.get(), t.name, timeout_ms);
+        break;
+      } catch (const Error& e) {  // to_error returns the base type: judge by kind
+        if (e.kind() != ErrorKind::NotFound || attempt >= 50) throw;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
     if (actual != t.partitions)
       log::warn("kafka.topic_partition_mismatch", {{"topic", t.name}, {"configured", std::to_string(t.partitions)},
                                                    {"actual", std::to_string(actual)}});

@@ -245,6 +245,7 @@ struct IntakeServer::Impl {
   void routes() {
     const int threads = config.intake.threads;
     server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    server.set_tcp_nodelay(true);  // headers and body go out as separate writes: no Nagle wait
     server.set_payload_max_length(config.intake.max_body_bytes);
     server.set_keep_alive_max_count(100000);
     server.set_keep_alive_timeout(30);

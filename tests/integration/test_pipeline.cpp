@@ -85,6 +85,7 @@ std::vector<Sent> post_messages(int port, const std::vector<sbtest::TenantInfo>&
     pool.emplace_back([&] {
       httplib::Client http("127.0.0.1", port);
       http.set_keep_alive(true);
+      http.set_tcp_nodelay(true);
       http.set_read_timeout(30, 0);
       for (size_t i = next++; i < tenants.size(); i = next++) {
         for (int n = 0; n < per_tenant; ++n) {

@@ -51,7 +51,7 @@ class RunningSimulator {
         error_ = std::current_exception();
       }
     });
-    if (!sim_.wait_until_ready(3000)) {
+    if (!sim_.wait_until_ready(10000)) {
       stop();
       if (error_) std::rethrow_exception(error_);
       FAIL("simulator did not start");
@@ -65,14 +65,15 @@ class RunningSimulator {
 
   int port() const { return sim_.port(); }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(sim_.port()); }
-  sb::ProviderConfig provider_config(int timeout_ms = 2000) const {
+  // Generous default timeout: sanitizer builds and parallel ctest runs can be very slow.
+  sb::ProviderConfig provider_config(int timeout_ms = 10000) const {
     sb::ProviderConfig c;
     c.url = url();
     c.timeout_ms = timeout_ms;
     return c;
   }
   json get(const std::string& path) const {
-    sb::HttpClient client(2000);
+    sb::HttpClient client(10000);
     const auto r = client.get(url() + path);
     REQUIRE(r.transport_ok());
     REQUIRE(r.status == 200);
@@ -150,7 +151,7 @@ TEST_CASE("the same message id twice is deduplicated by the simulator", "[unit][
   CHECK(sim.arrivals("0190f3c2-7a1b-7c3d-8e4f-5a6b7c8d9e0f", "default") == std::vector<std::string>{"dup-1"});
 
   // The raw API says so too.
-  sb::HttpClient client(2000);
+  sb::HttpClient client(10000);
   const auto raw = client.post_json(sim.url() + "/v1/messages",
                                     R"({"tenant":"0190f3c2-7a1b-7c3d-8e4f-5a6b7c8d9e0f","session":"default","to":"x","text":"y"})",
                                     {{"Idempotency-Key", "dup-1"}});
@@ -205,14 +206,14 @@ TEST_CASE("a provider that is not listening is a quick retryable error", "[unit]
 }
 
 TEST_CASE("a provider slower than the timeout is a retryable timeout", "[unit][provider]") {
-  RunningSimulator sim(fast_sim(0.0, /*latency_ms=*/300));
-  sb::HttpProvider provider(sim.provider_config(/*timeout_ms=*/80));
+  RunningSimulator sim(fast_sim(0.0, /*latency_ms=*/500));
+  sb::HttpProvider provider(sim.provider_config(/*timeout_ms=*/100));
 
   const auto t0 = Clock::now();
   const auto r = provider.send(message("slow-1"));
-  CHECK(ms_since(t0) < 280);
+  CHECK(ms_since(t0) < 450);  // gave up well before the response
   CHECK(r.status == Status::RetryableError);
-  CHECK(r.error == "provider " + sim.url() + "/v1/messages: timeout after 80 ms");
+  CHECK(r.error == "provider " + sim.url() + "/v1/messages: timeout after 100 ms");
 }
 
 TEST_CASE("a 4xx from the provider is a rejection with the body excerpt", "[unit][provider]") {
@@ -238,7 +239,7 @@ TEST_CASE("a 4xx from the provider is a rejection with the body excerpt", "[unit
 
 TEST_CASE("simulator API: validation, health, lower-cased response headers", "[unit][provider]") {
   RunningSimulator sim(fast_sim());
-  sb::HttpClient client(2000);
+  sb::HttpClient client(10000);
 
   const auto missing_key = client.post_json(sim.url() + "/v1/messages",
                                             R"({"tenant":"t","session":"s","to":"x","text":"y"})");
@@ -285,12 +286,12 @@ TEST_CASE("simulator stops promptly while clients hold keep-alive connections", 
   auto sim = std::make_unique<RunningSimulator>(fast_sim());
   sb::HttpProvider provider(sim->provider_config());
   REQUIRE(provider.send(message("ka-1")).status == Status::Sent);  // this thread's client keeps its connection
-  sb::HttpClient idle(2000);
+  sb::HttpClient idle(10000);
   REQUIRE(idle.get(sim->url() + "/health").status == 200);
 
   const auto t0 = Clock::now();
   sim->stop();
-  CHECK(ms_since(t0) < 500);
+  CHECK(ms_since(t0) < 2000);  // without the half-close, httplib waits out the 5 s keep-alive
 }
 
 TEST_CASE("simulator refuses an address it cannot bind", "[unit][provider]") {
@@ -326,7 +327,7 @@ TEST_CASE("HttpClient reuses its connection, does not follow redirects, lower-ca
     return std::string();
   };
   {
-    sb::HttpClient client(2000);
+    sb::HttpClient client(10000);
     const auto a = client.get(base + "/port");
     const auto b = client.request("GET", base + "/port");
     REQUIRE(a.status == 200);
@@ -368,7 +369,7 @@ TEST_CASE("HttpProvider maps HTTP statuses and bodies", "[unit][provider]") {
   auto send = [&](const std::string& path) {
     sb::ProviderConfig c;
     c.url = "http://127.0.0.1:" + std::to_string(port) + "/" + path + "/";  // trailing slash is fine
-    c.timeout_ms = 2000;
+    c.timeout_ms = 10000;
     return sb::HttpProvider(c).send(message("map-1"));
   };
   for (const char* code : {"408", "425", "429", "500", "502", "503", "504"}) {

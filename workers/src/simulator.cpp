@@ -106,6 +106,7 @@ struct Simulator::Impl {
   Server server;
 
   std::atomic<int> bound_port{0};
+  std::atomic<bool> serving{false};
 
   // run()/stop() coordination.
   std::mutex run_mu;
@@ -131,9 +132,17 @@ struct Simulator::Impl {
 
   void routes() {
     // One thread per concurrent keep-alive connection (the workers' curl pools hold them open).
-    server.new_task_queue = [] { return new httplib::ThreadPool(128); };
+    // httplib builds the pool inside listen_after_bind(), after is_running() turns true and
+    // before the accept loop: `serving` tells wait_until_ready() the 128 threads exist.
+    server.new_task_queue = [this] {
+      auto* pool = new httplib::ThreadPool(128);
+      serving = true;
+      return pool;
+    };
     server.set_keep_alive_max_count(1000000);  // don't close pooled connections every 5 requests
-    server.set_keep_alive_timeout(30);
+    // An idle connection holds one of the 128 threads until this timeout: keep it short so a
+    // client that went quiet doesn't starve new ones (curl just reconnects).
+    server.set_keep_alive_timeout(5);
     server.set_payload_max_length(1 << 20);
     // httplib writes headers and body separately: without TCP_NODELAY, Nagle + delayed ACK add
     // ~40 ms to every keep-alive response.
@@ -350,7 +359,7 @@ int Simulator::port() const { return impl_->bound_port.load(); }
 bool Simulator::wait_until_ready(int timeout_ms) const {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (true) {
-    if (impl_->server.is_running() && impl_->bound_port.load() > 0) return true;
+    if (impl_->serving.load() && impl_->server.is_running()) return true;
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
