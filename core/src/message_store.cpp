@@ -23,12 +23,10 @@ std::vector<InsertOutcome> MessageStore::insert_queued(const std::vector<NewMess
     prios.push_back(m.priority);
     keys.push_back(m.idempotency_key);
   }
-  std::unordered_map<std::string, InsertOutcome> by_request;
+  std::vector<InsertOutcome> out(batch.size());
   pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    // The main SELECT sees the table as it was before this statement: for a conflicting key it
-    // finds the earlier message, and `ins` tells which rows are new.
-    auto rows = tx.exec_params(R"SQL(
+    auto inserted = tx.exec_params(R"SQL(
       WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
           AS t(id, tenant_id, session, recipient, body, priority, idempotency_key)
@@ -40,37 +38,41 @@ std::vector<InsertOutcome> MessageStore::insert_queued(const std::vector<NewMess
       ), hist AS (
         INSERT INTO message_status_history (message_id, status, at) SELECT id, 'queued', now() FROM ins
       )
-      SELECT i.id::text, COALESCE(ins.id, m.id)::text, ins.id IS NOT NULL,
-             COALESCE(m.status, 'queued'), COALESCE(m.priority, i.priority)
-      FROM input i
-      LEFT JOIN ins ON ins.id = i.id
-      LEFT JOIN messages m ON ins.id IS NULL AND m.tenant_id = i.tenant_id AND m.idempotency_key = i.idempotency_key
+      SELECT id::text FROM ins
     )SQL",
-                               pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(sessions),
-                               pg::array_literal(tos), pg::array_literal(texts), pg::array_literal(prios),
-                               pg::array_literal_nullable(keys));
+                                   pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(sessions),
+                                   pg::array_literal(tos), pg::array_literal(texts), pg::array_literal(prios),
+                                   pg::array_literal_nullable(keys));
+    std::set<std::string> created;
+    for (const auto& r : inserted) created.insert(r[0].as<std::string>());
+    // Rows not inserted repeated an idempotency key (of an earlier request, or of an earlier row
+    // in this very batch): a second statement sees both, through the (tenant, key) index.
+    std::vector<std::string> repeat_tenants, repeat_keys;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (created.count(batch[i].id)) {
+        out[i] = {batch[i].id, true, "queued", batch[i].priority};
+      } else if (batch[i].idempotency_key) {
+        repeat_tenants.push_back(batch[i].tenant_id);
+        repeat_keys.push_back(*batch[i].idempotency_key);
+      }
+    }
+    if (!repeat_keys.empty()) {
+      auto earlier = tx.exec_params(R"SQL(
+        SELECT m.tenant_id::text, m.idempotency_key, m.id::text, m.status, m.priority
+        FROM unnest($1::uuid[], $2::text[]) AS k(tenant_id, idempotency_key)
+        JOIN messages m ON m.tenant_id = k.tenant_id AND m.idempotency_key = k.idempotency_key
+      )SQL", pg::array_literal(repeat_tenants), pg::array_literal(repeat_keys));
+      std::map<std::pair<std::string, std::string>, InsertOutcome> by_key;
+      for (const auto& r : earlier)
+        by_key[{r[0].as<std::string>(), r[1].as<std::string>()}] = {r[2].as<std::string>(), false, r[3].as<std::string>(), r[4].as<std::string>()};
+      for (std::size_t i = 0; i < batch.size(); ++i)
+        if (!created.count(batch[i].id) && batch[i].idempotency_key)
+          out[i] = by_key.at({batch[i].tenant_id, *batch[i].idempotency_key});
+    }
     tx.commit();
-    for (const auto& r : rows) {
-      InsertOutcome o;
-      o.id = r[1].is_null() ? std::string() : r[1].as<std::string>();
-      o.created = r[2].as<bool>();
-      o.status = r[3].as<std::string>();
-      o.priority = r[4].as<std::string>();
-      by_request[r[0].as<std::string>()] = o;
-    }
   });
-  std::vector<InsertOutcome> out;
-  std::map<std::pair<std::string, std::string>, InsertOutcome> first_with_key;
-  for (const auto& m : batch) {
-    InsertOutcome o = by_request.at(m.id);
-    if (m.idempotency_key) {
-      auto k = std::make_pair(m.tenant_id, *m.idempotency_key);
-      // Two requests with one key in the same batch: the second names the first's message.
-      if (o.id.empty() && first_with_key.count(k)) o = first_with_key[k], o.created = false;
-      else first_with_key.emplace(k, o);
-    }
-    out.push_back(o);
-  }
+  for (std::size_t i = 0; i < batch.size(); ++i)
+    if (out[i].id.empty()) throw Error(ErrorKind::Internal, "message " + batch[i].id + " was neither inserted nor found");
   return out;
 }
 
@@ -188,6 +190,9 @@ void MessageStore::mark_events_published(const std::vector<std::string>& ids) {
   if (ids.empty()) return;
   pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
+    // Only an optimisation for replays (a lost flag means the same event id is republished), so
+    // this commit need not wait for the WAL flush that the outcomes' commits pay for.
+    tx.exec("SET LOCAL synchronous_commit TO OFF");
     tx.exec_params("UPDATE messages SET event_published = true WHERE id = ANY($1::uuid[]) AND NOT event_published",
                    pg::array_literal(ids));
     tx.commit();

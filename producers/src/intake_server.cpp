@@ -1,6 +1,5 @@
 #include "switchboard/producers/intake_server.hpp"
 
-#include <httplib.h>
 
 #include <atomic>
 #include <chrono>
@@ -9,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "switchboard/core/http_server.hpp"
 #include "switchboard/core/ids.hpp"
 #include "switchboard/core/log.hpp"
 #include "switchboard/core/message_store.hpp"
@@ -20,20 +20,6 @@
 namespace sb {
 using nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
-
-std::pair<std::string, int> parse_listen(const std::string& listen, const std::string& key) {
-  const auto colon = listen.rfind(':');
-  int port = -1;
-  if (colon != std::string::npos) {
-    try {
-      port = std::stoi(listen.substr(colon + 1));
-    } catch (...) {
-    }
-  }
-  if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535)
-    throw ConfigError("config key '" + key + "' = '" + listen + "': expected host:port, e.g. 127.0.0.1:8080");
-  return {listen.substr(0, colon), port};
-}
 
 namespace {
 
@@ -105,7 +91,7 @@ struct IntakeServer::Impl {
   TtlCache keys;
   TtlCache sessions;
   RequestMetrics metrics;
-  httplib::Server server;
+  HttpServer server;
   std::atomic<int> bound_port{0};
 
   explicit Impl(const Config& c)
@@ -245,9 +231,7 @@ struct IntakeServer::Impl {
   void routes() {
     const int threads = config.intake.threads;
     server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-    server.set_tcp_nodelay(true);  // headers and body go out as separate writes: no Nagle wait
     server.set_payload_max_length(config.intake.max_body_bytes);
-    server.set_keep_alive_max_count(100000);
     server.set_keep_alive_timeout(30);
     server.set_read_timeout(30, 0);
     server.set_write_timeout(10, 0);
@@ -296,13 +280,9 @@ IntakeServer::IntakeServer(const Config& config) : impl_(std::make_unique<Impl>(
 IntakeServer::~IntakeServer() { stop(); }
 
 void IntakeServer::run() {
-  const auto [host, port] = parse_listen(impl_->config.intake.listen, "intake.listen");
-  const int bound = port == 0 ? impl_->server.bind_to_any_port(host.c_str())
-                              : (impl_->server.bind_to_port(host.c_str(), port) ? port : -1);
-  if (bound < 0)
-    throw ConfigError("cannot listen on " + impl_->config.intake.listen + " (intake.listen): address in use or not local");
+  const int bound = impl_->server.bind_listen(impl_->config.intake.listen, "intake.listen");
   impl_->bound_port = bound;
-  log::info("intake.listening", {{"address", host + ":" + std::to_string(bound)}});
+  log::info("intake.listening", {{"address", impl_->config.intake.listen}, {"port", std::to_string(bound)}});
   impl_->server.listen_after_bind();
 }
 

@@ -22,6 +22,7 @@
 
 #include "switchboard/core/errors.hpp"
 #include "switchboard/core/ids.hpp"
+#include "switchboard/core/http_server.hpp"
 #include "switchboard/core/log.hpp"
 
 namespace sb {
@@ -43,22 +44,6 @@ void reply(httplib::Response& res, int status, const json& body) {
   res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
-std::pair<std::string, int> parse_listen(const std::string& listen) {
-  const auto colon = listen.rfind(':');
-  auto bad = [&](const std::string& why) {
-    return ConfigError("config key 'simulator.listen' = '" + listen + "': " + why +
-                       " (expected host:port, port 0 = any free port)");
-  };
-  if (colon == std::string::npos) throw bad("missing ':port'");
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (host.empty()) throw bad("missing host");
-  const std::string port_text = listen.substr(colon + 1);
-  char* end = nullptr;
-  const long port = std::strtol(port_text.c_str(), &end, 10);
-  if (port_text.empty() || *end != '\0' || port < 0 || port > 65535) throw bad("bad port '" + port_text + "'");
-  return {host, static_cast<int>(port)};
-}
 
 // httplib (0.11) keeps an idle keep-alive connection's thread waiting for the next request for
 // up to the keep-alive timeout, and Server::stop() joins those threads: a client holding a pooled
@@ -93,17 +78,12 @@ int half_close_accepted(int port) {
   return n;
 }
 
-// svr_sock_ is protected: expose the listening socket so run() can raise its backlog.
-class Server : public httplib::Server {
- public:
-  socket_t listen_socket() const { return svr_sock_; }
-};
 
 }  // namespace
 
 struct Simulator::Impl {
   SimulatorConfig config;
-  Server server;
+  HttpServer server;
 
   std::atomic<int> bound_port{0};
   std::atomic<bool> serving{false};
@@ -139,20 +119,10 @@ struct Simulator::Impl {
       serving = true;
       return pool;
     };
-    server.set_keep_alive_max_count(1000000);  // don't close pooled connections every 5 requests
     // An idle connection holds one of the 128 threads until this timeout: keep it short so a
     // client that went quiet doesn't starve new ones (curl just reconnects).
     server.set_keep_alive_timeout(5);
     server.set_payload_max_length(1 << 20);
-    // httplib writes headers and body separately: without TCP_NODELAY, Nagle + delayed ACK add
-    // ~40 ms to every keep-alive response.
-    server.set_tcp_nodelay(true);
-    // httplib's default sets SO_REUSEPORT, which lets a second process bind the same port and
-    // silently share the traffic. SO_REUSEADDR only: a taken port is a start-up error.
-    server.set_socket_options([](socket_t sock) {
-      int yes = 1;
-      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    });
 
     server.Post("/v1/messages", [this](const httplib::Request& req, httplib::Response& res) {
       in_handler_thread = true;
@@ -298,21 +268,8 @@ void Simulator::run() {
     }
   } done{s};
 
-  const auto [host, port] = parse_listen(s.config.listen);
-  int bound = 0;
-  if (port == 0) {
-    bound = s.server.bind_to_any_port(host);
-    if (bound < 0) bound = 0;
-  } else if (s.server.bind_to_port(host, port)) {
-    bound = port;
-  }
-  if (bound <= 0)
-    throw ConfigError("simulator cannot listen on '" + s.config.listen +
-                      "' (config key 'simulator.listen'): address in use or not available");
-  // libcpp-httplib 0.11 listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, compiled into the
-  // shared library): a burst of new connections (workers starting up) overflows it and the
-  // dropped SYNs are retried a whole second later. listen() again to raise it (Linux allows it).
-  if (const socket_t fd = s.server.listen_socket(); fd != INVALID_SOCKET) ::listen(fd, SOMAXCONN);
+  const int bound = s.server.bind_listen(s.config.listen, "simulator.listen");
+  const std::string host = parse_listen(s.config.listen, "simulator.listen").first;
   s.bound_port = bound;
   log::info("simulator.listening", {{"listen", host + ":" + std::to_string(bound)},
                                     {"latency_ms", std::to_string(s.config.latency_ms)},
@@ -340,8 +297,8 @@ void Simulator::stop() {
     stop_server_once();
     return;
   }
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(40);
-  while (s.run_active && std::chrono::steady_clock::now() < give_up) {
+  // Wait for run() to return (no time limit: the owner may destroy us as soon as we return).
+  while (s.run_active) {
     stop_server_once();
     if (s.server_stopped) {
       const int port = s.bound_port.load();

@@ -55,7 +55,7 @@ struct WorkerConfig {
   int provider_backoff_ms = 200;
   int session_rate_per_s = 0;        // Redis-enforced sends/s per session, 0 = unlimited
   int result_batch_max = 500;
-  int result_linger_ms = 5;
+  int result_linger_ms = 20;
 };
 
 struct ProviderConfig {

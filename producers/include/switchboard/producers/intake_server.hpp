@@ -28,7 +28,4 @@ class IntakeServer {
   std::unique_ptr<Impl> impl_;
 };
 
-// "host:port" → parts; throws ConfigError naming the key.
-std::pair<std::string, int> parse_listen(const std::string& listen, const std::string& key);
-
 }  // namespace sb
