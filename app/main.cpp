@@ -63,15 +63,15 @@ std::vector<sb::kafka::TopicSpec> all_topics(const sb::Config& c) {
 
 void ensure_topics(const sb::Config& c) {
   auto created = sb::kafka::ensure_topics(c.kafka, all_topics(c));
-  for (const auto& t : created) std::cout << "created topic " << t << "\n";
-  std::cout << "topics ready (" << all_topics(c).size() << ")\n";
+  for (const auto& t : created) std::cout << "created topic " << t << std::endl;
+  std::cout << "topics ready (" << all_topics(c).size() << ")" << std::endl;
 }
 
 void migrate(const sb::Config& c) {
   sb::pg::Pool pool(c.postgres);
   auto applied = sb::pg::migrate(pool, c.schemas_dir + "/sql");
-  for (const auto& m : applied) std::cout << "applied " << m << "\n";
-  std::cout << "database schema up to date\n";
+  for (const auto& m : applied) std::cout << "applied " << m << std::endl;
+  std::cout << "database schema up to date" << std::endl;
 }
 
 void run_worker(const sb::Config& c, const std::string& lane) {

@@ -119,6 +119,16 @@ struct IntakeServer::Impl {
     return tenant;
   }
 
+  // The caller's tenant, or a 401 already written to res.
+  std::optional<std::string> authenticate_or_401(const httplib::Request& req, httplib::Response& res) {
+    auto tenant = authenticate(req);
+    if (!tenant) {
+      res.set_header("WWW-Authenticate", "Bearer");
+      reply_error(res, 401, "missing or invalid API key: send 'Authorization: Bearer <key>'");
+    }
+    return tenant;
+  }
+
   bool session_known(const std::string& tenant, const std::string& session) {
     const auto k = tenant + "/" + session;
     if (sessions.get(k)) return true;
@@ -153,11 +163,8 @@ struct IntakeServer::Impl {
   }
 
   void send_message(const httplib::Request& req, httplib::Response& res) {
-    auto tenant = authenticate(req);
-    if (!tenant) {
-      res.set_header("WWW-Authenticate", "Bearer");
-      return reply_error(res, 401, "missing or invalid API key: send 'Authorization: Bearer <key>'");
-    }
+    auto tenant = authenticate_or_401(req, res);
+    if (!tenant) return;
     const std::string session = req.matches[1];
     json body;
     try {
@@ -205,11 +212,8 @@ struct IntakeServer::Impl {
   }
 
   void get_message(const httplib::Request& req, httplib::Response& res) {
-    auto tenant = authenticate(req);
-    if (!tenant) {
-      res.set_header("WWW-Authenticate", "Bearer");
-      return reply_error(res, 401, "missing or invalid API key: send 'Authorization: Bearer <key>'");
-    }
+    auto tenant = authenticate_or_401(req, res);
+    if (!tenant) return;
     const std::string id = req.matches[1];
     auto m = messages.get(*tenant, id);  // another tenant's id is simply not found
     if (!m) return reply_error(res, 404, "no message '" + id + "' for this tenant", "id");

@@ -136,7 +136,7 @@ bool LaneWorker::session_known(const std::string& tenant_id, const std::string& 
 void LaneWorker::execute(const Job& job) {
   const auto& cmd = job.command;
   for (int attempt = 1;; ++attempt) {
-    if (!owns(job.source)) return;  // revoked: the new owner redoes it
+    if (!owns(job.source)) return abandoned(job.source);  // revoked: the new owner redoes it
     try {
       if (!session_known(cmd.tenant, cmd.session)) {
         dead_letter(job.source, job.offset, job.key, job.raw, "unknown_session",
@@ -231,6 +231,12 @@ void LaneWorker::finished(const kafka::TopicPartition& source, int64_t offset) {
   if (it == partitions_.end()) return;  // revoked meanwhile: the new owner redoes it (deduped)
   if (it->second.tracker.done(offset) && it->second.outstanding > 0) --it->second.outstanding;
   state_cv_.notify_all();
+}
+
+void LaneWorker::abandoned(const kafka::TopicPartition& source) {
+  std::lock_guard lock(state_mu_);
+  if (auto it = partitions_.find(source); it != partitions_.end() && it->second.outstanding > 0) --it->second.outstanding;
+  state_cv_.notify_all();  // a revoke may be waiting for this partition's started work
 }
 
 void LaneWorker::commit_finished(const std::vector<kafka::TopicPartition>* only) {

@@ -67,6 +67,8 @@ class LaneWorker : public kafka::RebalanceListener {
   void dead_letter(const kafka::TopicPartition& source, int64_t offset, const std::string& key, const std::string& value,
                    const std::string& reason, const std::string& detail);
   void finished(const kafka::TopicPartition& source, int64_t offset);
+  // A started job given up because its partition is being revoked (left uncommitted).
+  void abandoned(const kafka::TopicPartition& source);
   bool owns(const kafka::TopicPartition& tp);
   void commit_finished(const std::vector<kafka::TopicPartition>* only = nullptr);
   void apply_backpressure();
