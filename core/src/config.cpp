@@ -119,6 +119,8 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("simulator.latency_ms", c.simulator.latency_ms, 0, 600000);
   t.integer("simulator.latency_jitter_ms", c.simulator.latency_jitter_ms, 0, 600000);
   t.real("simulator.failure_rate", c.simulator.failure_rate, 0.0, 1.0);
+  t.text("webhooks.allow_cidrs", c.webhooks.allow_cidrs);
+  t.integer("webhooks.rotation_window_s", c.webhooks.rotation_window_s, 0, 30 * 86400);
   t.text("paths.schemas", c.schemas_dir);
 }
 

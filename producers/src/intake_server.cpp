@@ -16,6 +16,7 @@
 #include "switchboard/core/tenant_store.hpp"
 #include "switchboard/producers/command_publisher.hpp"
 #include "switchboard/producers/queued_message_writer.hpp"
+#include "switchboard/producers/webhook_api.hpp"
 
 namespace sb {
 using nlohmann::json;
@@ -67,6 +68,15 @@ class RequestMetrics {
   std::map<std::pair<std::string, int>, uint64_t> counts_;
 };
 
+// Bounded label set: request paths carry ids, and unknown paths are anyone's to invent.
+std::string route_label(const std::string& path) {
+  if (path.rfind("/v1/sessions/", 0) == 0) return "send_message";
+  if (path.rfind("/v1/messages/", 0) == 0) return "get_message";
+  if (path.rfind("/v1/webhooks", 0) == 0) return "webhooks";
+  if (path == "/health" || path == "/health/ready" || path == "/metrics") return path;
+  return "other";
+}
+
 void reply(httplib::Response& res, int status, const json& body) {
   res.status = status;
   res.set_content(body.dump(), "application/json");
@@ -91,6 +101,7 @@ struct IntakeServer::Impl {
   TtlCache keys;
   TtlCache sessions;
   RequestMetrics metrics;
+  WebhookApi webhooks;
   HttpServer server;
   std::atomic<int> bound_port{0};
 
@@ -103,7 +114,8 @@ struct IntakeServer::Impl {
         writer(c.intake, messages),
         publisher(c, c.intake.publish_timeout_ms),
         keys(c.intake.auth_cache_ttl_ms),
-        sessions(c.intake.auth_cache_ttl_ms) {
+        sessions(c.intake.auth_cache_ttl_ms),
+        webhooks(c, pool, schemas, [this](const auto& req, auto& res) { return authenticate_or_401(req, res); }) {
     routes();
   }
 
@@ -242,6 +254,7 @@ struct IntakeServer::Impl {
 
     server.Post(R"(/v1/sessions/([^/]+)/messages)", [this](const auto& req, auto& res) { send_message(req, res); });
     server.Get(R"(/v1/messages/([^/]+))", [this](const auto& req, auto& res) { get_message(req, res); });
+    webhooks.mount(server);
     server.Get("/health", [](const auto&, auto& res) { reply(res, 200, {{"status", "ok"}}); });
     server.Get("/health/ready", [this](const auto&, auto& res) {
       const bool kafka_ok = publisher.reachable(2000);
@@ -274,8 +287,7 @@ struct IntakeServer::Impl {
         reply_error(res, res.status, "HTTP error " + std::to_string(res.status));
     });
     server.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-      const bool send = req.method == "POST";
-      metrics.count(send ? "send_message" : req.path.rfind("/v1/messages/", 0) == 0 ? "get_message" : req.path, res.status);
+      metrics.count(route_label(req.path), res.status);
     });
   }
 };

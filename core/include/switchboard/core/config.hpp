@@ -70,6 +70,14 @@ struct SimulatorConfig {
   double failure_rate = 0.0;
 };
 
+struct WebhooksConfig {
+  // Comma-separated CIDRs a webhook URL may resolve to despite the SSRF guard (which refuses
+  // loopback, private, link-local and metadata addresses). The dev config allows loopback.
+  std::string allow_cidrs;
+  // After a secret rotation the previous secret keeps signing (a second signature) this long.
+  int rotation_window_s = 86400;
+};
+
 struct Config {
   KafkaConfig kafka;
   PostgresConfig postgres;
@@ -79,6 +87,7 @@ struct Config {
   WorkerConfig worker;
   ProviderConfig provider;
   SimulatorConfig simulator;
+  WebhooksConfig webhooks;
   std::string schemas_dir = SWITCHBOARD_DEFAULT_SCHEMAS_DIR;
 
   // Full topic / group names, with the prefix applied.

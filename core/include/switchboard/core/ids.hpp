@@ -11,7 +11,7 @@ std::string new_uuid_v7();
 // Deterministic UUID (v8 layout) from a name: the same input always gives the same id, which is
 // how a replayed command produces an event with the same id (consumers dedupe on it).
 std::string uuid_from_name(std::string_view name);
-// `prefix` + 32 random bytes, base64url: API keys and webhook secrets.
+// `prefix` + 32 random bytes, base64url: API keys (webhook secrets: new_webhook_secret()).
 std::string new_secret(std::string_view prefix);
 std::string sha256_hex(std::string_view data);
 

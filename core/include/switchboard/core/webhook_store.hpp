@@ -1,0 +1,50 @@
+#pragma once
+// Tenants' webhook endpoints (PostgreSQL). Every call is scoped by tenant: another tenant's
+// endpoint is indistinguishable from a missing one.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "switchboard/core/pg.hpp"
+
+namespace sb {
+
+struct WebhookEndpoint {
+  std::string id, tenant_id, url;
+  std::vector<std::string> events;
+  std::string secret;
+  std::optional<std::string> previous_secret, previous_secret_expires_at;
+  bool enabled = true;
+  std::optional<std::string> disabled_reason;
+  std::string ordering = "none";
+  std::string created_at, updated_at;
+};
+
+struct WebhookEndpointChange {
+  std::optional<std::string> url;
+  std::optional<std::vector<std::string>> events;
+  std::optional<bool> enabled;
+  std::optional<std::string> ordering;
+  std::optional<std::string> new_secret;  // rotation: the current secret stays valid for a while
+  int rotation_window_s = 86400;
+};
+
+// Event types and patterns an endpoint may subscribe to.
+bool valid_event_pattern(const std::string& pattern);
+bool event_matches(const std::string& pattern, const std::string& type);
+
+class WebhookStore {
+ public:
+  explicit WebhookStore(pg::Pool& pool) : pool_(pool) {}
+  WebhookEndpoint create(const WebhookEndpoint& endpoint);  // id, timestamps filled in
+  std::vector<WebhookEndpoint> list(const std::string& tenant_id);
+  std::optional<WebhookEndpoint> get(const std::string& tenant_id, const std::string& id);
+  std::optional<WebhookEndpoint> update(const std::string& tenant_id, const std::string& id,
+                                        const WebhookEndpointChange& change);
+  bool remove(const std::string& tenant_id, const std::string& id);
+
+ private:
+  pg::Pool& pool_;
+};
+
+}  // namespace sb

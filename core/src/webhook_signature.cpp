@@ -1,0 +1,216 @@
+#include "switchboard/core/webhook_signature.hpp"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+#include <charconv>
+#include <memory>
+
+#include "switchboard/core/errors.hpp"
+
+namespace sb {
+namespace {
+
+constexpr std::string_view kPrefix = "whsec_";
+constexpr std::size_t kMinKeyBytes = 24;
+constexpr std::size_t kMaxKeyBytes = 64;
+constexpr std::size_t kNewKeyBytes = 32;
+
+std::string base64_encode(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');  // +1: EVP_EncodeBlock NUL-terminates
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(bytes.data()),
+                          static_cast<int>(bytes.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+bool is_b64_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '/';
+}
+
+// Strict standard base64: only the standard alphabet, at most two '=' and only at the end.
+// Missing padding is tolerated (the official libraries accept unpadded secrets, and it is
+// unambiguous); wrong padding is not. EVP_DecodeBlock alone is too lenient (it skips surrounding
+// whitespace) and reports the padded length (3 bytes per 4 chars), so we validate first and
+// trim after. Returns false on malformed input, with `why` saying what is wrong.
+bool base64_decode(std::string_view input, std::string& out, std::string& why) {
+  if (input.empty()) {
+    why = "is empty";
+    return false;
+  }
+  std::size_t pad = 0;
+  while (pad < 2 && pad < input.size() && input[input.size() - 1 - pad] == '=') ++pad;
+  const std::size_t data_len = input.size() - pad;
+  for (std::size_t i = 0; i < data_len; ++i) {
+    const char c = input[i];
+    if (!is_b64_char(c)) {
+      if (c == '-' || c == '_') {
+        why = "uses the base64url alphabet ('-' or '_'); standard base64 ('+', '/') is required";
+      } else if (c == '=') {
+        why = "has '=' padding in the middle";
+      } else {
+        why = "contains a character outside the base64 alphabet at offset " + std::to_string(i);
+      }
+      return false;
+    }
+  }
+  // Characters past the last full group: 0, 2 (needs "==") or 3 (needs "="); 1 is impossible.
+  const std::size_t rem = data_len % 4;
+  const std::size_t needed = (4 - rem) % 4;
+  if (rem == 1 || (pad != 0 && pad != needed)) {
+    why = "has " + std::to_string(data_len) + " characters and " + std::to_string(pad) +
+          " '=' of padding, which no base64 encoding has";
+    return false;
+  }
+  std::string text(input.substr(0, data_len));
+  text.append(needed, '=');
+  out.assign(3 * (text.size() / 4), '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(text.data()),
+                          static_cast<int>(text.size()));
+  if (n < 0 || static_cast<std::size_t>(n) != out.size()) {
+    why = "could not be decoded";
+    return false;
+  }
+  out.resize(out.size() - needed);  // EVP_DecodeBlock counts the padding as zero bytes
+  return true;
+}
+
+struct MacCtxDeleter {
+  void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
+};
+
+// The HMAC algorithm object, fetched once: fetching is a provider lookup, and an EVP_MAC is
+// safe to share between threads (each call gets its own EVP_MAC_CTX).
+EVP_MAC* hmac_algorithm() {
+  static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  if (mac == nullptr) throw Error(ErrorKind::Internal, "OpenSSL: EVP_MAC_fetch(HMAC) failed");
+  return mac;
+}
+
+// base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")), fed in pieces so the body is not copied.
+std::string signature_for(const std::string& key, std::string_view signed_prefix,
+                          std::string_view body) {
+  std::unique_ptr<EVP_MAC_CTX, MacCtxDeleter> ctx(EVP_MAC_CTX_new(hmac_algorithm()));
+  if (!ctx) throw Error(ErrorKind::Internal, "OpenSSL: EVP_MAC_CTX_new failed");
+  char digest_name[] = "SHA256";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+      OSSL_PARAM_construct_end(),
+  };
+  unsigned char out[EVP_MAX_MD_SIZE];
+  std::size_t out_len = 0;
+  if (EVP_MAC_init(ctx.get(), reinterpret_cast<const unsigned char*>(key.data()), key.size(),
+                   params) != 1 ||
+      EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(signed_prefix.data()),
+                     signed_prefix.size()) != 1 ||
+      EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(body.data()), body.size()) !=
+          1 ||
+      EVP_MAC_final(ctx.get(), out, &out_len, sizeof out) != 1) {
+    throw Error(ErrorKind::Internal, "OpenSSL: HMAC-SHA256 failed");
+  }
+  return base64_encode(std::string_view(reinterpret_cast<const char*>(out), out_len));
+}
+
+std::string signed_prefix(const std::string& msg_id, std::string_view timestamp) {
+  std::string s;
+  s.reserve(msg_id.size() + timestamp.size() + 2);
+  s.append(msg_id).append(1, '.').append(timestamp).append(1, '.');
+  return s;
+}
+
+// The header must be a plain non-negative decimal integer (no sign, spaces or fraction).
+bool parse_timestamp(std::string_view s, int64_t& out) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
+}  // namespace
+
+WebhookSecret parse_webhook_secret(const std::string& whsec) {
+  if (whsec.compare(0, kPrefix.size(), kPrefix) != 0) {
+    throw InvalidInput("webhook secret must start with \"whsec_\"");
+  }
+  std::string key, why;
+  if (!base64_decode(std::string_view(whsec).substr(kPrefix.size()), key, why)) {
+    throw InvalidInput("webhook secret: the base64 after \"whsec_\" " + why);
+  }
+  if (key.size() < kMinKeyBytes || key.size() > kMaxKeyBytes) {
+    throw InvalidInput("webhook secret key is " + std::to_string(key.size()) +
+                       " bytes; it must be between 24 and 64 bytes");
+  }
+  return WebhookSecret{whsec, std::move(key)};
+}
+
+std::string new_webhook_secret() {
+  unsigned char key[kNewKeyBytes];
+  if (RAND_bytes(key, sizeof key) != 1) {
+    throw Error(ErrorKind::Internal, "OpenSSL: RAND_bytes failed to generate a webhook secret");
+  }
+  std::string encoded =
+      std::string(kPrefix) + base64_encode(std::string_view(reinterpret_cast<char*>(key), sizeof key));
+  OPENSSL_cleanse(key, sizeof key);
+  return encoded;
+}
+
+std::string sign_webhook(const std::vector<WebhookSecret>& secrets, const std::string& msg_id,
+                         int64_t timestamp, std::string_view body) {
+  if (secrets.empty()) throw InvalidInput("sign_webhook: no secrets to sign with");
+  if (msg_id.empty()) throw InvalidInput("sign_webhook: the message id is empty");
+  if (timestamp < 0) throw InvalidInput("sign_webhook: the timestamp is negative");
+  const std::string prefix = signed_prefix(msg_id, std::to_string(timestamp));
+  std::string header;
+  for (const auto& s : secrets) {
+    if (s.key.empty()) throw InvalidInput("sign_webhook: a secret has an empty key");
+    if (!header.empty()) header.push_back(' ');
+    header.append("v1,").append(signature_for(s.key, prefix, body));
+  }
+  return header;
+}
+
+bool verify_webhook(const std::vector<WebhookSecret>& secrets, const std::string& msg_id,
+                    const std::string& timestamp_header, const std::string& signature_header,
+                    std::string_view body, int64_t now, int64_t tolerance_s) {
+  int64_t ts = 0;
+  if (!parse_timestamp(timestamp_header, ts) || tolerance_s < 0) return false;
+  // Distance in unsigned arithmetic: exact for any pair of int64 values, no overflow.
+  const uint64_t distance = now >= ts ? static_cast<uint64_t>(now) - static_cast<uint64_t>(ts)
+                                      : static_cast<uint64_t>(ts) - static_cast<uint64_t>(now);
+  if (distance > static_cast<uint64_t>(tolerance_s)) return false;
+
+  const std::string prefix = signed_prefix(msg_id, timestamp_header);
+  std::vector<std::string> expected;
+  expected.reserve(secrets.size());
+  for (const auto& s : secrets) {
+    if (!s.key.empty()) expected.push_back(signature_for(s.key, prefix, body));
+  }
+
+  bool matched = false;
+  std::string_view rest = signature_header;
+  while (!rest.empty()) {
+    const std::size_t sp = rest.find(' ');
+    const std::string_view token = rest.substr(0, sp);
+    rest = sp == std::string_view::npos ? std::string_view() : rest.substr(sp + 1);
+    const std::size_t comma = token.find(',');
+    if (comma == std::string_view::npos || token.substr(0, comma) != "v1") continue;
+    const std::string_view sig = token.substr(comma + 1);
+    for (const auto& e : expected) {
+      // Lengths are public (always 44 for SHA-256); only the contents need constant time.
+      if (sig.size() == e.size() && CRYPTO_memcmp(sig.data(), e.data(), e.size()) == 0) {
+        matched = true;
+      }
+    }
+  }
+  return matched;
+}
+
+}  // namespace sb

@@ -1,0 +1,48 @@
+#pragma once
+// Tenant-scoped management of webhook endpoints, mounted on the intake server:
+//   POST   /v1/webhooks                 201 with id and secret (generated when absent)
+//   GET    /v1/webhooks                 the tenant's endpoints (secrets are not listed)
+//   GET    /v1/webhooks/{id}
+//   PATCH  /v1/webhooks/{id}            url, events, enabled, ordering, rotate_secret
+//   DELETE /v1/webhooks/{id}            204
+// URLs must be http(s) and must not resolve to loopback/private/link-local/metadata addresses
+// (webhooks.allow_cidrs excepted); unknown event types are refused.
+#include <httplib.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "switchboard/core/address_guard.hpp"
+#include "switchboard/core/config.hpp"
+#include "switchboard/core/schema.hpp"
+#include "switchboard/core/webhook_store.hpp"
+
+namespace sb {
+
+class WebhookApi {
+ public:
+  // Returns the caller's tenant id, or nullopt after writing the 401 itself.
+  using Authenticate = std::function<std::optional<std::string>(const httplib::Request&, httplib::Response&)>;
+  WebhookApi(const Config& config, pg::Pool& pool, const SchemaSet& schemas, Authenticate authenticate);
+  void mount(httplib::Server& server);
+
+ private:
+  void create(const httplib::Request& req, httplib::Response& res);
+  void list(const httplib::Request& req, httplib::Response& res);
+  void get(const httplib::Request& req, httplib::Response& res);
+  void update(const httplib::Request& req, httplib::Response& res);
+  void remove(const httplib::Request& req, httplib::Response& res);
+  // Empty when acceptable, else why not (for a 422 on field "url").
+  std::string url_problem(const std::string& url) const;
+
+  const Config& config_;
+  const SchemaSet& schemas_;
+  WebhookStore store_;
+  AddressGuard guard_;
+  Authenticate authenticate_;
+};
+
+std::vector<std::string> split_csv(const std::string& text);
+
+}  // namespace sb
