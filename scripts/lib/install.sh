@@ -19,7 +19,6 @@ SB_APT_PACKAGES=(
   libyaml-cpp-dev        # config files
   libspdlog-dev          # logging (pulls libfmt-dev)
   catch2                 # unit tests (Catch2 v2)
-  libboost-dev           # header-only bits
   libcurl4-openssl-dev   # outbound HTTP (providers, webhooks)
   nlohmann-json3-dev     # JSON
   libvalijson-dev        # JSON Schema validation
@@ -34,6 +33,7 @@ SB_APT_PACKAGES=(
   maven                  # fetches the Kafka broker jars (scripts/kafka/pom.xml)
   # --- misc tools the scripts use ---
   python3
+  python3-venv           # venv for the test oracle (PyPI standardwebhooks)
   procps                 # ps, pgrep
   iproute2               # ss
 )
