@@ -1,5 +1,7 @@
 #include "switchboard/core/http_client.hpp"
 
+#include "switchboard/core/address_guard.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <mutex>
@@ -59,8 +61,8 @@ bool iequals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-HttpClient::HttpClient(int timeout_ms, int connect_timeout_ms)
-    : timeout_ms_(timeout_ms), connect_timeout_ms_(connect_timeout_ms) {
+HttpClient::HttpClient(int timeout_ms, int connect_timeout_ms, const AddressGuard* guard)
+    : timeout_ms_(timeout_ms), connect_timeout_ms_(connect_timeout_ms), guard_(guard) {
   http_global_init();
   curl_.reset(curl_easy_init());  // null only when out of memory: reported by request()
 }
@@ -93,6 +95,7 @@ HttpResponse HttpClient::request(const std::string& method, const std::string& u
   add_header("Expect:");
 
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  if (guard_) guard_->install(c);  // after the reset, which clears it
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // no SIGALRM for DNS timeouts: we are multithreaded
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms_));
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_timeout_ms_));
