@@ -55,6 +55,11 @@ TEST_CASE("command: round trip through the command schema, key must be the tenan
   bad["data"].erase("text");
   CHECK_THROWS_WITH(sb::parse_command(kTenant, bad.dump(), schemas()), Catch::Contains("text"));
   bad = sb::to_json(c);
+  bad["created_at"] = "yesterday";
+  CHECK_THROWS_WITH(sb::parse_command(kTenant, bad.dump(), schemas()), Catch::Contains("created_at"));
+  bad["created_at"] = "2026-11-23T10:00:00+01:00";
+  CHECK_NOTHROW(sb::parse_command(kTenant, bad.dump(), schemas()));
+  bad = sb::to_json(c);
   bad["type"] = "message.explode";
   CHECK_THROWS_AS(sb::parse_command(kTenant, bad.dump(), schemas()), sb::InvalidInput);
 }
