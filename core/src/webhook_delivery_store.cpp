@@ -1,0 +1,146 @@
+#include "switchboard/core/webhook_delivery_store.hpp"
+
+namespace sb {
+
+void WebhookDeliveryStore::schedule(const std::vector<ScheduledDelivery>& ds) {
+  if (ds.empty()) return;
+  std::vector<std::string> endpoints, tenants, events, types, bodies, attempts, delays;
+  std::vector<std::optional<std::string>> sessions;
+  for (const auto& d : ds) {
+    endpoints.push_back(d.endpoint_id);
+    tenants.push_back(d.tenant_id);
+    events.push_back(d.event_id);
+    types.push_back(d.event_type);
+    sessions.push_back(d.session);
+    bodies.push_back(d.body);
+    attempts.push_back(std::to_string(d.attempts));
+    delays.push_back(std::to_string(d.due_in_s));
+  }
+  pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params(R"SQL(
+      INSERT INTO webhook_deliveries (endpoint_id, tenant_id, event_id, event_type, session, body, attempts, due_at)
+      SELECT e, t, ev, ty, s, b, a, now() + make_interval(secs => d)
+      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[])
+        AS x(e, t, ev, ty, s, b, a, d)
+      ON CONFLICT (endpoint_id, event_id) DO NOTHING
+    )SQL",
+                   pg::array_literal(endpoints), pg::array_literal(tenants), pg::array_literal(events),
+                   pg::array_literal(types), pg::array_literal_nullable(sessions), pg::array_literal(bodies),
+                   pg::array_literal(attempts), pg::array_literal(delays));
+    tx.commit();
+  });
+}
+
+std::vector<ScheduledDelivery> WebhookDeliveryStore::claim_due(int limit, int lease_s) {
+  return pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    auto rows = tx.exec_params(R"SQL(
+      UPDATE webhook_deliveries SET claimed_until = now() + make_interval(secs => $2)
+      WHERE id IN (
+        SELECT id FROM webhook_deliveries
+        WHERE due_at <= now() AND (claimed_until IS NULL OR claimed_until < now())
+        ORDER BY due_at LIMIT $1
+        FOR UPDATE SKIP LOCKED)
+      RETURNING id, endpoint_id::text, tenant_id::text, event_id::text, event_type, session, body, attempts
+    )SQL", limit, lease_s);
+    tx.commit();
+    std::vector<ScheduledDelivery> out;
+    for (const auto& r : rows) {
+      ScheduledDelivery d;
+      d.id = r[0].as<int64_t>();
+      d.endpoint_id = r[1].as<std::string>();
+      d.tenant_id = r[2].as<std::string>();
+      d.event_id = r[3].as<std::string>();
+      d.event_type = r[4].as<std::string>();
+      if (!r[5].is_null()) d.session = r[5].as<std::string>();
+      d.body = r[6].as<std::string>();
+      d.attempts = r[7].as<int>();
+      out.push_back(std::move(d));
+    }
+    return out;
+  });
+}
+
+void WebhookDeliveryStore::complete(int64_t id) {
+  pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params("DELETE FROM webhook_deliveries WHERE id = $1", id);
+    tx.commit();
+  });
+}
+
+void WebhookDeliveryStore::reschedule(int64_t id, int attempts, int due_in_s) {
+  pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params("UPDATE webhook_deliveries SET attempts = $2, due_at = now() + make_interval(secs => $3), "
+                   "claimed_until = NULL WHERE id = $1",
+                   id, attempts, due_in_s);
+    tx.commit();
+  });
+}
+
+void WebhookDeliveryStore::record_attempts(const std::vector<AttemptRecord>& as) {
+  if (as.empty()) return;
+  std::vector<std::string> endpoints, tenants, events, types, numbers, outcomes, latencies;
+  std::vector<std::optional<std::string>> statuses, errors, excerpts;
+  for (const auto& a : as) {
+    endpoints.push_back(a.endpoint_id);
+    tenants.push_back(a.tenant_id);
+    events.push_back(a.event_id);
+    types.push_back(a.event_type);
+    numbers.push_back(std::to_string(a.attempt));
+    outcomes.push_back(a.outcome);
+    latencies.push_back(std::to_string(a.latency_ms));
+    statuses.push_back(a.http_status ? std::optional<std::string>(std::to_string(*a.http_status)) : std::nullopt);
+    errors.push_back(a.error);
+    excerpts.push_back(a.response_excerpt ? std::optional<std::string>(a.response_excerpt->substr(0, 2048)) : std::nullopt);
+  }
+  pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params(R"SQL(
+      INSERT INTO webhook_attempts (endpoint_id, tenant_id, event_id, event_type, attempt, outcome, http_status, error,
+                                    latency_ms, response_excerpt)
+      SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::text[], $7::int[], $8::text[],
+                           $9::int[], $10::text[])
+    )SQL",
+                   pg::array_literal(endpoints), pg::array_literal(tenants), pg::array_literal(events),
+                   pg::array_literal(types), pg::array_literal(numbers), pg::array_literal(outcomes),
+                   pg::array_literal_nullable(statuses), pg::array_literal_nullable(errors), pg::array_literal(latencies),
+                   pg::array_literal_nullable(excerpts));
+    tx.commit();
+  });
+}
+
+std::vector<AttemptRecord> WebhookDeliveryStore::attempts(const std::string& tenant_id, const std::string& endpoint_id,
+                                                          int limit, const std::optional<std::string>& outcome) {
+  return pool_.run([&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    auto rows = tx.exec_params(R"SQL(
+      SELECT endpoint_id::text, tenant_id::text, event_id::text, event_type, attempt, outcome, http_status, error,
+             latency_ms, response_excerpt, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+      FROM webhook_attempts
+      WHERE tenant_id = $1 AND endpoint_id = $2 AND ($4::text IS NULL OR outcome = $4)
+      ORDER BY at DESC, id DESC LIMIT $3
+    )SQL", tenant_id, endpoint_id, limit, outcome);
+    std::vector<AttemptRecord> out;
+    for (const auto& r : rows) {
+      AttemptRecord a;
+      a.endpoint_id = r[0].as<std::string>();
+      a.tenant_id = r[1].as<std::string>();
+      a.event_id = r[2].as<std::string>();
+      a.event_type = r[3].as<std::string>();
+      a.attempt = r[4].as<int>();
+      a.outcome = r[5].as<std::string>();
+      if (!r[6].is_null()) a.http_status = r[6].as<int>();
+      if (!r[7].is_null()) a.error = r[7].as<std::string>();
+      a.latency_ms = r[8].is_null() ? 0 : r[8].as<int>();
+      if (!r[9].is_null()) a.response_excerpt = r[9].as<std::string>();
+      a.at = r[10].as<std::string>();
+      out.push_back(std::move(a));
+    }
+    return out;
+  });
+}
+
+}  // namespace sb
