@@ -1,5 +1,6 @@
 #include "switchboard/producers/intake_server.hpp"
 
+#include "json_reply.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -75,17 +76,6 @@ std::string route_label(const std::string& path) {
   if (path.rfind("/v1/webhooks", 0) == 0) return "webhooks";
   if (path == "/health" || path == "/health/ready" || path == "/metrics") return path;
   return "other";
-}
-
-void reply(httplib::Response& res, int status, const json& body) {
-  res.status = status;
-  res.set_content(body.dump(), "application/json");
-}
-
-void reply_error(httplib::Response& res, int status, const std::string& error, const std::string& field = {}) {
-  json body = {{"error", error}};
-  if (!field.empty()) body["field"] = field;
-  reply(res, status, body);
 }
 
 }  // namespace

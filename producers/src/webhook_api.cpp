@@ -1,5 +1,7 @@
 #include "switchboard/producers/webhook_api.hpp"
 
+#include "json_reply.hpp"
+
 #include <nlohmann/json.hpp>
 #include <regex>
 
@@ -23,16 +25,6 @@ std::vector<std::string> split_csv(const std::string& text) {
 }
 
 namespace {
-
-void reply(httplib::Response& res, int status, const json& body) {
-  res.status = status;
-  res.set_content(body.dump(), "application/json");
-}
-void reply_error(httplib::Response& res, int status, const std::string& error, const std::string& field = {}) {
-  json body = {{"error", error}};
-  if (!field.empty()) body["field"] = field;
-  reply(res, status, body);
-}
 
 json to_json(const WebhookEndpoint& e, bool with_secret) {
   json out = {{"id", e.id},           {"url", e.url},         {"events", e.events},

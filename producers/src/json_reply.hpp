@@ -1,0 +1,21 @@
+#pragma once
+// JSON answers shared by intake's routes: every error is {"error": why, "field"?: which}.
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace sb {
+
+inline void reply(httplib::Response& res, int status, const nlohmann::json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+inline void reply_error(httplib::Response& res, int status, const std::string& error, const std::string& field = {}) {
+  nlohmann::json body = {{"error", error}};
+  if (!field.empty()) body["field"] = field;
+  reply(res, status, body);
+}
+
+}  // namespace sb
