@@ -84,12 +84,12 @@ bool is_retryable(rd_kafka_resp_err_t err) {
   }
 }
 
-Error to_error(rd_kafka_resp_err_t err, const std::string& what) {
+void throw_error(rd_kafka_resp_err_t err, const std::string& what) {
   const std::string msg = what + ": " + rd_kafka_err2str(err) + " (" + rd_kafka_err2name(err) + ")";
-  if (is_retryable(err)) return Unavailable(msg + "; the Kafka cluster is unreachable or overloaded, retry later");
+  if (is_retryable(err)) throw Unavailable(msg + "; the Kafka cluster is unreachable or overloaded, retry later");
   if (err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
-    return NotFound(msg + "; run `switchboard topics ensure`");
-  return Error(ErrorKind::Internal, msg);
+    throw NotFound(msg + "; run `switchboard topics ensure`");
+  throw Error(ErrorKind::Internal, msg);
 }
 
 ConfPtr make_conf(const KafkaConfig& config, const std::map<std::string, std::string>& props) {
@@ -150,7 +150,7 @@ void Producer::produce(const std::string& topic, std::string_view key, std::stri
   if (err) {
     delete opaque;
     if (hdrs) rd_kafka_headers_destroy(hdrs);  // not consumed on failure
-    throw to_error(err, "cannot queue record for topic '" + topic + "'");
+    throw_error(err, "cannot queue record for topic '" + topic + "'");
   }
 }
 
@@ -243,7 +243,7 @@ void Consumer::rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_to
 void Consumer::subscribe(const std::vector<std::string>& topics) {
   PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(topics.size())));
   for (const auto& t : topics) rd_kafka_topic_partition_list_add(list.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
-  if (auto err = rd_kafka_subscribe(rk_.get(), list.get())) throw to_error(err, "cannot subscribe");
+  if (auto err = rd_kafka_subscribe(rk_.get(), list.get())) throw_error(err, "cannot subscribe");
 }
 
 MessagePtr Consumer::poll(int timeout_ms) {
@@ -263,7 +263,7 @@ void Consumer::commit(const std::map<TopicPartition, int64_t>& offsets, bool asy
   for (const auto& [tp, off] : offsets)
     rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)->offset = off;
   const auto err = rd_kafka_commit(rk_.get(), list.get(), async ? 1 : 0);
-  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) throw to_error(err, "offset commit failed");
+  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) throw_error(err, "offset commit failed");
 }
 
 void Consumer::pause(const std::vector<TopicPartition>& partitions) {
@@ -285,14 +285,14 @@ int partition_count(rd_kafka_t* rk, const std::string& topic, int timeout_ms) {
   // topic it saw as missing moments ago.
   const rd_kafka_metadata_t* md = nullptr;
   const auto err = rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms);
-  if (err) throw to_error(err, "metadata request for topic '" + topic + "' failed");
+  if (err) throw_error(err, "metadata request for topic '" + topic + "' failed");
   std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> hold(md, rd_kafka_metadata_destroy);
   for (int i = 0; i < md->topic_cnt; ++i) {
     if (topic != md->topics[i].topic) continue;
-    if (md->topics[i].err) throw to_error(md->topics[i].err, "topic '" + topic + "'");
+    if (md->topics[i].err) throw_error(md->topics[i].err, "topic '" + topic + "'");
     return md->topics[i].partition_cnt;
   }
-  throw to_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, "topic '" + topic + "'");
+  throw_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, "topic '" + topic + "'");
 }
 
 std::vector<std::string> ensure_topics(const KafkaConfig& config, const std::vector<TopicSpec>& topics,
@@ -322,7 +322,7 @@ std::vector<std::string> ensure_topics(const KafkaConfig& config, const std::vec
   if (!ev) throw Unavailable("creating topics timed out after " + std::to_string(timeout_ms) + " ms: is Kafka at '" + config.brokers + "' up?");
   std::unique_ptr<rd_kafka_event_t, void (*)(rd_kafka_event_t*)> hold(ev, rd_kafka_event_destroy);
   if (rd_kafka_event_error(ev))
-    throw to_error(rd_kafka_event_error(ev), std::string("creating topics on '") + config.brokers + "'");
+    throw_error(rd_kafka_event_error(ev), std::string("creating topics on '") + config.brokers + "'");
 
   std::vector<std::string> created;
   size_t n = 0;
@@ -333,7 +333,7 @@ std::vector<std::string> ensure_topics(const KafkaConfig& config, const std::vec
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       created.push_back(name);
     } else if (err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-      throw to_error(err, "creating topic '" + name + "'");
+      throw_error(err, "creating topic '" + name + "'");
     }
   }
   // Existing topics keep their partition count: changing it would move tenants between shards.
@@ -344,8 +344,8 @@ std::vector<std::string> ensure_topics(const KafkaConfig& config, const std::vec
       try {
         actual = partition_count(rk.get(), t.name, timeout_ms);
         break;
-      } catch (const Error& e) {  // to_error returns the base type: judge by kind
-        if (e.kind() != ErrorKind::NotFound || attempt >= 50) throw;
+      } catch (const NotFound&) {
+        if (attempt >= 50) throw;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
     }

@@ -2,7 +2,6 @@
 
 #include <regex>
 #include <set>
-#include <unordered_map>
 
 namespace sb {
 

@@ -21,7 +21,7 @@ kafka::DeliveryResult CommandPublisher::publish_and_wait(const SendCommand& comm
   if (fut.wait_for(std::chrono::milliseconds(ack_timeout_ms_ + 2000)) != std::future_status::ready)
     throw Unavailable("Kafka did not acknowledge message " + command.id + " in time");
   auto result = fut.get();
-  if (!result.ok()) throw kafka::to_error(result.err, "publishing message " + command.id);
+  if (!result.ok()) kafka::throw_error(result.err, "publishing message " + command.id);
   return result;
 }
 

@@ -62,6 +62,16 @@ bool events_known(const std::vector<std::string>& events, httplib::Response& res
   return true;
 }
 
+// The given whsec_ secret (validated) or a new one; nullopt after writing the 422.
+std::optional<std::string> secret_or_422(const json& body, httplib::Response& res) {
+  try {
+    return body.contains("secret") ? parse_webhook_secret(body["secret"]).encoded : new_webhook_secret();
+  } catch (const InvalidInput& err) {
+    reply_error(res, 422, err.what(), "secret");
+    return std::nullopt;
+  }
+}
+
 }  // namespace
 
 WebhookApi::WebhookApi(const Config& config, pg::Pool& pool, const SchemaSet& schemas, Authenticate authenticate)
@@ -104,11 +114,9 @@ void WebhookApi::create(const httplib::Request& req, httplib::Response& res) {
   e.enabled = body->value("enabled", true);
   if (!events_known(e.events, res)) return;
   if (auto why = url_problem(e.url); !why.empty()) return reply_error(res, 422, why, "url");
-  try {
-    e.secret = body->contains("secret") ? parse_webhook_secret((*body)["secret"]).encoded : new_webhook_secret();
-  } catch (const InvalidInput& err) {
-    return reply_error(res, 422, err.what(), "secret");
-  }
+  auto secret = secret_or_422(*body, res);
+  if (!secret) return;
+  e.secret = *secret;
   auto created = store_.create(e);
   log::info("webhook.endpoint_created", {{"tenant", *tenant}, {"endpoint", created.id}, {"url", created.url}});
   reply(res, 201, to_json(created, true));
@@ -149,11 +157,8 @@ void WebhookApi::update(const httplib::Request& req, httplib::Response& res) {
   if (body->contains("ordering")) ch.ordering = (*body)["ordering"].get<std::string>();
   const bool rotate = body->value("rotate_secret", false) || body->contains("secret");
   if (rotate) {
-    try {
-      ch.new_secret = body->contains("secret") ? parse_webhook_secret((*body)["secret"]).encoded : new_webhook_secret();
-    } catch (const InvalidInput& err) {
-      return reply_error(res, 422, err.what(), "secret");
-    }
+    ch.new_secret = secret_or_422(*body, res);
+    if (!ch.new_secret) return;
   }
   auto e = store_.update(*tenant, req.matches[1], ch);
   if (!e) return reply_error(res, 404, "no webhook endpoint '" + std::string(req.matches[1]) + "' for this tenant", "id");

@@ -45,8 +45,9 @@ struct TopicPartition {
 };
 std::string to_string(const TopicPartition& tp);
 
-// Maps a librdkafka error to our vocabulary: transport/timeouts are retryable (Unavailable).
-Error to_error(rd_kafka_resp_err_t err, const std::string& what);
+// Throws a librdkafka error as our vocabulary's typed exception (Unavailable for transport and
+// timeouts, NotFound for unknown topics, Error(Internal) otherwise), so callers can catch by type.
+[[noreturn]] void throw_error(rd_kafka_resp_err_t err, const std::string& what);
 bool is_retryable(rd_kafka_resp_err_t err);
 
 // The outcome of one produce, delivered once by the producer's poll thread.
