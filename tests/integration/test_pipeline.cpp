@@ -91,7 +91,13 @@ std::vector<Sent> post_messages(int port, const std::vector<sbtest::TenantInfo>&
         for (int n = 0; n < per_tenant; ++n) {
           const std::string lane = sb::kLanes[n % 3];
           json body = {{"to", "+1555000" + std::to_string(1000 + n)}, {"text", "msg " + std::to_string(n)}, {"priority", lane}};
+          // Like any client: a 503 means "not queued, retry after Retry-After" (a broker stall on
+          // this 2-core box can exceed intake's 5 s publish deadline).
           auto r = http.Post("/v1/sessions/main/messages", sbtest::bearer(tenants[i].api_key), body.dump(), "application/json");
+          for (int retry = 0; r && r->status == 503 && retry < 5; ++retry) {
+            std::this_thread::sleep_for(std::chrono::seconds(std::stoi(r->get_header_value("Retry-After", 0))));
+            r = http.Post("/v1/sessions/main/messages", sbtest::bearer(tenants[i].api_key), body.dump(), "application/json");
+          }
           if (!r || r->status != 202) {
             ++failures;
             continue;
