@@ -121,6 +121,27 @@ void bind_all(FieldTable& t, Config& c) {
   t.real("simulator.failure_rate", c.simulator.failure_rate, 0.0, 1.0);
   t.text("webhooks.allow_cidrs", c.webhooks.allow_cidrs);
   t.integer("webhooks.rotation_window_s", c.webhooks.rotation_window_s, 0, 30 * 86400);
+  t.integer("webhooks.timeout_ms", c.webhooks.timeout_ms, 100, 600000);
+  t.integer("webhooks.connect_timeout_ms", c.webhooks.connect_timeout_ms, 100, 600000);
+  t.text("webhooks.retry_schedule", c.webhooks.retry_schedule);
+  t.real("webhooks.retry_jitter", c.webhooks.retry_jitter, 0.0, 0.99);
+  t.integer("webhooks.max_in_flight", c.webhooks.max_in_flight, 1, 100000);
+  t.integer("webhooks.max_in_flight_per_endpoint", c.webhooks.max_in_flight_per_endpoint, 1, 10000);
+  t.integer("webhooks.max_queued_per_endpoint", c.webhooks.max_queued_per_endpoint, 0, 1000000);
+  t.integer("webhooks.max_buffered", c.webhooks.max_buffered, 1, 10000000);
+  t.integer("webhooks.commit_interval_ms", c.webhooks.commit_interval_ms, 10, 600000);
+  t.integer("webhooks.record_linger_ms", c.webhooks.record_linger_ms, 0, 1000);
+  t.integer("webhooks.retry_poll_interval_ms", c.webhooks.retry_poll_interval_ms, 10, 600000);
+  t.integer("webhooks.retry_claim_batch", c.webhooks.retry_claim_batch, 1, 100000);
+  t.integer("webhooks.endpoint_cache_ms", c.webhooks.endpoint_cache_ms, 0, 3600000);
+  t.integer("webhooks.breaker_window", c.webhooks.breaker_window, 1, 10000);
+  t.integer("webhooks.breaker_min_attempts", c.webhooks.breaker_min_attempts, 1, 10000);
+  t.real("webhooks.breaker_failure_ratio", c.webhooks.breaker_failure_ratio, 0.01, 1.0);
+  t.integer("webhooks.breaker_cool_down_s", c.webhooks.breaker_cool_down_s, 1, 86400);
+  t.integer("webhooks.breaker_max_cool_down_s", c.webhooks.breaker_max_cool_down_s, 1, 7 * 86400);
+  t.integer("webhooks.disable_after_s", c.webhooks.disable_after_s, 1, 365 * 86400);
+  t.integer("webhooks.event_retention_days", c.webhooks.event_retention_days, 1, 3650);
+  t.integer("webhooks.replay_max_events", c.webhooks.replay_max_events, 1, 10000000);
   t.text("paths.schemas", c.schemas_dir);
 }
 

@@ -2,9 +2,11 @@
 
 namespace sb {
 
-void WebhookDeliveryStore::schedule(const std::vector<ScheduledDelivery>& ds) {
+namespace {
+
+void insert_scheduled(pqxx::work& tx, const std::vector<ScheduledDelivery>& ds) {
   if (ds.empty()) return;
-  std::vector<std::string> endpoints, tenants, events, types, bodies, attempts, delays;
+  std::vector<std::string> endpoints, tenants, events, types, bodies, attempts, delays, ordered;
   std::vector<std::optional<std::string>> sessions;
   for (const auto& d : ds) {
     endpoints.push_back(d.endpoint_id);
@@ -15,20 +17,101 @@ void WebhookDeliveryStore::schedule(const std::vector<ScheduledDelivery>& ds) {
     bodies.push_back(d.body);
     attempts.push_back(std::to_string(d.attempts));
     delays.push_back(std::to_string(d.due_in_s));
+    ordered.push_back(d.ordered ? "t" : "f");
   }
+  // WITH ORDINALITY + ORDER BY: row ids follow the input order, which per_session ordering uses.
+  tx.exec_params(R"SQL(
+    INSERT INTO webhook_deliveries (endpoint_id, tenant_id, event_id, event_type, session, body, attempts, due_at, ordered)
+    SELECT e, t, ev, ty, s, b, a, now() + make_interval(secs => d), o
+    FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[], $9::bool[])
+      WITH ORDINALITY AS x(e, t, ev, ty, s, b, a, d, o, n)
+    ORDER BY n
+    ON CONFLICT (endpoint_id, event_id) DO NOTHING
+  )SQL",
+                 pg::array_literal(endpoints), pg::array_literal(tenants), pg::array_literal(events),
+                 pg::array_literal(types), pg::array_literal_nullable(sessions), pg::array_literal(bodies),
+                 pg::array_literal(attempts), pg::array_literal(delays), pg::array_literal(ordered));
+}
+
+void insert_attempts(pqxx::work& tx, const std::vector<AttemptRecord>& as) {
+  if (as.empty()) return;
+  std::vector<std::string> endpoints, tenants, events, types, numbers, outcomes, latencies;
+  std::vector<std::optional<std::string>> statuses, errors, excerpts;
+  for (const auto& a : as) {
+    endpoints.push_back(a.endpoint_id);
+    tenants.push_back(a.tenant_id);
+    events.push_back(a.event_id);
+    types.push_back(a.event_type);
+    numbers.push_back(std::to_string(a.attempt));
+    outcomes.push_back(a.outcome);
+    latencies.push_back(std::to_string(a.latency_ms));
+    statuses.push_back(a.http_status ? std::optional<std::string>(std::to_string(*a.http_status)) : std::nullopt);
+    errors.push_back(a.error);
+    excerpts.push_back(a.response_excerpt ? std::optional<std::string>(a.response_excerpt->substr(0, 2048)) : std::nullopt);
+  }
+  tx.exec_params(R"SQL(
+    INSERT INTO webhook_attempts (endpoint_id, tenant_id, event_id, event_type, attempt, outcome, http_status, error,
+                                  latency_ms, response_excerpt)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::text[], $7::int[], $8::text[],
+                         $9::int[], $10::text[])
+  )SQL",
+                 pg::array_literal(endpoints), pg::array_literal(tenants), pg::array_literal(events),
+                 pg::array_literal(types), pg::array_literal(numbers), pg::array_literal(outcomes),
+                 pg::array_literal_nullable(statuses), pg::array_literal_nullable(errors), pg::array_literal(latencies),
+                 pg::array_literal_nullable(excerpts));
+}
+
+}  // namespace
+
+void WebhookDeliveryStore::schedule(const std::vector<ScheduledDelivery>& ds) {
+  if (ds.empty()) return;
   pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    tx.exec_params(R"SQL(
-      INSERT INTO webhook_deliveries (endpoint_id, tenant_id, event_id, event_type, session, body, attempts, due_at)
-      SELECT e, t, ev, ty, s, b, a, now() + make_interval(secs => d)
-      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[])
-        AS x(e, t, ev, ty, s, b, a, d)
-      ON CONFLICT (endpoint_id, event_id) DO NOTHING
-    )SQL",
-                   pg::array_literal(endpoints), pg::array_literal(tenants), pg::array_literal(events),
-                   pg::array_literal(types), pg::array_literal_nullable(sessions), pg::array_literal(bodies),
-                   pg::array_literal(attempts), pg::array_literal(delays));
+    insert_scheduled(tx, ds);
     tx.commit();
+  });
+}
+
+void WebhookDeliveryStore::apply(const DeliveryChanges& ch) {
+  if (ch.empty()) return;
+  pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    insert_attempts(tx, ch.attempts);
+    if (!ch.complete.empty()) {
+      std::vector<std::string> ids;
+      for (auto id : ch.complete) ids.push_back(std::to_string(id));
+      tx.exec_params("DELETE FROM webhook_deliveries WHERE id = ANY($1::bigint[])", pg::array_literal(ids));
+    }
+    if (!ch.reschedule.empty()) {
+      std::vector<std::string> ids, attempts, delays;
+      for (const auto& r : ch.reschedule) {
+        ids.push_back(std::to_string(r.id));
+        attempts.push_back(std::to_string(r.attempts));
+        delays.push_back(std::to_string(r.due_in_s));
+      }
+      tx.exec_params(R"SQL(
+        UPDATE webhook_deliveries d SET attempts = x.a, due_at = now() + make_interval(secs => x.s), claimed_until = NULL
+        FROM unnest($1::bigint[], $2::int[], $3::int[]) AS x(i, a, s) WHERE d.id = x.i
+      )SQL", pg::array_literal(ids), pg::array_literal(attempts), pg::array_literal(delays));
+    }
+    insert_scheduled(tx, ch.schedule);
+    tx.commit();
+  });
+}
+
+bool WebhookDeliveryStore::has_pending(const std::string& endpoint_id, const std::optional<std::string>& session) {
+  return pool_.run([&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_params("SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE endpoint_id = $1 "
+                            "AND (session = $2 OR (session IS NULL AND $2::text IS NULL)))", endpoint_id, session);
+    return r[0][0].as<bool>();
+  });
+}
+
+std::size_t WebhookDeliveryStore::pending_count() {
+  return pool_.run([&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    return tx.exec("SELECT count(*) FROM webhook_deliveries")[0][0].as<std::size_t>();
   });
 }
 
@@ -38,11 +121,14 @@ std::vector<ScheduledDelivery> WebhookDeliveryStore::claim_due(int limit, int le
     auto rows = tx.exec_params(R"SQL(
       UPDATE webhook_deliveries SET claimed_until = now() + make_interval(secs => $2)
       WHERE id IN (
-        SELECT id FROM webhook_deliveries
+        SELECT id FROM webhook_deliveries d
         WHERE due_at <= now() AND (claimed_until IS NULL OR claimed_until < now())
+          AND (NOT d.ordered OR NOT EXISTS (
+                 SELECT 1 FROM webhook_deliveries p
+                 WHERE p.endpoint_id = d.endpoint_id AND (p.session = d.session OR (p.session IS NULL AND d.session IS NULL)) AND p.id < d.id))
         ORDER BY due_at LIMIT $1
         FOR UPDATE SKIP LOCKED)
-      RETURNING id, endpoint_id::text, tenant_id::text, event_id::text, event_type, session, body, attempts
+      RETURNING id, endpoint_id::text, tenant_id::text, event_id::text, event_type, session, body, attempts, ordered
     )SQL", limit, lease_s);
     tx.commit();
     std::vector<ScheduledDelivery> out;
@@ -56,6 +142,7 @@ std::vector<ScheduledDelivery> WebhookDeliveryStore::claim_due(int limit, int le
       if (!r[5].is_null()) d.session = r[5].as<std::string>();
       d.body = r[6].as<std::string>();
       d.attempts = r[7].as<int>();
+      d.ordered = r[8].as<bool>();
       out.push_back(std::move(d));
     }
     return out;
@@ -82,32 +169,9 @@ void WebhookDeliveryStore::reschedule(int64_t id, int attempts, int due_in_s) {
 
 void WebhookDeliveryStore::record_attempts(const std::vector<AttemptRecord>& as) {
   if (as.empty()) return;
-  std::vector<std::string> endpoints, tenants, events, types, numbers, outcomes, latencies;
-  std::vector<std::optional<std::string>> statuses, errors, excerpts;
-  for (const auto& a : as) {
-    endpoints.push_back(a.endpoint_id);
-    tenants.push_back(a.tenant_id);
-    events.push_back(a.event_id);
-    types.push_back(a.event_type);
-    numbers.push_back(std::to_string(a.attempt));
-    outcomes.push_back(a.outcome);
-    latencies.push_back(std::to_string(a.latency_ms));
-    statuses.push_back(a.http_status ? std::optional<std::string>(std::to_string(*a.http_status)) : std::nullopt);
-    errors.push_back(a.error);
-    excerpts.push_back(a.response_excerpt ? std::optional<std::string>(a.response_excerpt->substr(0, 2048)) : std::nullopt);
-  }
   pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    tx.exec_params(R"SQL(
-      INSERT INTO webhook_attempts (endpoint_id, tenant_id, event_id, event_type, attempt, outcome, http_status, error,
-                                    latency_ms, response_excerpt)
-      SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::text[], $7::int[], $8::text[],
-                           $9::int[], $10::text[])
-    )SQL",
-                   pg::array_literal(endpoints), pg::array_literal(tenants), pg::array_literal(events),
-                   pg::array_literal(types), pg::array_literal(numbers), pg::array_literal(outcomes),
-                   pg::array_literal_nullable(statuses), pg::array_literal_nullable(errors), pg::array_literal(latencies),
-                   pg::array_literal_nullable(excerpts));
+    insert_attempts(tx, as);
     tx.commit();
   });
 }

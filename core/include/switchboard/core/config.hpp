@@ -76,6 +76,29 @@ struct WebhooksConfig {
   std::string allow_cidrs;
   // After a secret rotation the previous secret keeps signing (a second signature) this long.
   int rotation_window_s = 86400;
+
+  // Dispatcher (`switchboard webhooks`).
+  int timeout_ms = 15000;                 // whole attempt, connect included
+  int connect_timeout_ms = 5000;
+  std::string retry_schedule = "5s,5m,30m,2h,5h,10h,10h";  // waits before retry 1, 2, …
+  double retry_jitter = 0.2;              // ±20 %
+  int max_in_flight = 2000;               // concurrent requests per process (one curl multi handle)
+  int max_in_flight_per_endpoint = 16;    // one endpoint never takes more than this
+  int max_queued_per_endpoint = 1000;     // waiting behind the cap; beyond, parked in the schedule
+  int max_buffered = 20000;               // events held per process before partitions are paused
+  int commit_interval_ms = 1000;
+  int record_linger_ms = 20;              // outcome batching before one PostgreSQL transaction
+  int retry_poll_interval_ms = 500;       // how often due retries are claimed
+  int retry_claim_batch = 500;
+  int endpoint_cache_ms = 2000;           // a tenant's endpoints are re-read at most this often
+  int breaker_window = 20;                // circuit breaker: recent attempts judged
+  int breaker_min_attempts = 10;
+  double breaker_failure_ratio = 0.8;
+  int breaker_cool_down_s = 30;           // first pause; doubles while probes fail
+  int breaker_max_cool_down_s = 600;
+  int disable_after_s = 5 * 86400;        // failing without a success this long disables the endpoint
+  int event_retention_days = 30;          // events kept for replay / redeliver
+  int replay_max_events = 10000;          // one replay request schedules at most this many
 };
 
 struct Config {

@@ -16,6 +16,22 @@ struct ScheduledDelivery {
   std::string body;
   int attempts = 0;       // failed attempts so far
   int due_in_s = 0;       // when scheduling: delay from now
+  bool ordered = false;   // the endpoint's ordering is per_session: held back behind earlier rows
+};
+
+struct Rescheduled {
+  int64_t id = 0;
+  int attempts = 0;
+  int due_in_s = 0;
+};
+
+// Everything one batch of delivery outcomes changes, applied in one transaction.
+struct DeliveryChanges {
+  std::vector<AttemptRecord> attempts;
+  std::vector<ScheduledDelivery> schedule;  // parked, in this order (ordering relies on it)
+  std::vector<Rescheduled> reschedule;
+  std::vector<int64_t> complete;
+  bool empty() const { return attempts.empty() && schedule.empty() && reschedule.empty() && complete.empty(); }
 };
 
 struct AttemptRecord {
@@ -35,10 +51,16 @@ class WebhookDeliveryStore {
   void schedule(const std::vector<ScheduledDelivery>& deliveries);
   // Claims up to `limit` due deliveries for `lease_s` seconds; concurrent claimers never get the
   // same row, and a row whose lease ran out (its claimer died) is due again.
+  // For ordered rows only the oldest of its (endpoint, session) is ever claimed.
   std::vector<ScheduledDelivery> claim_due(int limit, int lease_s);
+  // Is a delivery of this (endpoint, session) parked? (A per_session endpoint's new events wait behind it.)
+  bool has_pending(const std::string& endpoint_id, const std::optional<std::string>& session);
+  void apply(const DeliveryChanges& changes);
   void complete(int64_t id);                                   // delivered, gone or dead-lettered
   void reschedule(int64_t id, int attempts, int due_in_s);     // failed again: back in the queue
   void record_attempts(const std::vector<AttemptRecord>& attempts);
+  // Parked deliveries right now (for metrics and tests).
+  std::size_t pending_count();
   // Newest first, scoped by tenant; outcome filters when set.
   std::vector<AttemptRecord> attempts(const std::string& tenant_id, const std::string& endpoint_id, int limit,
                                       const std::optional<std::string>& outcome);

@@ -1,0 +1,35 @@
+#pragma once
+// Events the webhook dispatcher consumed, kept (webhooks.event_retention_days) so that an
+// endpoint's events can be replayed from a point in time and one event can be redelivered.
+// Every read is scoped by tenant: another tenant's event is indistinguishable from a missing one.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "switchboard/core/pg.hpp"
+
+namespace sb {
+
+struct StoredEvent {
+  std::string id, tenant_id, type;
+  std::optional<std::string> session;
+  std::string occurred_at;  // RFC 3339
+  std::string body;         // the envelope exactly as delivered
+};
+
+class EventStore {
+ public:
+  explicit EventStore(pg::Pool& pool) : pool_(pool) {}
+  // Idempotent on the event id (a replayed record is recorded once). One transaction.
+  void record(const std::vector<StoredEvent>& events);
+  std::optional<StoredEvent> get(const std::string& tenant_id, const std::string& event_id);
+  // The tenant's events with occurred_at >= since (RFC 3339), oldest first, at most `limit`.
+  std::vector<StoredEvent> since(const std::string& tenant_id, const std::string& since, int limit);
+  // Deletes up to `limit` events recorded more than `days` ago; returns how many.
+  std::size_t purge_older_than(int days, int limit);
+
+ private:
+  pg::Pool& pool_;
+};
+
+}  // namespace sb
