@@ -19,6 +19,7 @@
 #include "switchboard/workers/http_provider.hpp"
 #include "switchboard/workers/lane_worker.hpp"
 #include "switchboard/workers/simulator.hpp"
+#include "switchboard/workers/webhooks/webhook_dispatcher.hpp"
 
 namespace {
 
@@ -58,6 +59,7 @@ std::vector<sb::kafka::TopicSpec> all_topics(const sb::Config& c) {
     specs.push_back({c.topic(sb::lane_topic_base(lane)), c.kafka.partitions, c.kafka.replication_factor, {}});
   specs.push_back({c.topic("sb.events"), c.kafka.partitions, c.kafka.replication_factor, {}});
   specs.push_back({c.topic("sb.dlq"), c.kafka.partitions, c.kafka.replication_factor, {{"retention.ms", "1209600000"}}});
+  specs.push_back({c.topic("sb.webhooks.dlq"), c.kafka.partitions, c.kafka.replication_factor, {{"retention.ms", "1209600000"}}});
   return specs;
 }
 
@@ -80,6 +82,11 @@ void run_worker(const sb::Config& c, const std::string& lane) {
   worker.run(g_stop);
 }
 
+void run_webhooks(const sb::Config& c) {
+  sb::WebhookDispatcher dispatcher(c);
+  dispatcher.run(g_stop);
+}
+
 void run_dev(const sb::Config& c) {
   migrate(c);
   ensure_topics(c);
@@ -90,6 +97,7 @@ void run_dev(const sb::Config& c) {
   std::thread api([&] { intake.run(); });
   std::vector<std::thread> workers;
   for (const char* lane : sb::kLanes) workers.emplace_back([&c, lane] { run_worker(c, lane); });
+  workers.emplace_back([&c] { run_webhooks(c); });
   sb::log::info("dev.started", {{"intake", c.intake.listen}, {"simulator", c.simulator.listen}, {"kafka", c.kafka.brokers}});
   api.join();
   sim.join();
@@ -107,7 +115,7 @@ int main(int argc, char** argv) {
 
   auto* migrate_cmd = app.add_subcommand("migrate", "apply database migrations from schemas/sql");
   auto* topics_cmd = app.add_subcommand("topics", "manage Kafka topics");
-  auto* topics_ensure = topics_cmd->add_subcommand("ensure", "create missing topics (lanes, events, dlq)");
+  auto* topics_ensure = topics_cmd->add_subcommand("ensure", "create missing topics (lanes, events, dlq, webhooks dlq)");
   topics_cmd->require_subcommand(1);
 
   auto* tenant_cmd = app.add_subcommand("tenant", "manage tenants");
@@ -132,7 +140,8 @@ int main(int argc, char** argv) {
   auto* worker_cmd = app.add_subcommand("worker", "consume one priority lane and execute its commands");
   worker_cmd->add_option("--lane", lane, "high, default or low")->required()->check(CLI::IsMember({"high", "default", "low"}));
   auto* sim_cmd = app.add_subcommand("simulator", "serve a simulated messaging provider over HTTP");
-  auto* dev_cmd = app.add_subcommand("dev", "run simulator, intake and the three lane workers in one process");
+  auto* webhooks_cmd = app.add_subcommand("webhooks", "deliver events from sb.events to tenants' webhook endpoints");
+  auto* dev_cmd = app.add_subcommand("dev", "run simulator, intake, the three lane workers and the webhook dispatcher in one process");
 
   auto* publish_cmd = app.add_subcommand("publish", "publish a send command straight to its lane topic (no HTTP)");
   std::string to, text, priority = "default", message_id;
@@ -192,6 +201,8 @@ int main(int argc, char** argv) {
       intake.run();
     } else if (*worker_cmd) {
       run_worker(config, lane);
+    } else if (*webhooks_cmd) {
+      run_webhooks(config);
     } else if (*sim_cmd) {
       sb::Simulator simulator(config.simulator);
       on_stop([&] { simulator.stop(); });

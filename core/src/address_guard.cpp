@@ -155,10 +155,16 @@ const char* refused_kind(const Net& a) {
   return nullptr;
 }
 
-curl_socket_t open_socket(void* clientp, curlsocktype /*purpose*/, curl_sockaddr* address) {
+// Shared by both callbacks: opens the socket, or records why not (in *slot_reason as well
+// when the transfer has its own slot) and refuses.
+curl_socket_t judge_and_open(const AddressGuard* guard, curl_sockaddr* address, std::string* slot_reason) {
   // Every purpose is judged, not only CURLSOCKTYPE_IPCXN: refusing is the safe default for
   // anything unexpected. Non-IP families (AF_UNIX via CURLOPT_UNIX_SOCKET_PATH) are refused too.
-  const auto* guard = static_cast<const AddressGuard*>(clientp);
+  const auto refuse = [&](std::string why) {
+    if (slot_reason) *slot_reason = why;
+    t_last_refusal = std::move(why);
+    return CURL_SOCKET_BAD;  // curl tries the next address, then fails with COULDNT_CONNECT
+  };
   sockaddr_storage ss{};
   std::memcpy(&ss, &address->addr, std::min<size_t>(address->addrlen, sizeof ss));
   char buf[INET6_ADDRSTRLEN] = {};
@@ -168,20 +174,23 @@ curl_socket_t open_socket(void* clientp, curlsocktype /*purpose*/, curl_sockaddr
   } else if (address->family == AF_INET6 && ss.ss_family == AF_INET6) {
     text = inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
   }
-  if (text == nullptr) {
-    t_last_refusal = "address family " + std::to_string(address->family) + " is not allowed";
-    return CURL_SOCKET_BAD;
-  }
-  if (auto reason = guard->check(text)) {
-    t_last_refusal = *reason;
-    return CURL_SOCKET_BAD;  // curl tries the next address, then fails with COULDNT_CONNECT
-  }
+  if (text == nullptr) return refuse("address family " + std::to_string(address->family) + " is not allowed");
+  if (auto reason = guard->check(text)) return refuse(std::move(*reason));
 #ifdef SOCK_CLOEXEC
   // Not inherited by child processes (curl's own default socket() does not ask for this).
   return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
 #else
   return socket(address->family, address->socktype, address->protocol);
 #endif
+}
+
+curl_socket_t open_socket(void* clientp, curlsocktype /*purpose*/, curl_sockaddr* address) {
+  return judge_and_open(static_cast<const AddressGuard*>(clientp), address, nullptr);
+}
+
+curl_socket_t open_socket_slot(void* clientp, curlsocktype /*purpose*/, curl_sockaddr* address) {
+  auto* slot = static_cast<AddressGuard::RefusalSlot*>(clientp);
+  return judge_and_open(slot->guard, address, &slot->reason);
 }
 
 }  // namespace
@@ -288,6 +297,14 @@ void AddressGuard::install(CURL* curl) const {
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
   curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
+}
+
+void AddressGuard::install(CURL* curl, RefusalSlot* slot) const {
+  install(curl);  // proxy and protocol limits as above; the socket callback is replaced below
+  slot->guard = this;
+  slot->reason.clear();
+  curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, static_cast<curl_opensocket_callback>(&open_socket_slot));
+  curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, slot);
 }
 
 std::string AddressGuard::last_refusal() { return t_last_refusal; }

@@ -4,8 +4,8 @@ namespace sb {
 
 namespace {
 
-void insert_scheduled(pqxx::work& tx, const std::vector<ScheduledDelivery>& ds) {
-  if (ds.empty()) return;
+std::size_t insert_scheduled(pqxx::work& tx, const std::vector<ScheduledDelivery>& ds) {
+  if (ds.empty()) return 0;
   std::vector<std::string> endpoints, tenants, events, types, bodies, attempts, delays, ordered;
   std::vector<std::optional<std::string>> sessions;
   for (const auto& d : ds) {
@@ -20,7 +20,7 @@ void insert_scheduled(pqxx::work& tx, const std::vector<ScheduledDelivery>& ds) 
     ordered.push_back(d.ordered ? "t" : "f");
   }
   // WITH ORDINALITY + ORDER BY: row ids follow the input order, which per_session ordering uses.
-  tx.exec_params(R"SQL(
+  auto r = tx.exec_params(R"SQL(
     INSERT INTO webhook_deliveries (endpoint_id, tenant_id, event_id, event_type, session, body, attempts, due_at, ordered)
     SELECT e, t, ev, ty, s, b, a, now() + make_interval(secs => d), o
     FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[], $9::bool[])
@@ -31,6 +31,7 @@ void insert_scheduled(pqxx::work& tx, const std::vector<ScheduledDelivery>& ds) 
                  pg::array_literal(endpoints), pg::array_literal(tenants), pg::array_literal(events),
                  pg::array_literal(types), pg::array_literal_nullable(sessions), pg::array_literal(bodies),
                  pg::array_literal(attempts), pg::array_literal(delays), pg::array_literal(ordered));
+  return static_cast<std::size_t>(r.affected_rows());
 }
 
 void insert_attempts(pqxx::work& tx, const std::vector<AttemptRecord>& as) {
@@ -63,12 +64,13 @@ void insert_attempts(pqxx::work& tx, const std::vector<AttemptRecord>& as) {
 
 }  // namespace
 
-void WebhookDeliveryStore::schedule(const std::vector<ScheduledDelivery>& ds) {
-  if (ds.empty()) return;
-  pool_.run([&](pqxx::connection& c) {
+std::size_t WebhookDeliveryStore::schedule(const std::vector<ScheduledDelivery>& ds) {
+  if (ds.empty()) return 0;
+  return pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    insert_scheduled(tx, ds);
+    const auto n = insert_scheduled(tx, ds);
     tx.commit();
+    return n;
   });
 }
 

@@ -125,4 +125,43 @@ bool WebhookStore::remove(const std::string& tenant_id, const std::string& id) {
   });
 }
 
+std::vector<std::string> WebhookStore::record_health(const std::vector<std::string>& failed,
+                                                     const std::vector<std::string>& succeeded, int disable_after_s) {
+  if (failed.empty() && succeeded.empty()) return {};
+  return pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    std::vector<std::string> overdue;
+    if (!succeeded.empty())
+      tx.exec_params("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ANY($1::uuid[]) AND failing_since IS NOT NULL",
+                     pg::array_literal(succeeded));
+    if (!failed.empty()) {
+      tx.exec_params("UPDATE webhook_endpoints SET failing_since = now() WHERE id = ANY($1::uuid[]) AND failing_since IS NULL",
+                     pg::array_literal(failed));
+      for (const auto& r : tx.exec_params("SELECT id::text FROM webhook_endpoints WHERE id = ANY($1::uuid[]) AND enabled "
+                                          "AND failing_since < now() - make_interval(secs => $2)",
+                                          pg::array_literal(failed), disable_after_s))
+        overdue.push_back(r[0].as<std::string>());
+    }
+    tx.commit();
+    return overdue;
+  });
+}
+
+std::optional<WebhookEndpoint> WebhookStore::disable(const std::string& id, const std::string& reason,
+                                                     const std::function<void(const WebhookEndpoint&)>& before) {
+  return pool_.run([&](pqxx::connection& c) -> std::optional<WebhookEndpoint> {
+    pqxx::work tx(c);
+    auto r = tx.exec_params(std::string("SELECT ") + kColumns + " FROM webhook_endpoints WHERE id = $1 AND enabled FOR UPDATE", id);
+    if (r.empty()) return std::nullopt;
+    auto endpoint = from_row(r[0]);
+    before(endpoint);
+    tx.exec_params("UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = now() WHERE id = $1",
+                   id, reason);
+    tx.commit();
+    endpoint.enabled = false;
+    endpoint.disabled_reason = reason;
+    return endpoint;
+  });
+}
+
 }  // namespace sb

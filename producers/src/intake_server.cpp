@@ -74,6 +74,7 @@ std::string route_label(const std::string& path) {
   if (path.rfind("/v1/sessions/", 0) == 0) return "send_message";
   if (path.rfind("/v1/messages/", 0) == 0) return "get_message";
   if (path.rfind("/v1/webhooks", 0) == 0) return "webhooks";
+  if (path.rfind("/v1/events/", 0) == 0) return "events";
   if (path == "/health" || path == "/health/ready" || path == "/metrics") return path;
   return "other";
 }

@@ -2,11 +2,14 @@
 
 #include "json_reply.hpp"
 
+#include <algorithm>
+#include <charconv>
 #include <nlohmann/json.hpp>
 #include <regex>
 
 #include "switchboard/core/errors.hpp"
 #include "switchboard/core/log.hpp"
+#include "switchboard/core/message_store.hpp"
 #include "switchboard/core/webhook_signature.hpp"
 
 namespace sb {
@@ -72,12 +75,60 @@ std::optional<std::string> secret_or_422(const json& body, httplib::Response& re
   }
 }
 
+void reply_no_endpoint(httplib::Response& res, const std::string& id) {
+  reply_error(res, 404, "no webhook endpoint '" + id + "' for this tenant", "id");
+}
+
+bool subscribed(const WebhookEndpoint& e, const std::string& type) {
+  return std::any_of(e.events.begin(), e.events.end(), [&](const auto& p) { return event_matches(p, type); });
+}
+
+ScheduledDelivery delivery_of(const WebhookEndpoint& e, const StoredEvent& ev) {
+  ScheduledDelivery d;
+  d.endpoint_id = e.id;
+  d.tenant_id = e.tenant_id;
+  d.event_id = ev.id;
+  d.event_type = ev.type;
+  d.session = ev.session;
+  d.body = ev.body;
+  d.attempts = 0;
+  d.due_in_s = 0;
+  d.ordered = e.ordering == "per_session";
+  return d;
+}
+
+// The schema checks the RFC 3339 shape; this checks the fields' ranges (2024-02-30 has the shape).
+bool rfc3339_in_range(const std::string& t) {
+  auto num = [&](std::size_t pos, std::size_t len) { return std::stoi(t.substr(pos, len)); };
+  const int year = num(0, 4), month = num(5, 2), day = num(8, 2);
+  const int hour = num(11, 2), minute = num(14, 2), second = num(17, 2);
+  if (year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return false;
+  static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (day > kDays[month - 1] + (month == 2 && leap ? 1 : 0)) return false;
+  const auto sign = t.find_first_of("+-", 19);
+  if (sign != std::string::npos && (num(sign + 1, 2) > 15 || num(sign + 4, 2) > 59)) return false;
+  return true;
+}
+
+// ?limit= as an integer in [lo, hi], the default when absent; nullopt when anything else.
+std::optional<int> int_param(const httplib::Request& req, const char* name, int fallback, int lo, int hi) {
+  if (!req.has_param(name)) return fallback;
+  const auto text = req.get_param_value(name);
+  int value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < lo || value > hi) return std::nullopt;
+  return value;
+}
+
 }  // namespace
 
 WebhookApi::WebhookApi(const Config& config, pg::Pool& pool, const SchemaSet& schemas, Authenticate authenticate)
     : config_(config),
       schemas_(schemas),
       store_(pool),
+      events_(pool),
+      deliveries_(pool),
       guard_(split_csv(config.webhooks.allow_cidrs)),
       authenticate_(std::move(authenticate)) {}
 
@@ -87,6 +138,9 @@ void WebhookApi::mount(httplib::Server& server) {
   server.Get(R"(/v1/webhooks/([^/]+))", [this](const auto& req, auto& res) { get(req, res); });
   server.Patch(R"(/v1/webhooks/([^/]+))", [this](const auto& req, auto& res) { update(req, res); });
   server.Delete(R"(/v1/webhooks/([^/]+))", [this](const auto& req, auto& res) { remove(req, res); });
+  server.Get(R"(/v1/webhooks/([^/]+)/attempts)", [this](const auto& req, auto& res) { attempts(req, res); });
+  server.Post(R"(/v1/webhooks/([^/]+)/replay)", [this](const auto& req, auto& res) { replay(req, res); });
+  server.Post(R"(/v1/events/([^/]+)/redeliver)", [this](const auto& req, auto& res) { redeliver(req, res); });
 }
 
 std::string WebhookApi::url_problem(const std::string& url) const {
@@ -173,6 +227,99 @@ void WebhookApi::remove(const httplib::Request& req, httplib::Response& res) {
     return reply_error(res, 404, "no webhook endpoint '" + std::string(req.matches[1]) + "' for this tenant", "id");
   log::info("webhook.endpoint_deleted", {{"tenant", *tenant}, {"endpoint", std::string(req.matches[1])}});
   res.status = 204;
+}
+
+void WebhookApi::attempts(const httplib::Request& req, httplib::Response& res) {
+  auto tenant = authenticate_(req, res);
+  if (!tenant) return;
+  const std::string id = req.matches[1];
+  const auto limit = int_param(req, "limit", 50, 1, 1000);
+  if (!limit) return reply_error(res, 422, "limit must be an integer from 1 to 1000", "limit");
+  std::optional<std::string> status;
+  if (req.has_param("status")) {
+    status = req.get_param_value("status");
+    if (*status != "succeeded" && *status != "failed" && *status != "dead_lettered")
+      return reply_error(res, 422, "status must be succeeded, failed or dead_lettered", "status");
+  }
+  if (!store_.get(*tenant, id)) return reply_no_endpoint(res, id);
+  json items = json::array();
+  for (const auto& a : deliveries_.attempts(*tenant, id, *limit, status)) {
+    items.push_back({{"at", a.at},
+                     {"event_id", a.event_id},
+                     {"event_type", a.event_type},
+                     {"attempt", a.attempt},
+                     {"outcome", a.outcome},
+                     {"http_status", a.http_status ? json(*a.http_status) : json(nullptr)},
+                     {"error", a.error ? json(*a.error) : json(nullptr)},
+                     {"latency_ms", a.latency_ms},
+                     {"response_excerpt", a.response_excerpt ? json(*a.response_excerpt) : json(nullptr)}});
+  }
+  log::info("webhook.attempts_listed", {{"tenant", *tenant},
+                                        {"endpoint", id},
+                                        {"status", status.value_or("any")},
+                                        {"count", std::to_string(items.size())}});
+  reply(res, 200, {{"data", items}});
+}
+
+void WebhookApi::replay(const httplib::Request& req, httplib::Response& res) {
+  auto tenant = authenticate_(req, res);
+  if (!tenant) return;
+  const std::string id = req.matches[1];
+  auto body = read_body(schemas_, "http/webhook_replay_request", req, res);
+  if (!body) return;
+  const std::string since = (*body)["since"];
+  if (!rfc3339_in_range(since))
+    return reply_error(res, 422, "'" + since + "' is not a valid RFC 3339 time", "since");
+  auto endpoint = store_.get(*tenant, id);
+  if (!endpoint) return reply_no_endpoint(res, id);
+  if (!endpoint->enabled)
+    return reply_error(res, 409, "webhook endpoint '" + id + "' is disabled: enable it first (PATCH {\"enabled\":true})");
+
+  const int max = std::max(config_.webhooks.replay_max_events, 0);
+  std::vector<StoredEvent> events;
+  try {
+    events = events_.since(*tenant, since, max + 1);
+  } catch (const InvalidInput& e) {
+    return reply_error(res, 422, e.what(), "since");
+  }
+  const bool truncated = events.size() > static_cast<std::size_t>(max);
+  if (truncated) events.resize(max);
+  std::vector<ScheduledDelivery> batch;  // oldest first: per_session ordering follows row order
+  for (const auto& ev : events)
+    if (subscribed(*endpoint, ev.type)) batch.push_back(delivery_of(*endpoint, ev));
+  // An event still pending for this endpoint (parked or in flight) is not scheduled twice.
+  const auto scheduled = deliveries_.schedule(batch);
+  log::info("webhook.replay_scheduled", {{"tenant", *tenant},
+                                         {"endpoint", id},
+                                         {"since", since},
+                                         {"read", std::to_string(events.size())},
+                                         {"scheduled", std::to_string(scheduled)},
+                                         {"already_pending", std::to_string(batch.size() - scheduled)},
+                                         {"truncated", truncated ? "true" : "false"}});
+  reply(res, 202, {{"scheduled", scheduled}, {"already_pending", batch.size() - scheduled}, {"truncated", truncated}});
+}
+
+void WebhookApi::redeliver(const httplib::Request& req, httplib::Response& res) {
+  auto tenant = authenticate_(req, res);
+  if (!tenant) return;
+  const std::string event_id = req.matches[1];
+  // A malformed id is simply not found (and never reaches PostgreSQL's uuid parser).
+  auto event = MessageStore::valid_id(event_id) ? events_.get(*tenant, event_id) : std::nullopt;
+  if (!event) return reply_error(res, 404, "event not found", "event_id");
+  std::vector<ScheduledDelivery> batch;
+  json endpoints = json::array();
+  for (const auto& e : store_.list(*tenant))
+    if (e.enabled && subscribed(e, event->type)) {
+      batch.push_back(delivery_of(e, *event));
+      endpoints.push_back(e.id);
+    }
+  const auto scheduled = deliveries_.schedule(batch);
+  log::info("webhook.redeliver_scheduled", {{"tenant", *tenant},
+                                            {"event", event_id},
+                                            {"event_type", event->type},
+                                            {"scheduled", std::to_string(scheduled)},
+                                            {"already_pending", std::to_string(batch.size() - scheduled)}});
+  reply(res, 202, {{"scheduled", scheduled}, {"already_pending", batch.size() - scheduled}, {"endpoints", endpoints}});
 }
 
 }  // namespace sb

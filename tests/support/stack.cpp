@@ -186,6 +186,7 @@ TestStack::TestStack(const std::string& name, int partitions) {
   for (const char* lane : sb::kLanes) topics.push_back({topic(sb::lane_topic_base(lane)), partitions, 1, {}});
   topics.push_back({topic("sb.events"), partitions, 1, {}});
   topics.push_back({topic("sb.dlq"), partitions, 1, {}});
+  topics.push_back({topic("sb.webhooks.dlq"), partitions, 1, {}});
   sb::kafka::ensure_topics(config.kafka, topics);
   write_config();
 }
@@ -219,6 +220,19 @@ void TestStack::write_config() {
       << "provider:\n  url: \"" << c.provider.url << "\"\n  timeout_ms: " << c.provider.timeout_ms << "\n"
       << "simulator:\n  listen: \"" << c.simulator.listen << "\"\n  latency_ms: " << c.simulator.latency_ms
       << "\n  latency_jitter_ms: " << c.simulator.latency_jitter_ms << "\n  failure_rate: " << c.simulator.failure_rate << "\n";
+  const auto& w = c.webhooks;
+  out << "webhooks:\n  allow_cidrs: \"" << w.allow_cidrs << "\"\n  rotation_window_s: " << w.rotation_window_s
+      << "\n  timeout_ms: " << w.timeout_ms << "\n  connect_timeout_ms: " << w.connect_timeout_ms
+      << "\n  retry_schedule: \"" << w.retry_schedule << "\"\n  retry_jitter: " << w.retry_jitter
+      << "\n  max_in_flight: " << w.max_in_flight << "\n  max_in_flight_per_endpoint: " << w.max_in_flight_per_endpoint
+      << "\n  max_queued_per_endpoint: " << w.max_queued_per_endpoint << "\n  max_buffered: " << w.max_buffered
+      << "\n  commit_interval_ms: " << w.commit_interval_ms << "\n  record_linger_ms: " << w.record_linger_ms
+      << "\n  retry_poll_interval_ms: " << w.retry_poll_interval_ms << "\n  retry_claim_batch: " << w.retry_claim_batch
+      << "\n  endpoint_cache_ms: " << w.endpoint_cache_ms << "\n  breaker_window: " << w.breaker_window
+      << "\n  breaker_min_attempts: " << w.breaker_min_attempts << "\n  breaker_failure_ratio: " << w.breaker_failure_ratio
+      << "\n  breaker_cool_down_s: " << w.breaker_cool_down_s << "\n  breaker_max_cool_down_s: " << w.breaker_max_cool_down_s
+      << "\n  disable_after_s: " << w.disable_after_s << "\n  event_retention_days: " << w.event_retention_days
+      << "\n  replay_max_events: " << w.replay_max_events << "\n";
 }
 
 TenantInfo TestStack::create_tenant(const std::string& name, const std::vector<std::string>& sessions) {

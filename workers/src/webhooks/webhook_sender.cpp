@@ -13,7 +13,7 @@ DeliveryAttempt classify(const HttpResponse& r) {
   if (!r.transport_ok()) {
     a.error = r.error;
     const auto why = AddressGuard::last_refusal();
-    if (!why.empty() && r.status == 0) a.error += " (" + why + ")";
+    if (!why.empty() && r.status == 0 && a.error.find(why) == std::string::npos) a.error += " (" + why + ")";
     return a;
   }
   if (r.status >= 200 && r.status < 300) {
@@ -43,21 +43,24 @@ DeliveryAttempt classify(const HttpResponse& r) {
 
 WebhookSender::WebhookSender(const AddressGuard& guard, int timeout_ms) : client_(timeout_ms, 5000, &guard) {}
 
-DeliveryAttempt WebhookSender::send(const WebhookEndpoint& endpoint, const std::string& event_id, const std::string& body,
-                                    std::chrono::system_clock::time_point now) {
+std::vector<std::pair<std::string, std::string>> webhook_headers(const WebhookEndpoint& endpoint,
+                                                                 const std::string& event_id, const std::string& body,
+                                                                 std::chrono::system_clock::time_point now) {
   std::vector<WebhookSecret> secrets = {parse_webhook_secret(endpoint.secret)};
   // RFC 3339 strings in one format compare in time order.
   if (endpoint.previous_secret && endpoint.previous_secret_expires_at && *endpoint.previous_secret_expires_at > to_rfc3339(now))
     secrets.push_back(parse_webhook_secret(*endpoint.previous_secret));
   const auto ts = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
-  const auto response = client_.request(
-      "POST", endpoint.url, body,
-      {{"content-type", "application/json"},
-       {std::string(kWebhookIdHeader), event_id},
-       {std::string(kWebhookTimestampHeader), std::to_string(ts)},
-       {std::string(kWebhookSignatureHeader), sign_webhook(secrets, event_id, ts, body)},
-       {"user-agent", "switchboard-webhooks"}});
-  return classify(response);
+  return {{"content-type", "application/json"},
+          {std::string(kWebhookIdHeader), event_id},
+          {std::string(kWebhookTimestampHeader), std::to_string(ts)},
+          {std::string(kWebhookSignatureHeader), sign_webhook(secrets, event_id, ts, body)},
+          {"user-agent", "switchboard-webhooks"}};
+}
+
+DeliveryAttempt WebhookSender::send(const WebhookEndpoint& endpoint, const std::string& event_id, const std::string& body,
+                                    std::chrono::system_clock::time_point now) {
+  return classify(client_.request("POST", endpoint.url, body, webhook_headers(endpoint, event_id, body, now)));
 }
 
 }  // namespace sb

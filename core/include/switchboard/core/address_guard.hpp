@@ -27,6 +27,15 @@ class AddressGuard {
   // addresses at connect time (the transfer then fails with CURLE_COULDNT_CONNECT and
   // last_refusal() says why). The guard must outlive the handle's transfers.
   void install(CURL* curl) const;
+  // Per-transfer form, for many transfers driven by one thread (curl multi), where
+  // last_refusal() cannot tell which transfer was refused: the reason also goes to
+  // slot->reason. The slot is the callback's data, so it must stay at its address until the
+  // handle's transfers are done (its owner keeps one per transfer). install() clears it.
+  struct RefusalSlot {
+    const AddressGuard* guard = nullptr;  // set by install()
+    std::string reason;                   // why a connect was refused; empty when none was
+  };
+  void install(CURL* curl, RefusalSlot* slot) const;
   // The reason of the most recent refusal on this thread (for error messages).
   static std::string last_refusal();
 

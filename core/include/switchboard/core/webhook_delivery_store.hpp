@@ -19,6 +19,16 @@ struct ScheduledDelivery {
   bool ordered = false;   // the endpoint's ordering is per_session: held back behind earlier rows
 };
 
+struct AttemptRecord {
+  std::string endpoint_id, tenant_id, event_id, event_type;
+  int attempt = 1;
+  std::string outcome;  // succeeded | failed | dead_lettered
+  std::optional<int> http_status;
+  std::optional<std::string> error, response_excerpt;
+  int latency_ms = 0;
+  std::string at;       // RFC 3339 (filled by the store when listing)
+};
+
 struct Rescheduled {
   int64_t id = 0;
   int attempts = 0;
@@ -34,21 +44,12 @@ struct DeliveryChanges {
   bool empty() const { return attempts.empty() && schedule.empty() && reschedule.empty() && complete.empty(); }
 };
 
-struct AttemptRecord {
-  std::string endpoint_id, tenant_id, event_id, event_type;
-  int attempt = 1;
-  std::string outcome;  // succeeded | failed | dead_lettered
-  std::optional<int> http_status;
-  std::optional<std::string> error, response_excerpt;
-  int latency_ms = 0;
-  std::string at;       // RFC 3339 (filled by the store when listing)
-};
-
 class WebhookDeliveryStore {
  public:
   explicit WebhookDeliveryStore(pg::Pool& pool) : pool_(pool) {}
-  // Parks deliveries for later; one already parked for the same (endpoint, event) is kept as is.
-  void schedule(const std::vector<ScheduledDelivery>& deliveries);
+  // Parks deliveries for later; one already parked (or in flight) for the same (endpoint, event)
+  // is kept as is. Returns how many were newly parked.
+  std::size_t schedule(const std::vector<ScheduledDelivery>& deliveries);
   // Claims up to `limit` due deliveries for `lease_s` seconds; concurrent claimers never get the
   // same row, and a row whose lease ran out (its claimer died) is due again.
   // For ordered rows only the oldest of its (endpoint, session) is ever claimed.

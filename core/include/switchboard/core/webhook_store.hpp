@@ -1,6 +1,7 @@
 #pragma once
 // Tenants' webhook endpoints (PostgreSQL). Every call is scoped by tenant: another tenant's
 // endpoint is indistinguishable from a missing one.
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,6 +43,16 @@ class WebhookStore {
   std::optional<WebhookEndpoint> update(const std::string& tenant_id, const std::string& id,
                                         const WebhookEndpointChange& change);
   bool remove(const std::string& tenant_id, const std::string& id);
+
+  // --- for the dispatcher (not tenant-facing) ---
+  // Endpoint health: failing_since is set by the first failure and cleared by a success.
+  // Returns the ids (among `failed`) that have now failed for longer than disable_after_s.
+  std::vector<std::string> record_health(const std::vector<std::string>& failed, const std::vector<std::string>& succeeded,
+                                         int disable_after_s);
+  // Disables an enabled endpoint (reason kept for the API); nullopt if it was not enabled.
+  // `before` runs first with the endpoint as it was (to emit the event), inside the row lock.
+  std::optional<WebhookEndpoint> disable(const std::string& id, const std::string& reason,
+                                         const std::function<void(const WebhookEndpoint&)>& before);
 
  private:
   pg::Pool& pool_;

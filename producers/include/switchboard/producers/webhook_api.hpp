@@ -5,6 +5,15 @@
 //   GET    /v1/webhooks/{id}
 //   PATCH  /v1/webhooks/{id}            url, events, enabled, ordering, rotate_secret
 //   DELETE /v1/webhooks/{id}            204
+//   GET    /v1/webhooks/{id}/attempts   delivery attempts, newest first (?limit=1..1000, default 50;
+//                                       ?status=succeeded|failed|dead_lettered)
+//   POST   /v1/webhooks/{id}/replay     {"since": RFC 3339}: the tenant's recorded events since then
+//                                       that the endpoint subscribes to are scheduled again, oldest
+//                                       first (at most webhooks.replay_max_events); 202
+//                                       {"scheduled", "truncated"}; 409 when the endpoint is disabled
+//   POST   /v1/events/{id}/redeliver    one recorded event scheduled again for every enabled endpoint
+//                                       subscribed to its type; 202 {"scheduled", "endpoints"}
+// Replay and redeliver only park rows in webhook_deliveries; the dispatcher's retry poller sends them.
 // URLs must be http(s) and must not resolve to loopback/private/link-local/metadata addresses
 // (webhooks.allow_cidrs excepted); unknown event types are refused.
 #include <httplib.h>
@@ -15,7 +24,9 @@
 
 #include "switchboard/core/address_guard.hpp"
 #include "switchboard/core/config.hpp"
+#include "switchboard/core/event_store.hpp"
 #include "switchboard/core/schema.hpp"
+#include "switchboard/core/webhook_delivery_store.hpp"
 #include "switchboard/core/webhook_store.hpp"
 
 namespace sb {
@@ -33,12 +44,17 @@ class WebhookApi {
   void get(const httplib::Request& req, httplib::Response& res);
   void update(const httplib::Request& req, httplib::Response& res);
   void remove(const httplib::Request& req, httplib::Response& res);
+  void attempts(const httplib::Request& req, httplib::Response& res);
+  void replay(const httplib::Request& req, httplib::Response& res);
+  void redeliver(const httplib::Request& req, httplib::Response& res);
   // Empty when acceptable, else why not (for a 422 on field "url").
   std::string url_problem(const std::string& url) const;
 
   const Config& config_;
   const SchemaSet& schemas_;
   WebhookStore store_;
+  EventStore events_;
+  WebhookDeliveryStore deliveries_;
   AddressGuard guard_;
   Authenticate authenticate_;
 };

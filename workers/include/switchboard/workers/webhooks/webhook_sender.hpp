@@ -4,6 +4,8 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "switchboard/core/address_guard.hpp"
 #include "switchboard/core/http_client.hpp"
@@ -24,6 +26,13 @@ struct DeliveryAttempt {
 // 2xx delivered; 410 gone; everything else (3xx — redirects are not followed —, 4xx, 5xx,
 // transport errors, refused addresses) is retried. Retry-After (seconds) is read on 429/503.
 DeliveryAttempt classify(const HttpResponse& response);
+
+// The Standard Webhooks request headers for one attempt: webhook-id (the event id, stable across
+// retries), webhook-timestamp (now) and webhook-signature (the endpoint's secret, plus the
+// previous one while its rotation window is open).
+std::vector<std::pair<std::string, std::string>> webhook_headers(const WebhookEndpoint& endpoint,
+                                                                 const std::string& event_id, const std::string& body,
+                                                                 std::chrono::system_clock::time_point now);
 
 class WebhookSender {
  public:

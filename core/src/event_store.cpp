@@ -1,0 +1,96 @@
+#include "switchboard/core/event_store.hpp"
+
+#include "switchboard/core/errors.hpp"
+#include "switchboard/core/message_store.hpp"
+
+namespace sb {
+
+namespace {
+
+const char* kColumns = R"SQL(
+  id::text, tenant_id::text, type, session,
+  to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), body)SQL";
+
+StoredEvent from_row(const pqxx::row& r) {
+  StoredEvent e;
+  e.id = r[0].as<std::string>();
+  e.tenant_id = r[1].as<std::string>();
+  e.type = r[2].as<std::string>();
+  if (!r[3].is_null()) e.session = r[3].as<std::string>();
+  e.occurred_at = r[4].as<std::string>();
+  e.body = r[5].as<std::string>();
+  return e;
+}
+
+}  // namespace
+
+void EventStore::record(const std::vector<StoredEvent>& events) {
+  if (events.empty()) return;
+  std::vector<std::string> ids, tenants, types, occurred, bodies;
+  std::vector<std::optional<std::string>> sessions;
+  for (const auto& e : events) {
+    ids.push_back(e.id);
+    tenants.push_back(e.tenant_id);
+    types.push_back(e.type);
+    sessions.push_back(e.session);
+    occurred.push_back(e.occurred_at);
+    bodies.push_back(e.body);
+  }
+  pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec_params(R"SQL(
+      INSERT INTO events (id, tenant_id, type, session, occurred_at, body)
+      SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+      ON CONFLICT (id) DO NOTHING
+    )SQL",
+                   pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(types),
+                   pg::array_literal_nullable(sessions), pg::array_literal(occurred), pg::array_literal(bodies));
+    tx.commit();
+  });
+}
+
+std::optional<StoredEvent> EventStore::get(const std::string& tenant_id, const std::string& event_id) {
+  if (!MessageStore::valid_id(event_id) || !MessageStore::valid_id(tenant_id)) return std::nullopt;
+  return pool_.run([&](pqxx::connection& c) -> std::optional<StoredEvent> {
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_params(std::string("SELECT ") + kColumns + " FROM events WHERE id = $1 AND tenant_id = $2",
+                            event_id, tenant_id);
+    if (r.empty()) return std::nullopt;
+    return from_row(r[0]);
+  });
+}
+
+std::vector<StoredEvent> EventStore::since(const std::string& tenant_id, const std::string& since, int limit) {
+  if (!MessageStore::valid_id(tenant_id) || limit <= 0) return {};
+  return pool_.run([&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    pqxx::result rows;
+    try {
+      rows = tx.exec_params(std::string("SELECT ") + kColumns +
+                                " FROM events WHERE tenant_id = $1 AND occurred_at >= $2::timestamptz"
+                                " ORDER BY occurred_at, id LIMIT $3",
+                            tenant_id, since, limit);
+    } catch (const pqxx::data_exception&) {  // out-of-range date or time: the caller's input
+      throw InvalidInput("'" + since + "' is not a valid RFC 3339 time", "since");
+    }
+    std::vector<StoredEvent> out;
+    out.reserve(rows.size());
+    for (const auto& r : rows) out.push_back(from_row(r));
+    return out;
+  });
+}
+
+std::size_t EventStore::purge_older_than(int days, int limit) {
+  return pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    auto r = tx.exec_params(R"SQL(
+      DELETE FROM events WHERE id IN (
+        SELECT id FROM events WHERE recorded_at < now() - make_interval(days => $1)
+        ORDER BY recorded_at LIMIT $2)
+    )SQL", days, limit);
+    tx.commit();
+    return static_cast<std::size_t>(r.affected_rows());
+  });
+}
+
+}  // namespace sb

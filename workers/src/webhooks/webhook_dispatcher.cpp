@@ -1,0 +1,416 @@
+#include "switchboard/workers/webhooks/webhook_dispatcher.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "switchboard/core/log.hpp"
+#include "switchboard/workers/result_publisher.hpp"  // publish_until_acked
+
+namespace sb {
+namespace {
+using Steady = std::chrono::steady_clock;
+
+std::string str(uint64_t v) { return std::to_string(v); }
+
+std::vector<std::string> cidrs(const std::string& csv) {
+  std::vector<std::string> out;
+  std::stringstream ss(csv);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+bool is_uuid(const std::string& s) {
+  static const std::regex re("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$");
+  return std::regex_match(s, re);
+}
+
+bool subscribed(const WebhookEndpoint& e, const std::string& type) {
+  return std::any_of(e.events.begin(), e.events.end(), [&](const std::string& p) { return event_matches(p, type); });
+}
+
+std::mt19937_64& rng() {
+  thread_local std::mt19937_64 gen{std::random_device{}()};
+  return gen;
+}
+
+// A claimed row stays ours this long: long enough to wait behind the endpoint's cap and send.
+int lease_s(const WebhooksConfig& c) { return std::max(300, 4 * c.timeout_ms / 1000); }
+
+}  // namespace
+
+WebhookDispatcher::WebhookDispatcher(const Config& config)
+    : config_(config),
+      topic_(config.topic("sb.events")),
+      group_(config.topic("sb-webhooks")),
+      dlq_topic_(config.topic("sb.webhooks.dlq")),
+      schemas_(config.schemas_dir),
+      pool_(config.postgres),
+      schedule_(RetrySchedule::parse(config.webhooks.retry_schedule, config.webhooks.retry_jitter)),
+      guard_(cidrs(config.webhooks.allow_cidrs)),
+      producer_(config.kafka),
+      directory_(pool_, config.webhooks.endpoint_cache_ms),
+      deliveries_(pool_),
+      events_(pool_),
+      recorder_(config, pool_, producer_, [this](const WebhookEndpoint& e) { directory_.invalidate(e.tenant_id); }),
+      engine_(config.webhooks, guard_) {}
+
+WebhookDispatcher::~WebhookDispatcher() = default;
+
+Decision WebhookDispatcher::decide_now(const Delivery& d, const std::optional<DeliveryAttempt>& a) {
+  return decide(d, a, schedule_, engine_.park_delay_s(), rng());
+}
+
+void WebhookDispatcher::run(const std::atomic<bool>& stop) {
+  consumer_ = std::make_unique<kafka::Consumer>(config_.kafka, group_, this);
+  consumer_->subscribe({topic_});
+  std::thread retries([this, &stop] { retry_loop(stop); });
+  log::info("webhooks.started", {{"topic", topic_}, {"group", group_},
+                                 {"max_in_flight", std::to_string(config_.webhooks.max_in_flight)},
+                                 {"per_endpoint", std::to_string(config_.webhooks.max_in_flight_per_endpoint)},
+                                 {"timeout_ms", std::to_string(config_.webhooks.timeout_ms)}});
+  auto last_commit = Steady::now();
+  auto last_stats = Steady::now();
+  while (!stop.load()) {
+    if (auto msg = consumer_->poll(100)) handle_record(msg.get());
+    apply_backpressure();
+    if (Steady::now() - last_commit >= std::chrono::milliseconds(config_.webhooks.commit_interval_ms)) {
+      commit_finished();
+      last_commit = Steady::now();
+    }
+    if (Steady::now() - last_stats >= std::chrono::seconds(30)) {
+      const auto& r = recorder_.stats();
+      log::info("webhooks.stats", {{"events", str(stats_.events)}, {"deliveries", str(stats_.deliveries)},
+                                   {"delivered", str(r.delivered)}, {"failed", str(r.failed)}, {"parked", str(r.parked)},
+                                   {"dead_lettered", str(r.dead_lettered)}, {"retries_claimed", str(stats_.retries_claimed)},
+                                   {"in_flight", str(engine_.in_flight())}, {"buffered", str(buffered_.load())}});
+      last_stats = Steady::now();
+    }
+  }
+  log::info("webhooks.stopping", {{"buffered", str(buffered_.load())}, {"in_flight", str(engine_.in_flight())}});
+  retry_cv_.notify_all();
+  retries.join();
+  // Let started deliveries finish (bounded by one attempt's timeout), then make them durable.
+  const auto deadline = Steady::now() + std::chrono::milliseconds(config_.webhooks.timeout_ms + 2000);
+  while (engine_.outstanding() > 0 && Steady::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  recorder_.stop();
+  commit_finished();
+  consumer_->close();
+  const auto& r = recorder_.stats();
+  log::info("webhooks.stopped", {{"events", str(stats_.events)}, {"delivered", str(r.delivered)},
+                                 {"failed", str(r.failed)}, {"dead_lettered", str(r.dead_lettered)}});
+}
+
+void WebhookDispatcher::handle_record(const rd_kafka_message_t* msg) {
+  const kafka::TopicPartition tp{rd_kafka_topic_name(msg->rkt), msg->partition};
+  const int64_t offset = msg->offset;
+  auto ev = std::make_shared<EventProgress>();
+  ev->source = tp;
+  ev->offset = offset;
+  {
+    std::lock_guard lock(state_mu_);
+    auto& st = partitions_[tp];
+    st.tracker.track(offset);
+    ++st.outstanding;
+    ev->epoch = st.epoch;
+  }
+  ++buffered_;
+  ++stats_.events;
+  const std::string key(kafka::key_of(msg));
+  const std::string value(kafka::value_of(msg));
+
+  nlohmann::json event;
+  try {
+    event = nlohmann::json::parse(value);
+    schemas_.validate("events/event", event);
+    if (!is_uuid(event["tenant"].get<std::string>()))
+      throw InvalidInput("event 'tenant' must be a tenant id (uuid)", "tenant");
+  } catch (const std::exception& e) {
+    // A bad record must not stop the partition: park it in the DLQ with the reason.
+    return dead_letter_record(tp, offset, key, value, e.what());
+  }
+  StoredEvent stored;
+  stored.id = event["id"].get<std::string>();
+  stored.tenant_id = event["tenant"].get<std::string>();
+  stored.type = event["type"].get<std::string>();
+  if (event["session"].is_string()) stored.session = event["session"].get<std::string>();
+  stored.occurred_at = event["occurred_at"].get<std::string>();
+  stored.body = value;
+
+  EndpointDirectory::List endpoints;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      endpoints = directory_.of(stored.tenant_id);
+      break;
+    } catch (const Error& e) {
+      // Without its endpoints the event can't go anywhere: wait for PostgreSQL (offset held).
+      log::warn("webhooks.endpoints_unavailable", {{"tenant", stored.tenant_id}, {"detail", e.what()},
+                                                   {"attempt", std::to_string(attempt)}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 200 * attempt)));
+    }
+  }
+  std::vector<Delivery> fan_out;
+  auto body = std::make_shared<const std::string>(value);
+  for (const auto& e : *endpoints)
+    if (e.enabled && subscribed(e, stored.type))
+      fan_out.push_back(Delivery{e, stored.id, stored.type, stored.session, body, 1, 0});
+  ev->remaining = static_cast<int>(fan_out.size()) + 1;  // + storing the event
+  stats_.deliveries += fan_out.size();
+  recorder_.record_event(std::move(stored), [this, ev] { finish_one(ev); });
+  for (auto& d : fan_out) deliver_live(std::move(d), ev);
+}
+
+void WebhookDispatcher::deliver_live(Delivery d, const Progress& ev) {
+  if (!d.ordered()) {
+    engine_.submit(std::move(d), [this, ev](Delivery dd, std::optional<DeliveryAttempt> a) {
+      on_live_attempt(std::move(dd), std::move(a), ev);
+    });
+    return;
+  }
+  // per_session: one delivery of a (endpoint, session) in flight at a time; later ones wait in
+  // line, and behind a parked one in the durable schedule.
+  LineKey key{d.endpoint.id, d.session.value_or("")};
+  auto park_behind = [this](Delivery pd, const Progress& pev) {
+    auto dec = decide_now(pd, std::nullopt);
+    dec.due_in_s = 0;  // claimable only once the earlier ones are done
+    recorder_.submit(std::move(pd), std::move(dec), [this, pev] { finish_one(pev); });
+  };
+  {
+    std::lock_guard lock(lines_mu_);
+    auto it = lines_.find(key);
+    if (it != lines_.end()) {
+      if (!it->second.parking) {
+        it->second.waiting.emplace_back(std::move(d), ev);
+        return;
+      }
+      // Submitted after the head: the recorder writes rows in submission order.
+      park_behind(std::move(d), ev);
+      return;
+    }
+  }
+  bool parked_earlier = false;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      parked_earlier = deliveries_.has_pending(d.endpoint.id, d.session);
+      break;
+    } catch (const Error& e) {
+      log::warn("webhooks.schedule_unavailable", {{"endpoint", d.endpoint.id}, {"detail", e.what()}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 200 * attempt)));
+    }
+  }
+  if (parked_earlier) return park_behind(std::move(d), ev);
+  {
+    std::lock_guard lock(lines_mu_);
+    lines_[key].waiting.emplace_back(d, ev);
+  }
+  engine_.submit(std::move(d), [this, ev](Delivery dd, std::optional<DeliveryAttempt> a) {
+    on_ordered_attempt(std::move(dd), std::move(a), ev);
+  });
+}
+
+void WebhookDispatcher::on_live_attempt(Delivery d, std::optional<DeliveryAttempt> a, const Progress& ev) {
+  auto dec = decide_now(d, a);
+  recorder_.submit(std::move(d), std::move(dec), [this, ev] { finish_one(ev); });
+}
+
+void WebhookDispatcher::on_ordered_attempt(Delivery d, std::optional<DeliveryAttempt> a, const Progress& ev) {
+  auto dec = decide_now(d, a);
+  const bool parked = dec.action == Decision::Action::Retry || dec.action == Decision::Action::Park;
+  LineKey key{d.endpoint.id, d.session.value_or("")};
+  std::deque<std::pair<Delivery, Progress>> behind;
+  std::optional<std::pair<Delivery, Progress>> next;
+  std::unique_lock lock(lines_mu_);  // held while submitting: later arrivals queue after these rows
+  auto it = lines_.find(key);
+  if (it != lines_.end()) {
+    auto& line = it->second;
+    if (!line.waiting.empty()) line.waiting.pop_front();  // this delivery
+    if (parked) {
+      behind.swap(line.waiting);
+      line.parking = true;
+    } else if (!line.waiting.empty()) {
+      next = line.waiting.front();  // stays in line as the new head
+    } else {
+      lines_.erase(it);
+    }
+  }
+  // The head first: the schedule keeps insertion order, and later events queue behind it. The
+  // line is dropped only once the head's row is written (has_pending sees it from then on).
+  recorder_.submit(std::move(d), std::move(dec), [this, ev, key, parked] {
+    if (parked) {
+      std::lock_guard l(lines_mu_);
+      if (auto i = lines_.find(key); i != lines_.end() && i->second.parking) lines_.erase(i);
+    }
+    finish_one(ev);
+  });
+  for (auto& [bd, bev] : behind) {
+    auto bdec = decide_now(bd, std::nullopt);
+    bdec.due_in_s = 0;
+    recorder_.submit(std::move(bd), std::move(bdec), [this, bev = bev] { finish_one(bev); });
+  }
+  lock.unlock();  // the engine may call back at once (parking): never under this lock
+  if (next)
+    engine_.submit(std::move(next->first), [this, nev = next->second](Delivery dd, std::optional<DeliveryAttempt> na) {
+      on_ordered_attempt(std::move(dd), std::move(na), nev);
+    });
+}
+
+void WebhookDispatcher::finish_one(const Progress& ev) {
+  if (--ev->remaining > 0) return;
+  --buffered_;
+  std::lock_guard lock(state_mu_);
+  auto it = partitions_.find(ev->source);
+  if (it == partitions_.end() || it->second.epoch != ev->epoch) return;  // revoked meanwhile: the new owner redoes it
+  if (it->second.tracker.done(ev->offset) && it->second.outstanding > 0) --it->second.outstanding;
+  state_cv_.notify_all();
+}
+
+void WebhookDispatcher::dead_letter_record(const kafka::TopicPartition& tp, int64_t offset, const std::string& key,
+                                           const std::string& value, const std::string& detail) {
+  ++stats_.invalid_events;
+  log::warn("webhooks.invalid_event", {{"topic", tp.topic}, {"partition", std::to_string(tp.partition)},
+                                       {"offset", std::to_string(offset)}, {"key", key}, {"detail", detail}});
+  auto ev = std::make_shared<EventProgress>();
+  ev->source = tp;
+  ev->offset = offset;
+  {
+    std::lock_guard lock(state_mu_);
+    ev->epoch = partitions_[tp].epoch;
+  }
+  ev->remaining = 1;
+  publish_until_acked(producer_, dlq_topic_, key, value,
+                      {{"sb-dlq-reason", "invalid_event"},
+                       {"sb-dlq-error", detail},
+                       {"sb-source-topic", tp.topic},
+                       {"sb-source-partition", std::to_string(tp.partition)},
+                       {"sb-source-offset", std::to_string(offset)}},
+                      [this, ev] { finish_one(ev); });
+}
+
+void WebhookDispatcher::retry_loop(const std::atomic<bool>& stop) {
+  auto last_purge = Steady::now() - std::chrono::hours(1);
+  const auto interval = std::chrono::milliseconds(config_.webhooks.retry_poll_interval_ms);
+  while (!stop.load()) {
+    std::size_t claimed = 0;
+    try {
+      // Claim only what can be sent soon: rows wait in the schedule, not in this process.
+      if (engine_.outstanding() < static_cast<std::size_t>(config_.webhooks.max_in_flight)) {
+        auto rows = deliveries_.claim_due(config_.webhooks.retry_claim_batch, lease_s(config_.webhooks));
+        claimed = rows.size();
+        stats_.retries_claimed += claimed;
+        for (auto& row : rows) {
+          auto endpoint = directory_.find(row.tenant_id, row.endpoint_id);
+          Delivery d{endpoint.value_or(WebhookEndpoint{row.endpoint_id, row.tenant_id}), row.event_id, row.event_type,
+                     row.session, std::make_shared<const std::string>(std::move(row.body)), row.attempts + 1, row.id};
+          if (!endpoint || !endpoint->enabled) {
+            const auto why = !endpoint ? std::string("endpoint deleted")
+                                       : "endpoint disabled (" + endpoint->disabled_reason.value_or("by its owner") +
+                                             "); re-enable it and replay to deliver";
+            auto dec = dead_letter_unattempted(d, why);
+            recorder_.submit(std::move(d), std::move(dec), {});
+            continue;
+          }
+          engine_.submit(std::move(d), [this](Delivery dd, std::optional<DeliveryAttempt> a) {
+            auto dec = decide_now(dd, a);
+            recorder_.submit(std::move(dd), std::move(dec), {});
+          });
+        }
+      }
+      if (Steady::now() - last_purge >= std::chrono::hours(1)) {
+        last_purge = Steady::now();
+        const auto purged = events_.purge_older_than(config_.webhooks.event_retention_days, 10000);
+        if (purged > 0) log::info("webhooks.events_purged", {{"count", std::to_string(purged)}});
+      }
+    } catch (const std::exception& e) {
+      log::warn("webhooks.retry_poll_failed", {{"detail", e.what()}});
+    }
+    if (claimed == static_cast<std::size_t>(config_.webhooks.retry_claim_batch)) continue;  // more are due
+    std::unique_lock lock(retry_mu_);
+    retry_cv_.wait_for(lock, interval, [&] { return stop.load(); });
+  }
+}
+
+void WebhookDispatcher::commit_finished(const std::vector<kafka::TopicPartition>* only) {
+  std::map<kafka::TopicPartition, int64_t> offsets;
+  {
+    std::lock_guard lock(state_mu_);
+    for (auto& [tp, st] : partitions_) {
+      if (only && std::find(only->begin(), only->end(), tp) == only->end()) continue;
+      if (auto next = st.tracker.committable()) offsets[tp] = *next;
+    }
+  }
+  if (offsets.empty()) return;
+  try {
+    consumer_->commit(offsets, false);
+    std::lock_guard lock(state_mu_);
+    for (const auto& [tp, next] : offsets)
+      if (auto it = partitions_.find(tp); it != partitions_.end()) it->second.tracker.mark_committed(next);
+  } catch (const Error& e) {
+    log::warn("webhooks.commit_failed", {{"detail", e.what()}});  // retried next interval
+  }
+}
+
+void WebhookDispatcher::apply_backpressure() {
+  const auto buffered = buffered_.load();
+  const auto limit = static_cast<std::size_t>(config_.webhooks.max_buffered);
+  const bool should_pause = paused_ ? buffered >= limit / 2 : buffered >= limit;
+  if (should_pause == paused_) return;
+  std::vector<kafka::TopicPartition> parts;
+  {
+    std::lock_guard lock(state_mu_);
+    for (const auto& [tp, _] : partitions_) parts.push_back(tp);
+  }
+  paused_ = !paused_;
+  if (paused_) consumer_->pause(parts);
+  else consumer_->resume(parts);
+  log::info(paused_ ? "webhooks.paused" : "webhooks.resumed", {{"buffered", str(buffered)}});
+}
+
+void WebhookDispatcher::on_assigned(const std::vector<kafka::TopicPartition>& parts) {
+  std::string names;
+  {
+    std::lock_guard lock(state_mu_);
+    for (const auto& tp : parts) {
+      partitions_[tp] = PartitionState{next_epoch_++, {}, 0};
+      names += (names.empty() ? "" : ",") + std::to_string(tp.partition);
+    }
+  }
+  if (paused_) consumer_->pause(parts);
+  log::info("webhooks.assigned", {{"partitions", names}});
+}
+
+void WebhookDispatcher::on_revoked(const std::vector<kafka::TopicPartition>& parts, bool lost) {
+  // Deliveries in flight are bounded by the attempt timeout: wait (bounded) so their offsets commit.
+  if (!lost) {
+    const auto deadline = Steady::now() + std::chrono::milliseconds(config_.worker.revoke_drain_timeout_ms);
+    std::unique_lock lock(state_mu_);
+    state_cv_.wait_until(lock, deadline, [&] {
+      for (const auto& tp : parts)
+        if (auto it = partitions_.find(tp); it != partitions_.end() && it->second.outstanding > 0) return false;
+      return true;
+    });
+  }
+  if (!lost) commit_finished(&parts);
+  std::string names;
+  std::size_t unfinished = 0;
+  {
+    std::lock_guard lock(state_mu_);
+    for (const auto& tp : parts) {
+      if (auto it = partitions_.find(tp); it != partitions_.end()) {
+        unfinished += it->second.tracker.pending();
+        partitions_.erase(it);
+      }
+      names += (names.empty() ? "" : ",") + std::to_string(tp.partition);
+    }
+  }
+  log::info("webhooks.revoked", {{"partitions", names}, {"lost", lost ? "true" : "false"},
+                                 {"unfinished", std::to_string(unfinished)}});
+}
+
+}  // namespace sb
