@@ -537,3 +537,42 @@ TEST_CASE("webhooks: replay and redeliver through the API reach the endpoint aga
   CHECK(sbtest::eventually([&] { return logged() == 7; }, 10000));
   CHECK(logged() == 7);
 }
+
+TEST_CASE("webhooks: an endpoint failing for longer than disable_after_s is disabled, its backlog dead-lettered",
+          "[integration][webhooks][dispatch]") {
+  sbtest::TestStack stack("wh-failing-long", 3);
+  tune(stack);
+  stack.config.webhooks.retry_schedule = "1s,1s,1s,1s,1s,1s,1s,1s";
+  stack.config.webhooks.disable_after_s = 2;  // "days" in production
+  stack.write_config();
+  auto tenant = stack.create_tenant("acme");
+  Receiver rx([](const std::string& path, const json&, int) { return Receiver::Reply{path == "/broken" ? 500 : 200}; });
+  auto broken = add_endpoint(stack, tenant.id, rx.url("/broken"), {"message.*"});
+  add_endpoint(stack, tenant.id, rx.url("/watch"), {"webhook.endpoint.disabled"});
+  auto dispatcher = stack.spawn("webhooks", {"webhooks"});
+  sb::kafka::Producer producer(stack.config.kafka);
+  const json event = publish_event(producer, stack, tenant.id);
+
+  REQUIRE(sbtest::eventually([&] { return rx.count("/watch") >= 1; }, 30000));
+  const json notice = json::parse(rx.received("/watch").front().body);
+  CHECK(notice["type"] == "webhook.endpoint.disabled");
+  CHECK(notice["data"]["endpoint_id"] == broken.id);
+  CHECK(notice["data"]["reason"].get<std::string>().find("failing") != std::string::npos);
+  sb::pg::Pool pool(stack.config.postgres);
+  auto now = sb::WebhookStore(pool).get(tenant.id, broken.id);
+  REQUIRE(now);
+  CHECK_FALSE(now->enabled);
+
+  // What was still scheduled for it is dead-lettered (not lost, not retried for ever).
+  sbtest::TopicReader dlq(stack.config, stack.topic("sb.webhooks.dlq"));
+  REQUIRE(dlq.read_until([](const auto& records) { return records.size() >= 1; }, 30000));
+  std::map<std::string, std::string> headers;
+  for (const auto& [k, v] : sb::kafka::headers_of(dlq.records().front().get())) headers[k] = v;
+  CHECK(headers["sb-webhook-event"] == event["id"]);
+  CHECK(headers["sb-dlq-error"].find("disabled") != std::string::npos);
+  REQUIRE(sbtest::eventually([&] { return parked(stack) == 0; }, 10000));
+  const auto count = rx.count("/broken");
+  CHECK(count >= 3);  // failed for more than 2 s at 1 s intervals
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  CHECK(rx.count("/broken") == count);  // and nothing since
+}

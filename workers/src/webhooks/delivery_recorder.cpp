@@ -1,6 +1,7 @@
 #include "switchboard/workers/webhooks/delivery_recorder.hpp"
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <set>
 
 #include "switchboard/core/ids.hpp"
@@ -88,7 +89,8 @@ void DeliveryRecorder::write(Batch& batch) {
   for (const auto& o : batch.outcomes) {
     const auto& id = o.delivery.endpoint.id;
     if (o.decision.action == A::Gone && seen.insert(id).second) disable.emplace_back(id, o.decision.reason);
-    if (o.decision.endpoint_failed && failing_[id] != true) {
+    // Every failing endpoint is checked (failing for too long?); marking it is a no-op when already marked.
+    if (o.decision.endpoint_failed && std::find(failed.begin(), failed.end(), id) == failed.end()) {
       failing_[id] = true;
       failed.push_back(id);
     }

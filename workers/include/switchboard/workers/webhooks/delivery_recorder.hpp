@@ -65,7 +65,7 @@ class DeliveryRecorder {
   WebhookStore endpoints_;
   EventStore events_;
   std::string dlq_topic_, events_topic_;
-  // Last health written per endpoint, so a healthy endpoint costs no writes: true = failing.
+  // Last health written per endpoint, so a healthy endpoint's successes cost no writes: true = failing.
   std::unordered_map<std::string, bool> failing_;
 
   std::mutex mu_;
