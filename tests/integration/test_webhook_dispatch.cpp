@@ -576,3 +576,28 @@ TEST_CASE("webhooks: an endpoint failing for longer than disable_after_s is disa
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   CHECK(rx.count("/broken") == count);  // and nothing since
 }
+
+TEST_CASE("webhooks: a malformed record on sb.events is dead-lettered and the partition keeps flowing",
+          "[integration][webhooks][dispatch]") {
+  sbtest::TestStack stack("wh-poison", 1);
+  tune(stack);
+  auto tenant = stack.create_tenant("acme");
+  Receiver rx([](const std::string&, const json&, int) { return Receiver::Reply{200}; });
+  add_endpoint(stack, tenant.id, rx.url("/ok"));
+  sb::kafka::Producer producer(stack.config.kafka);
+  REQUIRE(producer.produce(stack.topic("sb.events"), tenant.id, "{not json").get().ok());
+  REQUIRE(producer.produce(stack.topic("sb.events"), tenant.id, R"({"id":"x","type":"message.sent"})").get().ok());
+  const json good = publish_event(producer, stack, tenant.id);
+  auto dispatcher = stack.spawn("webhooks", {"webhooks"});
+
+  REQUIRE(sbtest::eventually([&] { return rx.count("/ok") == 1; }, 30000));
+  CHECK(rx.received("/ok").front().id == good["id"]);
+  sbtest::TopicReader dlq(stack.config, stack.topic("sb.webhooks.dlq"));
+  REQUIRE(dlq.read_until([](const auto& records) { return records.size() >= 2; }, 15000));
+  for (const auto& rec : dlq.records()) {
+    std::map<std::string, std::string> headers;
+    for (const auto& [k, v] : sb::kafka::headers_of(rec.get())) headers[k] = v;
+    CHECK(headers["sb-dlq-reason"] == "invalid_event");
+    CHECK_FALSE(headers["sb-dlq-error"].empty());
+  }
+}
