@@ -1,5 +1,7 @@
 #include "switchboard/core/http_async.hpp"
 
+#include "curl_transfer.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <string_view>
@@ -16,37 +18,6 @@ namespace {
 // this a finished handle is freed. Connections live in the multi handle's cache, not here.
 constexpr std::size_t kMaxIdleHandles = 256;
 
-struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-    s.remove_suffix(1);
-  return s;
-}
-
-// As in HttpClient: one call per header line; a new status line (after a 100 Continue, say)
-// starts a fresh block so only the final response's headers are kept.
-size_t on_header(char* data, size_t size, size_t nmemb, void* userdata) {
-  auto* r = static_cast<HttpResponse*>(userdata);
-  const size_t n = size * nmemb;
-  std::string_view line(data, n);
-  if (line.rfind("HTTP/", 0) == 0) {
-    r->headers.clear();
-    return n;
-  }
-  const auto colon = line.find(':');
-  if (colon == std::string_view::npos) return n;  // blank line ending the block, or junk
-  std::string name(trim(line.substr(0, colon)));
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  r->headers.emplace_back(std::move(name), std::string(trim(line.substr(colon + 1))));
-  return n;
-}
-
 HttpResponse shut_down_response() {
   HttpResponse r;
   r.error = "client shut down";
@@ -60,7 +31,7 @@ struct AsyncHttpClient::Transfer {
   HttpRequest request;
   Callback done;
   HttpResponse response;
-  SlistPtr header_list;
+  curl_transfer::SlistPtr header_list;
   char errbuf[CURL_ERROR_SIZE] = {0};
   AddressGuard::RefusalSlot refusal;  // the guard's per-transfer callback data
   CurlPtr easy;  // last, so it is cleaned up before the data its options point to
@@ -165,47 +136,15 @@ void AsyncHttpClient::start(Pending pending) {
   CURL* c = t->easy.get();
   const HttpRequest& rq = t->request;
 
-  auto add_header = [&](const std::string& line) {
-    if (curl_slist* l = curl_slist_append(t->header_list.get(), line.c_str())) {
-      (void)t->header_list.release();  // l now owns the old list
-      t->header_list.reset(l);
-    }
-  };
-  for (const auto& [k, v] : rq.headers) add_header(k + ": " + v);
-  // curl would send "Expect: 100-continue" for larger bodies and wait a round-trip for it.
-  add_header("Expect:");
-
-  curl_easy_setopt(c, CURLOPT_URL, rq.url.c_str());
+  t->header_list = curl_transfer::header_list(rq.headers);
+  curl_transfer::set_options(c, rq.url, rq.method, rq.body, t->header_list.get(), rq.timeout_ms, rq.connect_timeout_ms,
+                             options_.user_agent.c_str(), t->errbuf);
   if (options_.guard) options_.guard->install(c, &t->refusal);  // per transfer: one thread, many transfers
   curl_easy_setopt(c, CURLOPT_PRIVATE, static_cast<void*>(t.get()));
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // no SIGALRM for DNS timeouts: we are multithreaded
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(rq.timeout_ms));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(rq.connect_timeout_ms));
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-#if LIBCURL_VERSION_NUM >= 0x075500  // 7.85.0
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-  curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-  curl_easy_setopt(c, CURLOPT_USERAGENT, options_.user_agent.c_str());
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Transfer::on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, static_cast<void*>(t.get()));
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &on_header);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &curl_transfer::collect_header);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, static_cast<void*>(&t->response));
-
-  if (rq.method == "GET") {
-    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-  } else if (rq.method == "HEAD") {
-    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-  } else {
-    if (rq.method != "POST") curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, rq.method.c_str());
-    if (rq.method == "POST" || !rq.body.empty()) {
-      curl_easy_setopt(c, CURLOPT_POSTFIELDS, rq.body.data());
-      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(rq.body.size()));
-    }
-  }
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->header_list.get());
 
   if (const CURLMcode rc = curl_multi_add_handle(multi_.get(), c); rc != CURLM_OK) {
     t->response.error = std::string("cannot start the transfer (") + curl_multi_strerror(rc) + ")";
@@ -241,19 +180,7 @@ void AsyncHttpClient::finish(Transfer* t, CURLcode rc) {
   if (rc == CURLE_OK) {
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
   } else {
-    const std::string detail = t->errbuf[0] ? std::string(t->errbuf) : std::string(curl_easy_strerror(rc));
-    if (rc == CURLE_OPERATION_TIMEDOUT) {
-      double connect_s = 0;
-      curl_easy_getinfo(c, CURLINFO_CONNECT_TIME, &connect_s);
-      r.error = connect_s > 0 ? "timeout after " + std::to_string(t->request.timeout_ms) + " ms"
-                              : "connect timeout after " + std::to_string(t->request.connect_timeout_ms) + " ms";
-    } else if (rc == CURLE_COULDNT_CONNECT) {
-      r.error = "connection refused or unreachable (" + detail + ")";
-    } else if (rc == CURLE_COULDNT_RESOLVE_HOST) {
-      r.error = "cannot resolve host (" + detail + ")";
-    } else {
-      r.error = std::string(curl_easy_strerror(rc)) + " (" + detail + ")";
-    }
+    r.error = curl_transfer::describe_failure(c, rc, t->errbuf, t->request.timeout_ms, t->request.connect_timeout_ms);
     if (!t->refusal.reason.empty()) r.error += " (" + t->refusal.reason + ")";
     // No complete response: status 0 (a partial body would be misleading).
     r.status = 0;
