@@ -42,8 +42,9 @@ class Receiver {
   using Script = std::function<Reply(const std::string& path, const json& body, int before)>;
 
   explicit Receiver(Script script) : script_(std::move(script)) {
-    // Enough threads that hanging requests never queue the healthy ones behind them.
-    server_.new_task_queue = [] { return new httplib::ThreadPool(256); };
+    // Enough threads that hanging requests never queue the healthy ones behind them (a hanging
+    // handler keeps its thread after the dispatcher gave up on it, and retries open new ones).
+    server_.new_task_queue = [] { return new httplib::ThreadPool(1024); };
     server_.Post(R"(/.*)", [this](const httplib::Request& req, httplib::Response& res) {
       Received r{req.path, req.get_header_value("webhook-id"), req.get_header_value("webhook-timestamp"),
                  req.get_header_value("webhook-signature"), req.body, 0, Steady::now()};
@@ -429,7 +430,7 @@ TEST_CASE("webhooks: endpoints hanging until timeout don't delay healthy ones", 
     if (path.rfind("/hang", 0) == 0) {
       std::lock_guard lock(mu);
       if (!first_hang) first_hang = Steady::now();
-      return Receiver::Reply{200, {}, 60000};
+      return Receiver::Reply{200, {}, 9000};  // past the dispatcher's 8 s timeout
     }
     return Receiver::Reply{200};
   });
@@ -438,6 +439,8 @@ TEST_CASE("webhooks: endpoints hanging until timeout don't delay healthy ones", 
     add_endpoint(stack, tenant.id, rx.url("/hang" + std::to_string(i)));
   }
   auto dispatcher = stack.spawn("webhooks", {"webhooks"});
+  // Latency from here on is delivery latency, not the consumer group's start-up.
+  REQUIRE(sbtest::eventually([&] { return dispatcher.log().find("webhooks.assigned") != std::string::npos; }, 30000));
   sb::kafka::Producer producer(stack.config.kafka);
   const int events = 200;
   std::map<std::string, Steady::time_point> published_at;

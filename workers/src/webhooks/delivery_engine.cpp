@@ -1,10 +1,13 @@
 #include "switchboard/workers/webhooks/delivery_engine.hpp"
 
-#include <vector>
+#include <algorithm>
 
 namespace sb {
 
 namespace {
+
+// A delivery parked only because its endpoint's line was full is looked at again this soon.
+constexpr int kLineFullParkS = 1;
 
 CircuitBreaker::Settings breaker_settings(const WebhooksConfig& c) {
   CircuitBreaker::Settings s;
@@ -18,6 +21,7 @@ CircuitBreaker::Settings breaker_settings(const WebhooksConfig& c) {
 
 AsyncHttpClient::Options http_options(const WebhooksConfig& c, const AddressGuard& guard) {
   AsyncHttpClient::Options o;
+  // The engine never has more than max_in_flight transfers, so none waits inside curl.
   o.max_total_connections = c.max_in_flight;
   o.max_host_connections = 0;  // per-endpoint caps are ours (an endpoint is a URL, not a host)
   o.max_connects = c.max_in_flight;
@@ -36,29 +40,68 @@ std::size_t DeliveryEngine::outstanding() const {
   return outstanding_;
 }
 
+int DeliveryEngine::park_delay_s(const std::string& endpoint_id) const {
+  std::lock_guard lock(mu_);
+  auto it = endpoints_.find(endpoint_id);
+  if (it == endpoints_.end()) return kLineFullParkS;
+  const auto left = it->second->breaker.remaining_open(CircuitBreaker::Clock::now());
+  if (left <= CircuitBreaker::Clock::duration::zero()) return kLineFullParkS;
+  return std::max(kLineFullParkS, static_cast<int>(std::chrono::ceil<std::chrono::seconds>(left).count()));
+}
+
+DeliveryEngine::EndpointState& DeliveryEngine::state(const std::string& endpoint_id) {
+  auto& slot = endpoints_[endpoint_id];
+  if (!slot) slot = std::make_unique<EndpointState>(breaker_settings_);
+  return *slot;
+}
+
+bool DeliveryEngine::has_room(const EndpointState& st) const {
+  return st.in_flight < config_.max_in_flight_per_endpoint && total_in_flight_ < config_.max_in_flight;
+}
+
 void DeliveryEngine::submit(Delivery delivery, Done done) {
   const auto now = CircuitBreaker::Clock::now();
+  Plan plan;
   {
-    std::unique_lock lock(mu_);
-    auto& slot = endpoints_[delivery.endpoint.id];
-    if (!slot) slot = std::make_unique<EndpointState>(breaker_settings_);
-    EndpointState& st = *slot;
-    const bool full = st.in_flight >= config_.max_in_flight_per_endpoint;
-    if (full && st.waiting.size() < static_cast<std::size_t>(config_.max_queued_per_endpoint)) {
+    std::lock_guard lock(mu_);
+    const std::string id = delivery.endpoint.id;
+    EndpointState& st = state(id);
+    if (st.waiting.size() >= static_cast<std::size_t>(config_.max_queued_per_endpoint)) {
+      plan.park.push_back({std::move(delivery), std::move(done)});  // line full: park, don't wait
+    } else {
       ++outstanding_;
       st.waiting.push_back({std::move(delivery), std::move(done)});
-      return;
-    }
-    if (!full && st.breaker.allow(now)) {
-      ++st.in_flight;
-      ++outstanding_;
-      lock.unlock();
-      start(std::move(delivery), std::move(done));
-      return;
+      refill(id, st, plan, now);
     }
   }
-  // Breaker open or the endpoint's line is full: not attempted, park it.
-  done(std::move(delivery), std::nullopt);
+  carry_out(plan);
+}
+
+void DeliveryEngine::refill(const std::string& endpoint_id, EndpointState& st, Plan& plan,
+                            CircuitBreaker::Clock::time_point now) {
+  while (!st.waiting.empty() && has_room(st)) {
+    if (!st.breaker.allow(now)) {
+      // Open (or its one probe is out): park the whole line rather than hold it here.
+      for (auto& w : st.waiting) plan.park.push_back(std::move(w));
+      outstanding_ -= st.waiting.size();
+      st.waiting.clear();
+      return;
+    }
+    ++st.in_flight;
+    ++total_in_flight_;
+    plan.start.push_back(std::move(st.waiting.front()));
+    st.waiting.pop_front();
+  }
+  // Held back by the process-wide cap only: take a turn when a slot frees up.
+  if (!st.waiting.empty() && st.in_flight < config_.max_in_flight_per_endpoint && !st.starved) {
+    st.starved = true;
+    starved_.push_back(endpoint_id);
+  }
+}
+
+void DeliveryEngine::carry_out(Plan& plan) {
+  for (auto& w : plan.park) w.done(std::move(w.delivery), std::nullopt);
+  for (auto& w : plan.start) start(std::move(w.delivery), std::move(w.done));
 }
 
 void DeliveryEngine::start(Delivery delivery, Done done) {
@@ -74,44 +117,45 @@ void DeliveryEngine::start(Delivery delivery, Done done) {
     // An unusable secret (cannot happen through the API): fail the attempt, don't crash.
     DeliveryAttempt a;
     a.error = std::string("cannot sign: ") + e.what();
-    finished(delivery.endpoint.id, false);
+    const std::string id = delivery.endpoint.id;
     done(std::move(delivery), a);
+    finished(id, false);
     return;
   }
   auto shared = std::make_shared<Waiting>(Waiting{std::move(delivery), std::move(done)});
   http_.submit(std::move(req), [this, shared](HttpResponse response) {
     DeliveryAttempt a = classify(response);
-    finished(shared->delivery.endpoint.id, a.verdict == DeliveryAttempt::Verdict::Delivered);
+    const bool ok = a.verdict == DeliveryAttempt::Verdict::Delivered;
+    const std::string id = shared->delivery.endpoint.id;
     shared->done(std::move(shared->delivery), std::move(a));
+    finished(id, ok);
   });
 }
 
 void DeliveryEngine::finished(const std::string& endpoint_id, bool success) {
   const auto now = CircuitBreaker::Clock::now();
-  std::vector<Waiting> to_start, to_park;
+  Plan plan;
   {
     std::lock_guard lock(mu_);
     --outstanding_;
-    EndpointState& st = *endpoints_[endpoint_id];
+    --total_in_flight_;
+    EndpointState& st = state(endpoint_id);
     --st.in_flight;
     st.breaker.record(success, now);
-    // Refill the endpoint's slots from its line; when the breaker opened, park the line.
-    while (!st.waiting.empty() && st.in_flight < config_.max_in_flight_per_endpoint) {
-      if (st.breaker.allow(now)) {
-        ++st.in_flight;
-        to_start.push_back(std::move(st.waiting.front()));
-      } else {
-        --outstanding_;
-        to_park.push_back(std::move(st.waiting.front()));
-      }
-      st.waiting.pop_front();
+    refill(endpoint_id, st, plan, now);
+    // Freed process-wide slots go to the endpoints that were waiting for one, in turn.
+    while (total_in_flight_ < config_.max_in_flight && !starved_.empty()) {
+      const std::string next = std::move(starved_.front());
+      starved_.pop_front();
+      EndpointState& other = state(next);
+      other.starved = false;
+      refill(next, other, plan, now);
     }
-    if (st.in_flight == 0 && st.waiting.empty() && st.breaker.state(now) == CircuitBreaker::State::Closed &&
-        endpoints_.size() > 10000)
+    if (st.in_flight == 0 && st.waiting.empty() && !st.starved &&
+        st.breaker.state(now) == CircuitBreaker::State::Closed && endpoints_.size() > 10000)
       endpoints_.erase(endpoint_id);  // bound the map; a fresh breaker for an idle healthy endpoint is fine
   }
-  for (auto& w : to_park) w.done(std::move(w.delivery), std::nullopt);
-  for (auto& w : to_start) start(std::move(w.delivery), std::move(w.done));
+  carry_out(plan);
 }
 
 }  // namespace sb

@@ -65,7 +65,7 @@ WebhookDispatcher::WebhookDispatcher(const Config& config)
 WebhookDispatcher::~WebhookDispatcher() = default;
 
 Decision WebhookDispatcher::decide_now(const Delivery& d, const std::optional<DeliveryAttempt>& a) {
-  return decide(d, a, schedule_, engine_.park_delay_s(), rng());
+  return decide(d, a, schedule_, engine_.park_delay_s(d.endpoint.id), rng());
 }
 
 void WebhookDispatcher::run(const std::atomic<bool>& stop) {

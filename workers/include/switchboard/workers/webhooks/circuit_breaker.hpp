@@ -26,6 +26,10 @@ class CircuitBreaker {
   bool allow(Clock::time_point now);
   void record(bool success, Clock::time_point now);
   State state(Clock::time_point now) const;
+  // While open: how long until the half-open probe (zero otherwise).
+  Clock::duration remaining_open(Clock::time_point now) const {
+    return state_ == State::Open && now < open_until_ ? open_until_ - now : Clock::duration::zero();
+  }
 
  private:
   Settings s_;

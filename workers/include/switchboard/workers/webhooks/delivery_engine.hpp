@@ -2,8 +2,9 @@
 // Sends deliveries concurrently (one curl multi handle: many requests in flight, connections
 // reused) while keeping endpoints apart: each endpoint has its own concurrency cap, its own
 // waiting line and its own circuit breaker, so a slow or dead endpoint only delays itself.
-// A delivery that can't go out soon (breaker open, waiting line full) comes back un-attempted,
-// to be parked in the durable schedule.
+// The process-wide cap (webhooks.max_in_flight) is shared fairly: endpoints blocked only by it
+// take turns in arrival order. A delivery that can't go out soon (breaker open, line full)
+// comes back un-attempted, to be parked in the durable schedule.
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -12,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "switchboard/core/address_guard.hpp"
 #include "switchboard/core/config.hpp"
@@ -23,14 +25,16 @@ namespace sb {
 
 class DeliveryEngine {
  public:
-  // attempt: nullopt when the delivery was not attempted (park it). Runs on the engine's
-  // network thread (or the caller's, for an immediate park): must be quick and must not throw.
+  // attempt: nullopt when the delivery was not attempted (park it; park_delay_s says for how
+  // long). Runs on the engine's network thread (or the caller's, for an immediate park): must
+  // be quick and must not throw.
   using Done = std::function<void(Delivery, std::optional<DeliveryAttempt>)>;
 
   DeliveryEngine(const WebhooksConfig& config, const AddressGuard& guard);
   void submit(Delivery delivery, Done done);
-  // Seconds a parked delivery should wait before it is looked at again.
-  int park_delay_s() const { return config_.breaker_cool_down_s; }
+  // Seconds a parked delivery of this endpoint should wait: until its breaker's probe when
+  // open, else a moment (its line was only full).
+  int park_delay_s(const std::string& endpoint_id) const;
   std::size_t in_flight() const { return http_.in_flight(); }
   // Deliveries attempted or waiting in this engine, not yet reported.
   std::size_t outstanding() const;
@@ -43,10 +47,20 @@ class DeliveryEngine {
   struct EndpointState {
     int in_flight = 0;
     std::deque<Waiting> waiting;
+    bool starved = false;  // queued in starved_: has waiting work held back only by the global cap
     CircuitBreaker breaker;
     explicit EndpointState(CircuitBreaker::Settings s) : breaker(s) {}
   };
+  struct Plan {  // decided under the lock, carried out after it
+    std::vector<Waiting> start, park;
+  };
 
+  EndpointState& state(const std::string& endpoint_id);  // with mu_ held
+  bool has_room(const EndpointState& st) const;            // with mu_ held
+  // Moves the endpoint's waiting deliveries into free slots (or parks them when the breaker is
+  // open); an endpoint held back by the global cap joins starved_. With mu_ held.
+  void refill(const std::string& endpoint_id, EndpointState& st, Plan& plan, CircuitBreaker::Clock::time_point now);
+  void carry_out(Plan& plan);
   void start(Delivery delivery, Done done);  // with a slot taken
   void finished(const std::string& endpoint_id, bool success);
 
@@ -54,7 +68,9 @@ class DeliveryEngine {
   CircuitBreaker::Settings breaker_settings_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<EndpointState>> endpoints_;
+  std::deque<std::string> starved_;  // endpoints waiting for a process-wide slot, in turn
   std::size_t outstanding_ = 0;
+  int total_in_flight_ = 0;
   AsyncHttpClient http_;  // last: destroyed first, so its final callbacks still see the state above
 };
 
