@@ -209,4 +209,16 @@ std::vector<AttemptRecord> WebhookDeliveryStore::attempts(const std::string& ten
   });
 }
 
+std::size_t WebhookDeliveryStore::purge_attempts_older_than(int days, int limit) {
+  return pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    auto r = tx.exec_params(R"SQL(
+      DELETE FROM webhook_attempts WHERE id IN (
+        SELECT id FROM webhook_attempts WHERE at < now() - make_interval(days => $1) ORDER BY at LIMIT $2)
+    )SQL", days, limit);
+    tx.commit();
+    return static_cast<std::size_t>(r.affected_rows());
+  });
+}
+
 }  // namespace sb

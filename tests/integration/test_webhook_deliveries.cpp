@@ -108,3 +108,54 @@ TEST_CASE("webhook attempts: logged in batches, listed newest first, filtered, p
   CHECK(store.attempts(acme.id, ep.id, 2, std::nullopt).size() == 2);
   CHECK(store.attempts(globex.id, ep.id, 10, std::nullopt).empty());
 }
+
+TEST_CASE("webhook deliveries: ordered rows are claimed one per (endpoint, session); old attempts are purged",
+          "[integration][webhooks]") {
+  sbtest::TestStack stack("webhook-ordered");
+  auto tenant = stack.create_tenant("acme");
+  sb::pg::Pool pool(stack.config.postgres);
+  auto e = sb::WebhookStore(pool).create(endpoint_for(tenant));
+  sb::WebhookDeliveryStore store(pool);
+
+  std::vector<sb::ScheduledDelivery> rows;
+  for (const char* session : {"a", "a", "a", "b"}) {
+    auto d = delivery(e, sb::new_uuid_v7(), 0);
+    d.session = session;
+    d.ordered = true;
+    rows.push_back(d);
+  }
+  REQUIRE(store.schedule(rows) == 4);
+  CHECK(store.schedule(rows) == 0);  // already pending: not twice
+  CHECK(store.has_pending(e.id, std::string("a")));
+  CHECK_FALSE(store.has_pending(e.id, std::string("c")));
+
+  auto first = store.claim_due(10, 60);
+  REQUIRE(first.size() == 2);  // the head of a, and b
+  std::set<std::string> events;
+  for (const auto& d : first) events.insert(d.event_id);
+  CHECK(events == std::set<std::string>{rows[0].event_id, rows[3].event_id});
+  CHECK(store.claim_due(10, 60).empty());  // a's next waits for its head
+  sb::DeliveryChanges done;
+  for (const auto& d : first)
+    if (d.event_id == rows[0].event_id) done.complete.push_back(d.id);
+  store.apply(done);
+  auto second = store.claim_due(10, 60);
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].event_id == rows[1].event_id);  // in order
+
+  sb::AttemptRecord a;
+  a.endpoint_id = e.id;
+  a.tenant_id = e.tenant_id;
+  a.event_id = rows[0].event_id;
+  a.event_type = "message.sent";
+  a.outcome = "succeeded";
+  store.record_attempts({a, a, a});
+  pool.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec("UPDATE webhook_attempts SET at = now() - interval '40 days' WHERE id IN (SELECT id FROM webhook_attempts LIMIT 2)");
+    tx.commit();
+  });
+  CHECK(store.purge_attempts_older_than(30, 1) == 1);
+  CHECK(store.purge_attempts_older_than(30, 10) == 1);
+  CHECK(store.attempts(e.tenant_id, e.id, 10, std::nullopt).size() == 1);
+}

@@ -294,7 +294,7 @@ void WebhookDispatcher::dead_letter_record(const kafka::TopicPartition& tp, int6
 }
 
 void WebhookDispatcher::retry_loop(const std::atomic<bool>& stop) {
-  auto last_purge = Steady::now() - std::chrono::hours(1);
+  auto last_purge = Steady::now() - std::chrono::hours(1);  // first sweep at start
   const auto interval = std::chrono::milliseconds(config_.webhooks.retry_poll_interval_ms);
   while (!stop.load()) {
     std::size_t claimed = 0;
@@ -322,10 +322,9 @@ void WebhookDispatcher::retry_loop(const std::atomic<bool>& stop) {
           });
         }
       }
-      if (Steady::now() - last_purge >= std::chrono::hours(1)) {
+      if (Steady::now() - last_purge >= std::chrono::minutes(10)) {
         last_purge = Steady::now();
-        const auto purged = events_.purge_older_than(config_.webhooks.event_retention_days, 10000);
-        if (purged > 0) log::info("webhooks.events_purged", {{"count", std::to_string(purged)}});
+        purge_expired();
       }
     } catch (const std::exception& e) {
       log::warn("webhooks.retry_poll_failed", {{"detail", e.what()}});
@@ -334,6 +333,21 @@ void WebhookDispatcher::retry_loop(const std::atomic<bool>& stop) {
     std::unique_lock lock(retry_mu_);
     retry_cv_.wait_for(lock, interval, [&] { return stop.load(); });
   }
+}
+
+void WebhookDispatcher::purge_expired() {
+  // In batches, so no transaction holds many locks; bounded per sweep so retries keep flowing.
+  constexpr int kBatch = 10000;
+  const auto deadline = Steady::now() + std::chrono::seconds(20);
+  const int days = config_.webhooks.event_retention_days;
+  std::size_t events = 0, attempts = 0, n = 0;
+  do events += n = events_.purge_older_than(days, kBatch);
+  while (n == kBatch && Steady::now() < deadline);
+  do attempts += n = deliveries_.purge_attempts_older_than(days, kBatch);
+  while (n == kBatch && Steady::now() < deadline);
+  if (events + attempts > 0)
+    log::info("webhooks.retention_purged", {{"events", std::to_string(events)}, {"attempts", std::to_string(attempts)},
+                                            {"older_than_days", std::to_string(days)}});
 }
 
 void WebhookDispatcher::commit_finished(const std::vector<kafka::TopicPartition>* only) {

@@ -97,7 +97,7 @@ struct WebhooksConfig {
   int breaker_cool_down_s = 30;           // first pause; doubles while probes fail
   int breaker_max_cool_down_s = 600;
   int disable_after_s = 5 * 86400;        // failing without a success this long disables the endpoint
-  int event_retention_days = 30;          // events kept for replay / redeliver
+  int event_retention_days = 30;          // events (replay / redeliver) and attempt log kept this long
   int replay_max_events = 10000;          // one replay request schedules at most this many
 };
 

@@ -60,6 +60,8 @@ class WebhookDeliveryStore {
   void complete(int64_t id);                                   // delivered, gone or dead-lettered
   void reschedule(int64_t id, int attempts, int due_in_s);     // failed again: back in the queue
   void record_attempts(const std::vector<AttemptRecord>& attempts);
+  // Deletes up to `limit` attempt-log rows older than `days`; returns how many.
+  std::size_t purge_attempts_older_than(int days, int limit);
   // Parked deliveries right now (for metrics and tests).
   std::size_t pending_count();
   // Newest first, scoped by tenant; outcome filters when set.

@@ -77,6 +77,8 @@ class WebhookDispatcher : public kafka::RebalanceListener {
   void dead_letter_record(const kafka::TopicPartition& tp, int64_t offset, const std::string& key,
                           const std::string& value, const std::string& detail);
   void retry_loop(const std::atomic<bool>& stop);
+  // Deletes events and attempt-log rows older than webhooks.event_retention_days.
+  void purge_expired();
   void commit_finished(const std::vector<kafka::TopicPartition>* only = nullptr);
   void apply_backpressure();
   Decision decide_now(const Delivery& d, const std::optional<DeliveryAttempt>& a);
