@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "switchboard/workers/offset_tracker.hpp"
+#include "switchboard/workers/partition_progress.hpp"
 
 using sb::OffsetTracker;
 
@@ -62,4 +63,34 @@ TEST_CASE("offset tracker: random completion order never commits past an unfinis
     }
     CHECK(t.committable() == 200);
   }
+}
+
+TEST_CASE("partition progress: late completions of a lost partition are ignored; idle waits; hysteresis",
+          "[unit][offsets]") {
+  sb::PartitionProgress p;
+  const sb::kafka::TopicPartition tp{"t", 0};
+  p.assign({tp});
+  const auto old_epoch = p.track(tp, 10);
+  p.track(tp, 11);
+  CHECK_FALSE(p.wait_idle({tp}, std::chrono::steady_clock::now() + std::chrono::milliseconds(10)));
+  p.finished(tp, 10, old_epoch);
+  p.released(tp);  // 11 given up
+  CHECK(p.wait_idle({tp}, std::chrono::steady_clock::now() + std::chrono::milliseconds(10)));
+  CHECK(p.remove({tp}) == 1);  // 11 never finished
+  CHECK_FALSE(p.owns(tp));
+
+  p.assign({tp});  // back again: a new epoch
+  const auto epoch = p.track(tp, 11);
+  CHECK(epoch != old_epoch);
+  p.finished(tp, 11, old_epoch);  // a late completion from before: ignored
+  CHECK_FALSE(p.wait_idle({tp}, std::chrono::steady_clock::now() + std::chrono::milliseconds(10)));
+  p.finished(tp, 11, epoch);
+  CHECK(p.wait_idle({tp}, std::chrono::steady_clock::now() + std::chrono::milliseconds(10)));
+
+  sb::Backpressure b;
+  CHECK_FALSE(b.update(9, 10));
+  CHECK(b.update(10, 10) == true);
+  CHECK_FALSE(b.update(6, 10));  // still above half: stays paused
+  CHECK(b.update(4, 10) == false);
+  CHECK(b.paused() == false);
 }

@@ -86,12 +86,7 @@ void LaneWorker::handle_record(const rd_kafka_message_t* msg) {
   const kafka::TopicPartition tp{rd_kafka_topic_name(msg->rkt), msg->partition};
   const int64_t offset = msg->offset;
   ++stats_.received;
-  {
-    std::lock_guard lock(state_mu_);
-    auto& st = partitions_[tp];
-    st.tracker.track(offset);
-    ++st.outstanding;
-  }
+  progress_.track(tp, offset);
   const std::string key(kafka::key_of(msg));
   const std::string value(kafka::value_of(msg));
   try {
@@ -117,8 +112,11 @@ void LaneWorker::executor_loop() {
 }
 
 bool LaneWorker::owns(const kafka::TopicPartition& tp) {
-  std::lock_guard lock(state_mu_);
-  return partitions_.count(tp) && !revoking_.count(tp);
+  {
+    std::lock_guard lock(revoking_mu_);
+    if (revoking_.count(tp)) return false;
+  }
+  return progress_.owns(tp);
 }
 
 bool LaneWorker::session_known(const std::string& tenant_id, const std::string& session) {
@@ -205,10 +203,6 @@ void LaneWorker::dead_letter(const kafka::TopicPartition& source, int64_t offset
   ++stats_.dead_lettered;
   log::warn("worker.dead_lettered", {{"topic", source.topic}, {"partition", std::to_string(source.partition)},
                                      {"offset", str(offset)}, {"key", key}, {"reason", reason}, {"detail", detail}});
-  {
-    std::lock_guard lock(state_mu_);
-    ++dlq_outstanding_;
-  }
   publish_until_acked(producer_, dlq_topic_, key, value,
                       {{"sb-dlq-reason", reason},
                        {"sb-dlq-error", detail},
@@ -216,64 +210,29 @@ void LaneWorker::dead_letter(const kafka::TopicPartition& source, int64_t offset
                        {"sb-source-partition", std::to_string(source.partition)},
                        {"sb-source-offset", str(offset)},
                        {"sb-dead-lettered-at", now_rfc3339()}},
-                      [this, source, offset] {
-                        {
-                          std::lock_guard lock(state_mu_);
-                          --dlq_outstanding_;
-                        }
-                        finished(source, offset);
-                      });
+                      [this, source, offset] { finished(source, offset); });
 }
 
 void LaneWorker::finished(const kafka::TopicPartition& source, int64_t offset) {
-  std::lock_guard lock(state_mu_);
-  auto it = partitions_.find(source);
-  if (it == partitions_.end()) return;  // revoked meanwhile: the new owner redoes it (deduped)
-  if (it->second.tracker.done(offset) && it->second.outstanding > 0) --it->second.outstanding;
-  state_cv_.notify_all();
+  progress_.finished(source, offset);  // revoked meanwhile: ignored, the new owner redoes it (deduped)
 }
 
 void LaneWorker::abandoned(const kafka::TopicPartition& source) {
-  std::lock_guard lock(state_mu_);
-  if (auto it = partitions_.find(source); it != partitions_.end() && it->second.outstanding > 0) --it->second.outstanding;
-  state_cv_.notify_all();  // a revoke may be waiting for this partition's started work
+  progress_.released(source);  // a revoke may be waiting for this partition's started work
 }
 
 void LaneWorker::commit_finished(const std::vector<kafka::TopicPartition>* only) {
-  std::map<kafka::TopicPartition, int64_t> offsets;
-  {
-    std::lock_guard lock(state_mu_);
-    for (auto& [tp, st] : partitions_) {
-      if (only && std::find(only->begin(), only->end(), tp) == only->end()) continue;
-      if (auto next = st.tracker.committable()) offsets[tp] = *next;
-    }
-  }
-  if (offsets.empty()) return;
-  try {
-    consumer_->commit(offsets, false);
-    std::lock_guard lock(state_mu_);
-    for (const auto& [tp, next] : offsets)
-      if (auto it = partitions_.find(tp); it != partitions_.end()) it->second.tracker.mark_committed(next);
-  } catch (const Error& e) {
-    log::warn("worker.commit_failed", {{"lane", lane_}, {"detail", e.what()}});  // retried next interval
-  }
+  progress_.commit(*consumer_, only, "worker");
 }
 
 void LaneWorker::apply_backpressure() {
   const auto buffered = scheduler_.buffered();
-  const auto limit = static_cast<std::size_t>(config_.worker.max_buffered);
-  // Hysteresis: pause at the limit, resume at half of it.
-  const bool should_pause = paused_ ? buffered >= limit / 2 : buffered >= limit;
-  if (should_pause == paused_) return;
-  std::vector<kafka::TopicPartition> parts;
-  {
-    std::lock_guard lock(state_mu_);
-    for (const auto& [tp, _] : partitions_) parts.push_back(tp);
-  }
-  paused_ = !paused_;
-  if (paused_) consumer_->pause(parts);
+  const auto change = backpressure_.update(buffered, static_cast<std::size_t>(config_.worker.max_buffered));
+  if (!change) return;
+  const auto parts = progress_.owned();
+  if (*change) consumer_->pause(parts);
   else consumer_->resume(parts);
-  log::info(paused_ ? "worker.paused" : "worker.resumed", {{"lane", lane_}, {"buffered", str(buffered)}});
+  log::info(*change ? "worker.paused" : "worker.resumed", {{"lane", lane_}, {"buffered", str(buffered)}});
 }
 
 std::size_t LaneWorker::abandon_queued(const std::function<bool(const kafka::TopicPartition&)>& which) {
@@ -283,66 +242,47 @@ std::size_t LaneWorker::abandon_queued(const std::function<bool(const kafka::Top
     ++dropped_by[j.source];
     return true;
   });
-  std::lock_guard lock(state_mu_);
-  for (const auto& [tp, n] : dropped_by)
-    if (auto it = partitions_.find(tp); it != partitions_.end()) it->second.outstanding -= std::min(n, it->second.outstanding);
+  for (const auto& [tp, n] : dropped_by) progress_.released(tp, n);
   return dropped;
 }
 
 void LaneWorker::on_assigned(const std::vector<kafka::TopicPartition>& parts) {
   stats_.assigned += parts.size();
+  progress_.assign(parts);
   std::string names;
   {
-    std::lock_guard lock(state_mu_);
+    std::lock_guard lock(revoking_mu_);
     for (const auto& tp : parts) {
-      partitions_[tp] = PartitionState{};
       revoking_.erase(tp);
       names += (names.empty() ? "" : ",") + std::to_string(tp.partition);
     }
   }
-  if (paused_) consumer_->pause(parts);
+  if (backpressure_.paused()) consumer_->pause(parts);
   log::info("worker.assigned", {{"lane", lane_}, {"partitions", names}});
 }
 
 void LaneWorker::on_revoked(const std::vector<kafka::TopicPartition>& parts, bool lost) {
   stats_.revoked += parts.size();
   {
-    std::lock_guard lock(state_mu_);
+    std::lock_guard lock(revoking_mu_);
     for (const auto& tp : parts) revoking_.insert(tp);
   }
   // Queued, not started: abandon (uncommitted, so the next owner gets them).
   const auto dropped = abandon_queued([&](const kafka::TopicPartition& tp) {
     return std::find(parts.begin(), parts.end(), tp) != parts.end();
   });
-  std::size_t abandoned = 0;
   // Started work: give it a bounded time to finish so its offsets can be committed.
   if (!lost) {
-    const auto deadline = Steady::now() + std::chrono::milliseconds(config_.worker.revoke_drain_timeout_ms);
-    std::unique_lock lock(state_mu_);
-    state_cv_.wait_until(lock, deadline, [&] {
-      for (const auto& tp : parts) {
-        auto it = partitions_.find(tp);
-        if (it != partitions_.end() && it->second.outstanding > 0) return false;
-      }
-      return true;
-    });
+    progress_.wait_idle(parts, Steady::now() + std::chrono::milliseconds(config_.worker.revoke_drain_timeout_ms));
+    commit_finished(&parts);
   }
   stats_.dropped_on_revoke += dropped;
-  if (!lost) commit_finished(&parts);
+  const auto unfinished = progress_.remove(parts);
+  stats_.abandoned_on_revoke += unfinished;
   std::string names;
-  {
-    std::lock_guard lock(state_mu_);
-    for (const auto& tp : parts) {
-      if (auto it = partitions_.find(tp); it != partitions_.end()) {
-        abandoned += it->second.tracker.pending();
-        partitions_.erase(it);
-      }
-      names += (names.empty() ? "" : ",") + std::to_string(tp.partition);
-    }
-  }
-  stats_.abandoned_on_revoke += abandoned;
+  for (const auto& tp : parts) names += (names.empty() ? "" : ",") + std::to_string(tp.partition);
   log::info("worker.revoked", {{"lane", lane_}, {"partitions", names}, {"lost", lost ? "true" : "false"},
-                               {"dropped_queued", str(dropped)}, {"unfinished", str(abandoned)}});
+                               {"dropped_queued", str(dropped)}, {"unfinished", str(unfinished)}});
 }
 
 }  // namespace sb

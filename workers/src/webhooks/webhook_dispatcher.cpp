@@ -114,13 +114,7 @@ void WebhookDispatcher::handle_record(const rd_kafka_message_t* msg) {
   auto ev = std::make_shared<EventProgress>();
   ev->source = tp;
   ev->offset = offset;
-  {
-    std::lock_guard lock(state_mu_);
-    auto& st = partitions_[tp];
-    st.tracker.track(offset);
-    ++st.outstanding;
-    ev->epoch = st.epoch;
-  }
+  ev->epoch = progress_.track(tp, offset);
   ++buffered_;
   ++stats_.events;
   const std::string key(kafka::key_of(msg));
@@ -134,7 +128,7 @@ void WebhookDispatcher::handle_record(const rd_kafka_message_t* msg) {
       throw InvalidInput("event 'tenant' must be a tenant id (uuid)", "tenant");
   } catch (const std::exception& e) {
     // A bad record must not stop the partition: park it in the DLQ with the reason.
-    return dead_letter_record(tp, offset, key, value, e.what());
+    return dead_letter_record(tp, offset, ev->epoch, key, value, e.what());
   }
   StoredEvent stored;
   stored.id = event["id"].get<std::string>();
@@ -264,25 +258,18 @@ void WebhookDispatcher::on_ordered_attempt(Delivery d, std::optional<DeliveryAtt
 void WebhookDispatcher::finish_one(const Progress& ev) {
   if (--ev->remaining > 0) return;
   --buffered_;
-  std::lock_guard lock(state_mu_);
-  auto it = partitions_.find(ev->source);
-  if (it == partitions_.end() || it->second.epoch != ev->epoch) return;  // revoked meanwhile: the new owner redoes it
-  if (it->second.tracker.done(ev->offset) && it->second.outstanding > 0) --it->second.outstanding;
-  state_cv_.notify_all();
+  progress_.finished(ev->source, ev->offset, ev->epoch);  // revoked meanwhile: ignored, the new owner redoes it
 }
 
-void WebhookDispatcher::dead_letter_record(const kafka::TopicPartition& tp, int64_t offset, const std::string& key,
-                                           const std::string& value, const std::string& detail) {
+void WebhookDispatcher::dead_letter_record(const kafka::TopicPartition& tp, int64_t offset, uint64_t epoch,
+                                           const std::string& key, const std::string& value, const std::string& detail) {
   ++stats_.invalid_events;
   log::warn("webhooks.invalid_event", {{"topic", tp.topic}, {"partition", std::to_string(tp.partition)},
                                        {"offset", std::to_string(offset)}, {"key", key}, {"detail", detail}});
   auto ev = std::make_shared<EventProgress>();
   ev->source = tp;
   ev->offset = offset;
-  {
-    std::lock_guard lock(state_mu_);
-    ev->epoch = partitions_[tp].epoch;
-  }
+  ev->epoch = epoch;
   ev->remaining = 1;
   publish_until_acked(producer_, dlq_topic_, key, value,
                       {{"sb-dlq-reason", "invalid_event"},
@@ -351,78 +338,36 @@ void WebhookDispatcher::purge_expired() {
 }
 
 void WebhookDispatcher::commit_finished(const std::vector<kafka::TopicPartition>* only) {
-  std::map<kafka::TopicPartition, int64_t> offsets;
-  {
-    std::lock_guard lock(state_mu_);
-    for (auto& [tp, st] : partitions_) {
-      if (only && std::find(only->begin(), only->end(), tp) == only->end()) continue;
-      if (auto next = st.tracker.committable()) offsets[tp] = *next;
-    }
-  }
-  if (offsets.empty()) return;
-  try {
-    consumer_->commit(offsets, false);
-    std::lock_guard lock(state_mu_);
-    for (const auto& [tp, next] : offsets)
-      if (auto it = partitions_.find(tp); it != partitions_.end()) it->second.tracker.mark_committed(next);
-  } catch (const Error& e) {
-    log::warn("webhooks.commit_failed", {{"detail", e.what()}});  // retried next interval
-  }
+  progress_.commit(*consumer_, only, "webhooks");
 }
 
 void WebhookDispatcher::apply_backpressure() {
   const auto buffered = buffered_.load();
-  const auto limit = static_cast<std::size_t>(config_.webhooks.max_buffered);
-  const bool should_pause = paused_ ? buffered >= limit / 2 : buffered >= limit;
-  if (should_pause == paused_) return;
-  std::vector<kafka::TopicPartition> parts;
-  {
-    std::lock_guard lock(state_mu_);
-    for (const auto& [tp, _] : partitions_) parts.push_back(tp);
-  }
-  paused_ = !paused_;
-  if (paused_) consumer_->pause(parts);
+  const auto change = backpressure_.update(buffered, static_cast<std::size_t>(config_.webhooks.max_buffered));
+  if (!change) return;
+  const auto parts = progress_.owned();
+  if (*change) consumer_->pause(parts);
   else consumer_->resume(parts);
-  log::info(paused_ ? "webhooks.paused" : "webhooks.resumed", {{"buffered", str(buffered)}});
+  log::info(*change ? "webhooks.paused" : "webhooks.resumed", {{"buffered", str(buffered)}});
 }
 
 void WebhookDispatcher::on_assigned(const std::vector<kafka::TopicPartition>& parts) {
+  progress_.assign(parts);
   std::string names;
-  {
-    std::lock_guard lock(state_mu_);
-    for (const auto& tp : parts) {
-      partitions_[tp] = PartitionState{next_epoch_++, {}, 0};
-      names += (names.empty() ? "" : ",") + std::to_string(tp.partition);
-    }
-  }
-  if (paused_) consumer_->pause(parts);
+  for (const auto& tp : parts) names += (names.empty() ? "" : ",") + std::to_string(tp.partition);
+  if (backpressure_.paused()) consumer_->pause(parts);
   log::info("webhooks.assigned", {{"partitions", names}});
 }
 
 void WebhookDispatcher::on_revoked(const std::vector<kafka::TopicPartition>& parts, bool lost) {
   // Deliveries in flight are bounded by the attempt timeout: wait (bounded) so their offsets commit.
   if (!lost) {
-    const auto deadline = Steady::now() + std::chrono::milliseconds(config_.worker.revoke_drain_timeout_ms);
-    std::unique_lock lock(state_mu_);
-    state_cv_.wait_until(lock, deadline, [&] {
-      for (const auto& tp : parts)
-        if (auto it = partitions_.find(tp); it != partitions_.end() && it->second.outstanding > 0) return false;
-      return true;
-    });
+    progress_.wait_idle(parts, Steady::now() + std::chrono::milliseconds(config_.worker.revoke_drain_timeout_ms));
+    commit_finished(&parts);
   }
-  if (!lost) commit_finished(&parts);
+  const auto unfinished = progress_.remove(parts);
   std::string names;
-  std::size_t unfinished = 0;
-  {
-    std::lock_guard lock(state_mu_);
-    for (const auto& tp : parts) {
-      if (auto it = partitions_.find(tp); it != partitions_.end()) {
-        unfinished += it->second.tracker.pending();
-        partitions_.erase(it);
-      }
-      names += (names.empty() ? "" : ",") + std::to_string(tp.partition);
-    }
-  }
+  for (const auto& tp : parts) names += (names.empty() ? "" : ",") + std::to_string(tp.partition);
   log::info("webhooks.revoked", {{"partitions", names}, {"lost", lost ? "true" : "false"},
                                  {"unfinished", std::to_string(unfinished)}});
 }

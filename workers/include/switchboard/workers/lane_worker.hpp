@@ -24,7 +24,7 @@
 #include "switchboard/core/message_store.hpp"
 #include "switchboard/core/redis.hpp"
 #include "switchboard/core/tenant_store.hpp"
-#include "switchboard/workers/offset_tracker.hpp"
+#include "switchboard/workers/partition_progress.hpp"
 #include "switchboard/workers/provider.hpp"
 #include "switchboard/workers/result_publisher.hpp"
 #include "switchboard/workers/session_scheduler.hpp"
@@ -55,11 +55,6 @@ class LaneWorker : public kafka::RebalanceListener {
     std::string key, raw;  // the record as received (for the DLQ)
     SendCommand command;
   };
-  struct PartitionState {
-    OffsetTracker tracker;
-    std::size_t outstanding = 0;  // received, not finished, not dropped
-  };
-
   void handle_record(const rd_kafka_message_t* msg);
   void execute(const Job& job);
   bool session_known(const std::string& tenant_id, const std::string& session);
@@ -89,16 +84,14 @@ class LaneWorker : public kafka::RebalanceListener {
   SessionScheduler<Job> scheduler_;
   std::unique_ptr<kafka::Consumer> consumer_;
 
-  std::mutex state_mu_;
-  std::condition_variable state_cv_;
-  std::map<kafka::TopicPartition, PartitionState> partitions_;
-  std::set<kafka::TopicPartition> revoking_;
-  std::size_t dlq_outstanding_ = 0;
+  PartitionProgress progress_;
+  std::mutex revoking_mu_;
+  std::set<kafka::TopicPartition> revoking_;  // being taken away: started work may finish, nothing new starts
 
   std::mutex sessions_mu_;
   std::set<std::string> known_sessions_;  // "tenant/session" seen to exist (sessions are not deleted while in use)
 
-  bool paused_ = false;
+  Backpressure backpressure_;
   std::vector<std::thread> executors_;
   WorkerStats stats_;
 };

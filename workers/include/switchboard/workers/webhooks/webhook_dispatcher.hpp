@@ -28,7 +28,7 @@
 #include "switchboard/core/pg.hpp"
 #include "switchboard/core/schema.hpp"
 #include "switchboard/core/webhook_delivery_store.hpp"
-#include "switchboard/workers/offset_tracker.hpp"
+#include "switchboard/workers/partition_progress.hpp"
 #include "switchboard/workers/webhooks/delivery.hpp"
 #include "switchboard/workers/webhooks/delivery_engine.hpp"
 #include "switchboard/workers/webhooks/delivery_recorder.hpp"
@@ -54,16 +54,11 @@ class WebhookDispatcher : public kafka::RebalanceListener {
   void on_revoked(const std::vector<kafka::TopicPartition>& partitions, bool lost) override;
 
  private:
-  struct PartitionState {
-    uint64_t epoch = 0;  // a re-assigned partition is a new epoch: late callbacks of the old one are ignored
-    OffsetTracker tracker;
-    std::size_t outstanding = 0;
-  };
   // One consumed event: finished when all its deliveries and its storage are durable.
   struct EventProgress {
     kafka::TopicPartition source;
     int64_t offset = 0;
-    uint64_t epoch = 0;
+    uint64_t epoch = 0;  // late completions after a re-assignment are ignored
     std::atomic<int> remaining{0};
   };
   using Progress = std::shared_ptr<EventProgress>;
@@ -74,7 +69,7 @@ class WebhookDispatcher : public kafka::RebalanceListener {
   void on_live_attempt(Delivery d, std::optional<DeliveryAttempt> a, const Progress& ev);
   void on_ordered_attempt(Delivery d, std::optional<DeliveryAttempt> a, const Progress& ev);
   void finish_one(const Progress& ev);
-  void dead_letter_record(const kafka::TopicPartition& tp, int64_t offset, const std::string& key,
+  void dead_letter_record(const kafka::TopicPartition& tp, int64_t offset, uint64_t epoch, const std::string& key,
                           const std::string& value, const std::string& detail);
   void retry_loop(const std::atomic<bool>& stop);
   // Deletes events and attempt-log rows older than webhooks.event_retention_days.
@@ -95,12 +90,9 @@ class WebhookDispatcher : public kafka::RebalanceListener {
   EventStore events_;
   std::unique_ptr<kafka::Consumer> consumer_;
 
-  std::mutex state_mu_;
-  std::condition_variable state_cv_;
-  std::map<kafka::TopicPartition, PartitionState> partitions_;
-  uint64_t next_epoch_ = 1;
+  PartitionProgress progress_;
   std::atomic<std::size_t> buffered_{0};  // events consumed, not finished
-  bool paused_ = false;
+  Backpressure backpressure_;
 
   // The live deliveries of one (endpoint, session) of a per_session endpoint: the head is in
   // flight, the rest wait. Once the head is being parked, later ones are parked behind it
