@@ -3,36 +3,14 @@
 #include <catch2/catch.hpp>
 #include <thread>
 
+#include "intake_api.hpp"
 #include "stack.hpp"
 #include "switchboard/producers/intake_server.hpp"
 
 using nlohmann::json;
 using sbtest::bearer;
-
-namespace {
-struct Api {
-  sb::IntakeServer server;
-  std::thread thread;
-  explicit Api(const sb::Config& c) : server(c), thread([this] { server.run(); }) { REQUIRE(server.wait_until_ready(10000)); }
-  ~Api() {
-    server.stop();
-    thread.join();
-  }
-};
-struct Reply {
-  int status;
-  json body;
-};
-Reply call(httplib::Client& http, const std::string& method, const std::string& path, const std::string& key,
-           const std::string& body = "") {
-  httplib::Result r = method == "POST"    ? http.Post(path.c_str(), bearer(key), body, "application/json")
-                      : method == "PATCH" ? http.Patch(path.c_str(), bearer(key), body, "application/json")
-                      : method == "DELETE" ? http.Delete(path.c_str(), bearer(key))
-                                           : http.Get(path.c_str(), bearer(key));
-  REQUIRE(r);
-  return {r->status, r->body.empty() ? json() : json::parse(r->body)};
-}
-}  // namespace
+using sbtest::call;
+using Api = sbtest::InProcessIntake;
 
 TEST_CASE("webhooks api: create, list, get, rotate, disable, delete — per tenant", "[integration][webhooks]") {
   sbtest::TestStack stack("webhook-api");

@@ -6,6 +6,7 @@
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "intake_api.hpp"
 #include "stack.hpp"
 #include "switchboard/core/event_store.hpp"
 #include "switchboard/core/ids.hpp"
@@ -15,29 +16,10 @@
 
 using nlohmann::json;
 using sbtest::bearer;
+using sbtest::call;
+using Api = sbtest::InProcessIntake;
 
 namespace {
-struct Api {
-  sb::IntakeServer server;
-  std::thread thread;
-  explicit Api(const sb::Config& c) : server(c), thread([this] { server.run(); }) { REQUIRE(server.wait_until_ready(10000)); }
-  ~Api() {
-    server.stop();
-    thread.join();
-  }
-};
-struct Reply {
-  int status;
-  json body;
-};
-Reply call(httplib::Client& http, const std::string& method, const std::string& path, const std::string& key,
-           const std::string& body = "") {
-  httplib::Result r = method == "POST"    ? http.Post(path.c_str(), bearer(key), body, "application/json")
-                      : method == "PATCH" ? http.Patch(path.c_str(), bearer(key), body, "application/json")
-                                          : http.Get(path.c_str(), bearer(key));
-  REQUIRE(r);
-  return {r->status, r->body.empty() ? json() : json::parse(r->body)};
-}
 std::string create_endpoint(httplib::Client& http, const std::string& key, const std::string& body) {
   auto r = call(http, "POST", "/v1/webhooks", key, body);
   REQUIRE(r.status == 201);
