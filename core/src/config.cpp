@@ -113,6 +113,7 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("worker.session_rate_per_s", c.worker.session_rate_per_s, 0, 1000000);
   t.integer("worker.result_batch_max", c.worker.result_batch_max, 1, 10000);
   t.integer("worker.result_linger_ms", c.worker.result_linger_ms, 0, 1000);
+  t.text("worker.ops_listen", c.worker.ops_listen);
   t.text("provider.url", c.provider.url);
   t.integer("provider.timeout_ms", c.provider.timeout_ms, 10, 600000);
   t.text("simulator.listen", c.simulator.listen);
@@ -142,6 +143,7 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("webhooks.disable_after_s", c.webhooks.disable_after_s, 1, 365 * 86400);
   t.integer("webhooks.event_retention_days", c.webhooks.event_retention_days, 1, 3650);
   t.integer("webhooks.replay_max_events", c.webhooks.replay_max_events, 1, 10000000);
+  t.text("webhooks.ops_listen", c.webhooks.ops_listen);
   t.text("paths.schemas", c.schemas_dir);
 }
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "stack.hpp"
+#include "switchboard/core/http_server.hpp"
 #include "switchboard/core/ids.hpp"
 #include "switchboard/core/pg.hpp"
 #include "switchboard/core/webhook_delivery_store.hpp"
@@ -66,7 +67,7 @@ class Receiver {
       std::lock_guard lock(mu_);
       received_.push_back(std::move(r));
     });
-    port_ = server_.bind_to_any_port("127.0.0.1");
+    port_ = server_.bind_listen("127.0.0.1:0", "test receiver");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     REQUIRE(sbtest::eventually([this] { return server_.is_running(); }, 5000));
   }
@@ -91,7 +92,9 @@ class Receiver {
 
  private:
   Script script_;
-  httplib::Server server_;
+  // Our server defaults: a real listen backlog (cpp-httplib's 5 drops SYNs under bursts of new
+  // connections: second-long stalls), no Nagle, keep-alive without a 5-request cap.
+  sb::HttpServer server_;
   std::thread thread_;
   int port_ = 0;
   std::mutex mu_;
@@ -603,4 +606,42 @@ TEST_CASE("webhooks: a malformed record on sb.events is dead-lettered and the pa
     CHECK(headers["sb-dlq-reason"] == "invalid_event");
     CHECK_FALSE(headers["sb-dlq-error"].empty());
   }
+}
+
+TEST_CASE("ops endpoints: dispatcher and worker answer /health, /health/ready and /metrics", "[integration][webhooks][ops]") {
+  sbtest::TestStack stack("ops", 3);
+  tune(stack);
+  const int webhooks_port = sbtest::free_port();
+  const int worker_port = sbtest::free_port();
+  stack.config.webhooks.ops_listen = "127.0.0.1:" + std::to_string(webhooks_port);
+  stack.config.worker.ops_listen = "127.0.0.1:" + std::to_string(worker_port);
+  stack.write_config();
+  auto tenant = stack.create_tenant("acme");
+  Receiver rx([](const std::string&, const json&, int) { return Receiver::Reply{200}; });
+  add_endpoint(stack, tenant.id, rx.url("/ok"));
+  auto dispatcher = stack.spawn("webhooks", {"webhooks"});
+  auto worker = stack.spawn("worker-low", {"worker", "--lane", "low"});
+
+  httplib::Client ops("127.0.0.1", webhooks_port);
+  REQUIRE(sbtest::eventually([&] { auto r = ops.Get("/health"); return r && r->status == 200; }, 15000));
+  auto ready = ops.Get("/health/ready");
+  REQUIRE(ready);
+  CHECK(ready->status == 200);
+
+  sb::kafka::Producer producer(stack.config.kafka);
+  publish_event(producer, stack, tenant.id);
+  REQUIRE(sbtest::eventually([&] { return rx.count("/ok") == 1; }, 30000));
+  REQUIRE(sbtest::eventually([&] {
+    auto m = ops.Get("/metrics");
+    return m && m->body.find("\nswitchboard_webhooks_delivered_total 1\n") != std::string::npos;
+  }, 10000));
+  auto metrics = ops.Get("/metrics");
+  CHECK(metrics->body.find("# TYPE switchboard_webhooks_events_total counter") != std::string::npos);
+  CHECK(metrics->body.find("switchboard_webhooks_in_flight 0") != std::string::npos);
+
+  httplib::Client worker_ops("127.0.0.1", worker_port);
+  REQUIRE(sbtest::eventually([&] { auto r = worker_ops.Get("/health/ready"); return r && r->status == 200; }, 15000));
+  auto worker_metrics = worker_ops.Get("/metrics");
+  REQUIRE(worker_metrics);
+  CHECK(worker_metrics->body.find("switchboard_worker_received_total{lane=\"low\"} 0") != std::string::npos);
 }

@@ -216,7 +216,7 @@ void TestStack::write_config() {
       << "worker:\n  max_in_flight: " << c.worker.max_in_flight << "\n  revoke_drain_timeout_ms: "
       << c.worker.revoke_drain_timeout_ms << "\n  session_rate_per_s: " << c.worker.session_rate_per_s
       << "\n  commit_interval_ms: " << c.worker.commit_interval_ms << "\n  provider_attempts: " << c.worker.provider_attempts
-      << "\n  provider_backoff_ms: " << c.worker.provider_backoff_ms << "\n"
+      << "\n  provider_backoff_ms: " << c.worker.provider_backoff_ms << "\n  ops_listen: \"" << c.worker.ops_listen << "\"\n"
       << "provider:\n  url: \"" << c.provider.url << "\"\n  timeout_ms: " << c.provider.timeout_ms << "\n"
       << "simulator:\n  listen: \"" << c.simulator.listen << "\"\n  latency_ms: " << c.simulator.latency_ms
       << "\n  latency_jitter_ms: " << c.simulator.latency_jitter_ms << "\n  failure_rate: " << c.simulator.failure_rate << "\n";
@@ -232,7 +232,7 @@ void TestStack::write_config() {
       << "\n  breaker_min_attempts: " << w.breaker_min_attempts << "\n  breaker_failure_ratio: " << w.breaker_failure_ratio
       << "\n  breaker_cool_down_s: " << w.breaker_cool_down_s << "\n  breaker_max_cool_down_s: " << w.breaker_max_cool_down_s
       << "\n  disable_after_s: " << w.disable_after_s << "\n  event_retention_days: " << w.event_retention_days
-      << "\n  replay_max_events: " << w.replay_max_events << "\n";
+      << "\n  replay_max_events: " << w.replay_max_events << "\n  ops_listen: \"" << w.ops_listen << "\"\n";
 }
 
 TenantInfo TestStack::create_tenant(const std::string& name, const std::vector<std::string>& sessions) {

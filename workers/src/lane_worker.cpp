@@ -46,6 +46,27 @@ void LaneWorker::run(const std::atomic<bool>& stop) {
   consumer_ = std::make_unique<kafka::Consumer>(config_.kafka, group_, this);
   consumer_->subscribe({topic_});
   for (int i = 0; i < config_.worker.max_in_flight; ++i) executors_.emplace_back([this] { executor_loop(); });
+  OpsServer ops(
+      config_.worker.ops_listen, "worker.ops_listen",
+      [this]() -> std::string {
+        if (!producer_.reachable(2000)) return "kafka unreachable";
+        if (!pool_.reachable()) return "postgresql unreachable";
+        return {};
+      },
+      [this] {
+        const std::string lane = "lane=\"" + lane_ + "\"";
+        auto c = [&lane](const char* name, const char* help, uint64_t v) {
+          return OpsServer::Metric{name, help, "counter", static_cast<double>(v), lane};
+        };
+        return std::vector<OpsServer::Metric>{
+            c("switchboard_worker_received_total", "Commands consumed", stats_.received),
+            c("switchboard_worker_sent_total", "Messages the provider accepted", stats_.sent),
+            c("switchboard_worker_failed_total", "Messages that ended as message.failed", stats_.failed),
+            c("switchboard_worker_replayed_total", "Replayed commands skipped (already final)", stats_.replayed),
+            c("switchboard_worker_dead_lettered_total", "Records sent to sb.dlq", stats_.dead_lettered),
+            {"switchboard_worker_buffered", "Commands held, not yet finished", "gauge",
+             static_cast<double>(scheduler_.buffered()), lane}};
+      });
   log::info("worker.started", {{"lane", lane_}, {"topic", topic_}, {"group", group_},
                                {"max_in_flight", std::to_string(config_.worker.max_in_flight)}});
 

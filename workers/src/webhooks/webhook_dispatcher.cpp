@@ -72,6 +72,8 @@ void WebhookDispatcher::run(const std::atomic<bool>& stop) {
   consumer_ = std::make_unique<kafka::Consumer>(config_.kafka, group_, this);
   consumer_->subscribe({topic_});
   std::thread retries([this, &stop] { retry_loop(stop); });
+  OpsServer ops(config_.webhooks.ops_listen, "webhooks.ops_listen", [this] { return readiness(); },
+                [this] { return metrics(); });
   log::info("webhooks.started", {{"topic", topic_}, {"group", group_},
                                  {"max_in_flight", std::to_string(config_.webhooks.max_in_flight)},
                                  {"per_endpoint", std::to_string(config_.webhooks.max_in_flight_per_endpoint)},
@@ -106,6 +108,33 @@ void WebhookDispatcher::run(const std::atomic<bool>& stop) {
   const auto& r = recorder_.stats();
   log::info("webhooks.stopped", {{"events", str(stats_.events)}, {"delivered", str(r.delivered)},
                                  {"failed", str(r.failed)}, {"dead_lettered", str(r.dead_lettered)}});
+}
+
+std::string WebhookDispatcher::readiness() {
+  if (!producer_.reachable(2000)) return "kafka unreachable";
+  if (!pool_.reachable()) return "postgresql unreachable";
+  return {};
+}
+
+std::vector<OpsServer::Metric> WebhookDispatcher::metrics() const {
+  const auto& r = recorder_.stats();
+  auto c = [](const char* name, const char* help, uint64_t v) {
+    return OpsServer::Metric{name, help, "counter", static_cast<double>(v)};
+  };
+  return {c("switchboard_webhooks_events_total", "Events consumed from sb.events", stats_.events),
+          c("switchboard_webhooks_deliveries_total", "Deliveries fanned out from consumed events", stats_.deliveries),
+          c("switchboard_webhooks_delivered_total", "Attempts answered 2xx", r.delivered),
+          c("switchboard_webhooks_failed_total", "Attempts that failed (retried later or endpoint gone)", r.failed),
+          c("switchboard_webhooks_parked_total", "Deliveries parked without an attempt (breaker open, line full)", r.parked),
+          c("switchboard_webhooks_dead_lettered_total", "Deliveries sent to sb.webhooks.dlq", r.dead_lettered),
+          c("switchboard_webhooks_endpoints_disabled_total", "Endpoints disabled (410 or failing too long)",
+            r.endpoints_disabled),
+          c("switchboard_webhooks_retries_claimed_total", "Scheduled deliveries claimed for another attempt",
+            stats_.retries_claimed),
+          c("switchboard_webhooks_invalid_events_total", "Records on sb.events that failed validation", stats_.invalid_events),
+          {"switchboard_webhooks_in_flight", "HTTP requests in flight", "gauge", static_cast<double>(engine_.in_flight())},
+          {"switchboard_webhooks_buffered_events", "Events consumed and not yet finished", "gauge",
+           static_cast<double>(buffered_.load())}};
 }
 
 void WebhookDispatcher::handle_record(const rd_kafka_message_t* msg) {

@@ -56,6 +56,8 @@ struct WorkerConfig {
   int session_rate_per_s = 0;        // Redis-enforced sends/s per session, 0 = unlimited
   int result_batch_max = 500;
   int result_linger_ms = 20;
+  // /health, /health/ready and /metrics of each worker process ("host:port"; empty: off).
+  std::string ops_listen;
 };
 
 struct ProviderConfig {
@@ -99,6 +101,7 @@ struct WebhooksConfig {
   int disable_after_s = 5 * 86400;        // failing without a success this long disables the endpoint
   int event_retention_days = 30;          // events (replay / redeliver) and attempt log kept this long
   int replay_max_events = 10000;          // one replay request schedules at most this many
+  std::string ops_listen;                 // /health, /health/ready, /metrics ("host:port"; empty: off)
 };
 
 struct Config {

@@ -22,6 +22,7 @@
 #include "switchboard/core/config.hpp"
 #include "switchboard/core/kafka.hpp"
 #include "switchboard/core/message_store.hpp"
+#include "switchboard/core/ops_server.hpp"
 #include "switchboard/core/redis.hpp"
 #include "switchboard/core/tenant_store.hpp"
 #include "switchboard/workers/partition_progress.hpp"

@@ -25,6 +25,7 @@
 #include "switchboard/core/config.hpp"
 #include "switchboard/core/event_store.hpp"
 #include "switchboard/core/kafka.hpp"
+#include "switchboard/core/ops_server.hpp"
 #include "switchboard/core/pg.hpp"
 #include "switchboard/core/schema.hpp"
 #include "switchboard/core/webhook_delivery_store.hpp"
@@ -77,6 +78,8 @@ class WebhookDispatcher : public kafka::RebalanceListener {
   void commit_finished(const std::vector<kafka::TopicPartition>* only = nullptr);
   void apply_backpressure();
   Decision decide_now(const Delivery& d, const std::optional<DeliveryAttempt>& a);
+  std::string readiness();                       // for /health/ready: empty when ready
+  std::vector<OpsServer::Metric> metrics() const;  // for /metrics
 
   const Config& config_;
   std::string topic_, group_, dlq_topic_;
