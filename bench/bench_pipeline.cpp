@@ -15,29 +15,18 @@
 #include <mutex>
 #include <thread>
 
+#include "bench_util.hpp"
 #include "stack.hpp"
 #include "switchboard/core/command.hpp"
 #include "switchboard/core/ids.hpp"
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
+using sbbench::Clock;
+using sbbench::env_int;
+using sbbench::ms_between;
+using sbbench::percentile;
 
 namespace {
-
-int env_int(const char* name, int def) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoi(v) : def;
-}
-
-double ms_since(Clock::time_point t0, Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(t - t0).count();
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
-}
 
 struct LoadResult {
   double seconds = 0;
@@ -68,7 +57,7 @@ LoadResult http_load(int port, const std::vector<sbtest::TenantInfo>& tenants, i
                      {"priority", sb::kLanes[i % 3]}};
         const auto start = Clock::now();
         auto r = http.Post("/v1/sessions/main/messages", sbtest::bearer(t.api_key), body.dump(), "application/json");
-        lat.push_back(ms_since(start, Clock::now()));
+        lat.push_back(ms_between(start, Clock::now()));
         if (!r || r->status != 202) {
           ++failed;
           continue;
@@ -81,7 +70,7 @@ LoadResult http_load(int port, const std::vector<sbtest::TenantInfo>& tenants, i
       out.failures += failed;
     });
   for (auto& t : pool) t.join();
-  out.seconds = ms_since(t0, Clock::now()) / 1000.0;
+  out.seconds = ms_between(t0, Clock::now()) / 1000.0;
   return out;
 }
 
@@ -113,7 +102,7 @@ TEST_CASE("bench: raw librdkafka baseline vs end to end vs intake only", "[.benc
       producer.flush(60000);
     });
     REQUIRE(reader.read_until([&](const auto& recs) { return static_cast<int>(recs.size()) >= raw_total; }, 300000));
-    const double secs = ms_since(t0, Clock::now()) / 1000.0;
+    const double secs = ms_between(t0, Clock::now()) / 1000.0;
     produce.join();
     raw_rate = raw_total / secs;
     std::printf("raw librdkafka produce→consume: %d records of %zu B in %.2f s = %.0f records/s\n", raw_total,
@@ -167,9 +156,9 @@ TEST_CASE("bench: raw librdkafka baseline vs end to end vs intake only", "[.benc
     auto it = seen.find(id);
     if (it == seen.end()) continue;
     last = std::max(last, it->second);
-    e2e_ms.push_back(ms_since(at, it->second));
+    e2e_ms.push_back(ms_between(at, it->second));
   }
-  const double e2e_secs = ms_since(e2e_start, last) / 1000.0;
+  const double e2e_secs = ms_between(e2e_start, last) / 1000.0;
   const double e2e_rate = e2e_ms.size() / e2e_secs;
   std::printf("end to end (HTTP accept → message.sent): %zu messages in %.2f s = %.0f msg/s, p50 %.1f ms, p99 %.1f ms, "
               "%d failed requests\n",

@@ -38,32 +38,21 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench_util.hpp"
 #include "stack.hpp"
 #include "switchboard/core/ids.hpp"
 #include "switchboard/core/pg.hpp"
 #include "switchboard/core/webhook_signature.hpp"
 #include "switchboard/core/webhook_store.hpp"
-#include "switchboard/workers/webhooks/webhook_sender.hpp"
+#include "switchboard/workers/webhooks/webhook_request.hpp"
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
+using sbbench::Clock;
+using sbbench::env_int;
+using sbbench::ms_between;
+using sbbench::percentile;
 
 namespace {
-
-int env_int(const char* name, int def) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoi(v) : def;
-}
-
-double ms_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
-}
 
 std::string fixed(double v, int decimals) {
   std::ostringstream s;

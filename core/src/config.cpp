@@ -242,4 +242,16 @@ Config load_config(const std::string& path, EnvLookup env) {
   return parse_config(ss.str(), path, env);
 }
 
+std::vector<std::string> WebhooksConfig::allowed_cidrs() const {
+  std::vector<std::string> out;
+  std::stringstream ss(allow_cidrs);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
 }  // namespace sb

@@ -1,6 +1,5 @@
 #include "switchboard/core/http_client.hpp"
 
-#include "switchboard/core/address_guard.hpp"
 #include "curl_transfer.hpp"
 
 #include <algorithm>
@@ -31,8 +30,8 @@ bool iequals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-HttpClient::HttpClient(int timeout_ms, int connect_timeout_ms, const AddressGuard* guard)
-    : timeout_ms_(timeout_ms), connect_timeout_ms_(connect_timeout_ms), guard_(guard) {
+HttpClient::HttpClient(int timeout_ms, int connect_timeout_ms)
+    : timeout_ms_(timeout_ms), connect_timeout_ms_(connect_timeout_ms) {
   http_global_init();
   curl_.reset(curl_easy_init());  // null only when out of memory: reported by request()
 }
@@ -55,7 +54,6 @@ HttpResponse HttpClient::request(const std::string& method, const std::string& u
   auto header_list = curl_transfer::header_list(headers);
   curl_transfer::set_options(c, url, method, body, header_list.get(), timeout_ms_, connect_timeout_ms_, "switchboard",
                              errbuf);
-  if (guard_) guard_->install(c);  // after the reset, which clears it
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &on_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &curl_transfer::collect_header);

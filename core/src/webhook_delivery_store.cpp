@@ -151,24 +151,6 @@ std::vector<ScheduledDelivery> WebhookDeliveryStore::claim_due(int limit, int le
   });
 }
 
-void WebhookDeliveryStore::complete(int64_t id) {
-  pool_.run([&](pqxx::connection& c) {
-    pqxx::work tx(c);
-    tx.exec_params("DELETE FROM webhook_deliveries WHERE id = $1", id);
-    tx.commit();
-  });
-}
-
-void WebhookDeliveryStore::reschedule(int64_t id, int attempts, int due_in_s) {
-  pool_.run([&](pqxx::connection& c) {
-    pqxx::work tx(c);
-    tx.exec_params("UPDATE webhook_deliveries SET attempts = $2, due_at = now() + make_interval(secs => $3), "
-                   "claimed_until = NULL WHERE id = $1",
-                   id, attempts, due_in_s);
-    tx.commit();
-  });
-}
-
 void WebhookDeliveryStore::record_attempts(const std::vector<AttemptRecord>& as) {
   if (as.empty()) return;
   pool_.run([&](pqxx::connection& c) {

@@ -15,18 +15,6 @@
 namespace sb {
 using nlohmann::json;
 
-std::vector<std::string> split_csv(const std::string& text) {
-  std::vector<std::string> out;
-  std::string item;
-  std::stringstream ss(text);
-  while (std::getline(ss, item, ',')) {
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 namespace {
 
 json to_json(const WebhookEndpoint& e, bool with_secret) {
@@ -129,7 +117,7 @@ WebhookApi::WebhookApi(const Config& config, pg::Pool& pool, const SchemaSet& sc
       store_(pool),
       events_(pool),
       deliveries_(pool),
-      guard_(split_csv(config.webhooks.allow_cidrs)),
+      guard_(config.webhooks.allowed_cidrs()),
       authenticate_(std::move(authenticate)) {}
 
 void WebhookApi::mount(httplib::Server& server) {
@@ -303,8 +291,7 @@ void WebhookApi::redeliver(const httplib::Request& req, httplib::Response& res) 
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
   const std::string event_id = req.matches[1];
-  // A malformed id is simply not found (and never reaches PostgreSQL's uuid parser).
-  auto event = MessageStore::valid_id(event_id) ? events_.get(*tenant, event_id) : std::nullopt;
+  auto event = events_.get(*tenant, event_id);  // a malformed id is simply not found
   if (!event) return reply_error(res, 404, "event not found", "event_id");
   std::vector<ScheduledDelivery> batch;
   json endpoints = json::array();

@@ -67,8 +67,10 @@ TEST_CASE("webhook deliveries: schedule once, claim exclusively, lease expiry, r
   // Reschedule one for now, complete another: only the rescheduled one comes back.
   const auto first = *claimed.begin();
   const auto second = *std::next(claimed.begin());
-  store.reschedule(first, 3, 0);
-  store.complete(second);
+  sb::DeliveryChanges changes;
+  changes.reschedule.push_back({first, 3, 0});
+  changes.complete.push_back(second);
+  store.apply(changes);
   auto again = store.claim_due(10, 1);
   REQUIRE(again.size() == 1);
   CHECK(again[0].id == first);

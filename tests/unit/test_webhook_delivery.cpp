@@ -2,6 +2,7 @@
 // local receiver (loopback, allowed explicitly: the guard refuses it by default).
 #include <catch2/catch.hpp>
 #include <atomic>
+#include <future>
 #include <thread>
 
 #include "switchboard/core/http_server.hpp"
@@ -9,7 +10,8 @@
 #include "switchboard/core/webhook_signature.hpp"
 #include "switchboard/workers/webhooks/circuit_breaker.hpp"
 #include "switchboard/workers/webhooks/retry_schedule.hpp"
-#include "switchboard/workers/webhooks/webhook_sender.hpp"
+#include "switchboard/workers/webhooks/delivery_engine.hpp"
+#include "switchboard/workers/webhooks/webhook_request.hpp"
 
 using namespace std::chrono_literals;
 using sb::CircuitBreaker;
@@ -96,19 +98,41 @@ struct Receiver {
   }
   std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port) + path; }
 };
+
+// One signed attempt through the dispatcher's engine, waited for.
+struct Sender {
+  sb::WebhooksConfig config;
+  sb::DeliveryEngine engine;
+  Sender(const sb::AddressGuard& guard, int timeout_ms) : config(with_timeout(timeout_ms)), engine(config, guard) {}
+  static sb::WebhooksConfig with_timeout(int timeout_ms) {
+    sb::WebhooksConfig c;
+    c.timeout_ms = timeout_ms;
+    return c;
+  }
+  DeliveryAttempt send(const sb::WebhookEndpoint& ep, const std::string& event_id, const std::string& body) {
+    std::promise<std::optional<DeliveryAttempt>> result;
+    auto done = result.get_future();
+    engine.submit(sb::Delivery{ep, event_id, "message.sent", std::nullopt, std::make_shared<const std::string>(body), 1, 0},
+                  [&result](sb::Delivery, std::optional<DeliveryAttempt> a) { result.set_value(std::move(a)); });
+    REQUIRE(done.wait_for(10s) == std::future_status::ready);
+    auto attempt = done.get();
+    REQUIRE(attempt);  // attempted, not parked
+    return *attempt;
+  }
+};
 }  // namespace
 
-TEST_CASE("webhook sender: signed attempt, classification, SSRF refusal, rotation", "[unit][webhooks]") {
+TEST_CASE("webhook attempt: signed, classified, SSRF-refused, signed twice during a rotation", "[unit][webhooks]") {
   Receiver rx;
   sb::AddressGuard loopback_ok({"127.0.0.0/8"});
-  sb::WebhookSender sender(loopback_ok, 1000);
+  Sender sender(loopback_ok, 1000);
   sb::WebhookEndpoint ep;
   ep.url = rx.url("/ok");
   ep.secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
   const auto now = std::chrono::system_clock::now();
   const std::string body = R"({"id":"evt","type":"message.sent"})";
 
-  auto ok = sender.send(ep, "evt_1", body, now);
+  auto ok = sender.send(ep, "evt_1", body);
   CHECK(ok.verdict == DeliveryAttempt::Verdict::Delivered);
   CHECK(ok.http_status == 200);
   CHECK(ok.response_excerpt == "thanks");
@@ -127,7 +151,7 @@ TEST_CASE("webhook sender: signed attempt, classification, SSRF refusal, rotatio
   // During a rotation window both secrets sign; after it only the current one.
   ep.previous_secret = sb::new_webhook_secret();
   ep.previous_secret_expires_at = sb::to_rfc3339(now + 1h);
-  sender.send(ep, "evt_2", body, now);
+  sender.send(ep, "evt_2", body);
   {
     std::lock_guard lock(rx.mu);
     const auto sig = rx.last_headers.find("webhook-signature")->second;
@@ -137,33 +161,33 @@ TEST_CASE("webhook sender: signed attempt, classification, SSRF refusal, rotatio
                              rx.last_headers.find("webhook-timestamp")->second, sig, body, unix_now));
   }
   ep.previous_secret_expires_at = sb::to_rfc3339(now - 1s);
-  sender.send(ep, "evt_3", body, now);
+  sender.send(ep, "evt_3", body);
   {
     std::lock_guard lock(rx.mu);
     CHECK(rx.last_headers.find("webhook-signature")->second.find(' ') == std::string::npos);
   }
 
   ep.url = rx.url("/gone");
-  CHECK(sender.send(ep, "e", body, now).verdict == DeliveryAttempt::Verdict::Gone);
+  CHECK(sender.send(ep, "e", body).verdict == DeliveryAttempt::Verdict::Gone);
   ep.url = rx.url("/busy");
-  auto busy = sender.send(ep, "e", body, now);
+  auto busy = sender.send(ep, "e", body);
   CHECK(busy.verdict == DeliveryAttempt::Verdict::Retry);
   CHECK(busy.retry_after == 42s);
   ep.url = rx.url("/moved");
-  auto moved = sender.send(ep, "e", body, now);
+  auto moved = sender.send(ep, "e", body);
   CHECK(moved.verdict == DeliveryAttempt::Verdict::Retry);
   CHECK_THAT(moved.error, Catch::Contains("redirects are not followed"));
   ep.url = rx.url("/slow");
-  auto slow = sender.send(ep, "e", body, now);
+  auto slow = sender.send(ep, "e", body);
   CHECK(slow.verdict == DeliveryAttempt::Verdict::Retry);
   CHECK(slow.http_status == 0);
 
   // Without the allow-list, loopback is refused at connect time: the receiver sees nothing.
   sb::AddressGuard strict;
-  sb::WebhookSender guarded(strict, 1000);
+  Sender guarded(strict, 1000);
   const int before = rx.hits;
   ep.url = rx.url("/ok");
-  auto refused = guarded.send(ep, "e", body, now);
+  auto refused = guarded.send(ep, "e", body);
   CHECK(refused.verdict == DeliveryAttempt::Verdict::Retry);
   CHECK_THAT(refused.error, Catch::Contains("loopback"));
   CHECK(rx.hits == before);

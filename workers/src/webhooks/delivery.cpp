@@ -4,14 +4,20 @@ namespace sb {
 
 namespace {
 
-AttemptRecord log_line(const Delivery& d, const DeliveryAttempt& a, const char* outcome) {
+// The attempt log's line for this delivery, before what the attempt itself adds.
+AttemptRecord log_base(const Delivery& d, int attempt, const char* outcome) {
   AttemptRecord r;
   r.endpoint_id = d.endpoint.id;
   r.tenant_id = d.endpoint.tenant_id;
   r.event_id = d.event_id;
   r.event_type = d.event_type;
-  r.attempt = d.attempt;
+  r.attempt = attempt;
   r.outcome = outcome;
+  return r;
+}
+
+AttemptRecord log_line(const Delivery& d, const DeliveryAttempt& a, const char* outcome) {
+  AttemptRecord r = log_base(d, d.attempt, outcome);
   if (a.http_status > 0) r.http_status = static_cast<int>(a.http_status);
   if (!a.error.empty()) r.error = a.error;
   if (a.http_status > 0) r.response_excerpt = a.response_excerpt;
@@ -63,15 +69,8 @@ Decision dead_letter_unattempted(const Delivery& d, const std::string& reason) {
   out.action = Decision::Action::DeadLetter;
   out.reason = reason;
   out.failed_attempts = d.attempt - 1;
-  AttemptRecord r;
-  r.endpoint_id = d.endpoint.id;
-  r.tenant_id = d.endpoint.tenant_id;
-  r.event_id = d.event_id;
-  r.event_type = d.event_type;
-  r.attempt = d.attempt - 1;
-  r.outcome = "dead_lettered";
-  r.error = reason;
-  out.log = r;
+  out.log = log_base(d, d.attempt - 1, "dead_lettered");
+  out.log->error = reason;
   return out;
 }
 

@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
-#include <regex>
-#include <sstream>
 
 #include "switchboard/core/log.hpp"
+#include "switchboard/core/message_store.hpp"
 #include "switchboard/workers/result_publisher.hpp"  // publish_until_acked
 
 namespace sb {
@@ -14,23 +13,6 @@ namespace {
 using Steady = std::chrono::steady_clock;
 
 std::string str(uint64_t v) { return std::to_string(v); }
-
-std::vector<std::string> cidrs(const std::string& csv) {
-  std::vector<std::string> out;
-  std::stringstream ss(csv);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-bool is_uuid(const std::string& s) {
-  static const std::regex re("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$");
-  return std::regex_match(s, re);
-}
 
 bool subscribed(const WebhookEndpoint& e, const std::string& type) {
   return std::any_of(e.events.begin(), e.events.end(), [&](const std::string& p) { return event_matches(p, type); });
@@ -54,7 +36,7 @@ WebhookDispatcher::WebhookDispatcher(const Config& config)
       schemas_(config.schemas_dir),
       pool_(config.postgres),
       schedule_(RetrySchedule::parse(config.webhooks.retry_schedule, config.webhooks.retry_jitter)),
-      guard_(cidrs(config.webhooks.allow_cidrs)),
+      guard_(config.webhooks.allowed_cidrs()),
       producer_(config.kafka),
       directory_(pool_, config.webhooks.endpoint_cache_ms),
       deliveries_(pool_),
@@ -65,7 +47,8 @@ WebhookDispatcher::WebhookDispatcher(const Config& config)
 WebhookDispatcher::~WebhookDispatcher() = default;
 
 Decision WebhookDispatcher::decide_now(const Delivery& d, const std::optional<DeliveryAttempt>& a) {
-  return decide(d, a, schedule_, engine_.park_delay_s(d.endpoint.id), rng());
+  // The park delay matters (and costs an engine lock) only when no attempt was made.
+  return decide(d, a, schedule_, a ? 0 : engine_.park_delay_s(d.endpoint.id), rng());
 }
 
 void WebhookDispatcher::run(const std::atomic<bool>& stop) {
@@ -153,7 +136,7 @@ void WebhookDispatcher::handle_record(const rd_kafka_message_t* msg) {
   try {
     event = nlohmann::json::parse(value);
     schemas_.validate("events/event", event);
-    if (!is_uuid(event["tenant"].get<std::string>()))
+    if (!MessageStore::valid_id(event["tenant"].get<std::string>()))
       throw InvalidInput("event 'tenant' must be a tenant id (uuid)", "tenant");
   } catch (const std::exception& e) {
     // A bad record must not stop the partition: park it in the DLQ with the reason.

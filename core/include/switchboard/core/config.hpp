@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace sb {
 
@@ -76,6 +77,7 @@ struct WebhooksConfig {
   // Comma-separated CIDRs a webhook URL may resolve to despite the SSRF guard (which refuses
   // loopback, private, link-local and metadata addresses). The dev config allows loopback.
   std::string allow_cidrs;
+  std::vector<std::string> allowed_cidrs() const;  // allow_cidrs split at commas, trimmed
   // After a secret rotation the previous secret keeps signing (a second signature) this long.
   int rotation_window_s = 86400;
 

@@ -23,13 +23,9 @@ struct HttpResponse {
   bool transport_ok() const { return error.empty(); }
 };
 
-class AddressGuard;
-
 class HttpClient {
  public:
-  // guard: when set, every connection is checked at connect time (tenant-supplied URLs); it must
-  // outlive the client.
-  explicit HttpClient(int timeout_ms = 10000, int connect_timeout_ms = 2000, const AddressGuard* guard = nullptr);
+  explicit HttpClient(int timeout_ms = 10000, int connect_timeout_ms = 2000);
   // Never throws for network failures: they come back in HttpResponse::error.
   HttpResponse request(const std::string& method, const std::string& url, const std::string& body = {},
                        const std::vector<std::pair<std::string, std::string>>& headers = {});
@@ -41,7 +37,6 @@ class HttpClient {
   CurlPtr curl_;
   int timeout_ms_;
   int connect_timeout_ms_;
-  const AddressGuard* guard_;
 };
 
 // curl_global_init once per process, before threads start (called by HttpClient too).

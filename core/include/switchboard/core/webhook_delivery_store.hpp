@@ -57,8 +57,6 @@ class WebhookDeliveryStore {
   // Is a delivery of this (endpoint, session) parked? (A per_session endpoint's new events wait behind it.)
   bool has_pending(const std::string& endpoint_id, const std::optional<std::string>& session);
   void apply(const DeliveryChanges& changes);
-  void complete(int64_t id);                                   // delivered, gone or dead-lettered
-  void reschedule(int64_t id, int attempts, int due_in_s);     // failed again: back in the queue
   void record_attempts(const std::vector<AttemptRecord>& attempts);
   // Deletes up to `limit` attempt-log rows older than `days`; returns how many.
   std::size_t purge_attempts_older_than(int days, int limit);

@@ -59,6 +59,4 @@ class WebhookApi {
   Authenticate authenticate_;
 };
 
-std::vector<std::string> split_csv(const std::string& text);
-
 }  // namespace sb

@@ -9,7 +9,7 @@
 #include "switchboard/core/webhook_delivery_store.hpp"
 #include "switchboard/core/webhook_store.hpp"
 #include "switchboard/workers/webhooks/retry_schedule.hpp"
-#include "switchboard/workers/webhooks/webhook_sender.hpp"
+#include "switchboard/workers/webhooks/webhook_request.hpp"
 
 namespace sb {
 

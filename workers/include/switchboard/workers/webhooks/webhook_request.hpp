@@ -1,13 +1,12 @@
 #pragma once
-// One signed delivery attempt to one endpoint (Standard Webhooks headers), classified into
-// what the dispatcher does next. Not thread-safe (owns one curl handle): one per thread.
+// One delivery attempt's request and its verdict: the Standard Webhooks headers an attempt
+// carries, and what the dispatcher does with the response.
 #include <chrono>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "switchboard/core/address_guard.hpp"
 #include "switchboard/core/http_client.hpp"
 #include "switchboard/core/webhook_store.hpp"
 
@@ -33,16 +32,5 @@ DeliveryAttempt classify(const HttpResponse& response);
 std::vector<std::pair<std::string, std::string>> webhook_headers(const WebhookEndpoint& endpoint,
                                                                  const std::string& event_id, const std::string& body,
                                                                  std::chrono::system_clock::time_point now);
-
-class WebhookSender {
- public:
-  WebhookSender(const AddressGuard& guard, int timeout_ms);
-  // Signs with the endpoint's secret, plus the previous one while its rotation window is open.
-  DeliveryAttempt send(const WebhookEndpoint& endpoint, const std::string& event_id, const std::string& body,
-                       std::chrono::system_clock::time_point now);
-
- private:
-  HttpClient client_;
-};
 
 }  // namespace sb

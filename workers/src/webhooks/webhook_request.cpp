@@ -1,4 +1,4 @@
-#include "switchboard/workers/webhooks/webhook_sender.hpp"
+#include "switchboard/workers/webhooks/webhook_request.hpp"
 
 #include "switchboard/core/ids.hpp"
 #include "switchboard/core/webhook_signature.hpp"
@@ -11,9 +11,7 @@ DeliveryAttempt classify(const HttpResponse& r) {
   a.latency_ms = r.elapsed_ms;
   a.response_excerpt = r.body.substr(0, 2048);
   if (!r.transport_ok()) {
-    a.error = r.error;
-    const auto why = AddressGuard::last_refusal();
-    if (!why.empty() && r.status == 0 && a.error.find(why) == std::string::npos) a.error += " (" + why + ")";
+    a.error = r.error;  // a refused address says why (the HTTP client adds the guard's reason)
     return a;
   }
   if (r.status >= 200 && r.status < 300) {
@@ -41,8 +39,6 @@ DeliveryAttempt classify(const HttpResponse& r) {
   return a;
 }
 
-WebhookSender::WebhookSender(const AddressGuard& guard, int timeout_ms) : client_(timeout_ms, 5000, &guard) {}
-
 std::vector<std::pair<std::string, std::string>> webhook_headers(const WebhookEndpoint& endpoint,
                                                                  const std::string& event_id, const std::string& body,
                                                                  std::chrono::system_clock::time_point now) {
@@ -56,11 +52,6 @@ std::vector<std::pair<std::string, std::string>> webhook_headers(const WebhookEn
           {std::string(kWebhookTimestampHeader), std::to_string(ts)},
           {std::string(kWebhookSignatureHeader), sign_webhook(secrets, event_id, ts, body)},
           {"user-agent", "switchboard-webhooks"}};
-}
-
-DeliveryAttempt WebhookSender::send(const WebhookEndpoint& endpoint, const std::string& event_id, const std::string& body,
-                                    std::chrono::system_clock::time_point now) {
-  return classify(client_.request("POST", endpoint.url, body, webhook_headers(endpoint, event_id, body, now)));
 }
 
 }  // namespace sb
