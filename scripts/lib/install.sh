@@ -9,6 +9,7 @@ SB_APT_PACKAGES=(
   cmake                  # >= 3.25 (bookworm ships 3.25)
   ninja-build            # cmake -G Ninja
   pkg-config             # pkg_check_modules(rdkafka, hiredis, libpqxx, cpp-httplib)
+  ccache                 # compiler cache: cheap rebuilds across checkouts and build trees
   git
   ca-certificates        # TLS for Maven Central / curl
   curl
