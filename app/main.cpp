@@ -35,7 +35,9 @@ void on_stop(std::function<void()> f) {
   g_stoppers.push_back(std::move(f));
 }
 
-// Signals are blocked in every thread and taken by one waiter, which stops the servers.
+// Signals are blocked in every thread and taken by one waiter, which stops the servers. The
+// stop is graceful and bounded; a second SIGINT/SIGTERM during it exits at once (what was not
+// committed is redone by the next owner).
 void install_signal_thread() {
   sigset_t set;
   sigemptyset(&set);
@@ -46,10 +48,16 @@ void install_signal_thread() {
   std::thread([set] {
     int sig = 0;
     sigwait(&set, &sig);
-    sb::log::info("process.signal", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+    sb::log::info("process.signal", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}, {"action", "graceful stop"}});
     g_stop = true;
-    std::lock_guard lock(g_stoppers_mu);
-    for (auto& f : g_stoppers) f();
+    {
+      std::lock_guard lock(g_stoppers_mu);
+      for (auto& f : g_stoppers) f();
+    }
+    sigwait(&set, &sig);
+    sb::log::warn("process.signal", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}, {"action", "exit now"}});
+    spdlog::default_logger()->flush();
+    std::_Exit(128 + sig);
   }).detach();
 }
 
@@ -77,8 +85,7 @@ void migrate(const sb::Config& c) {
 }
 
 void run_worker(const sb::Config& c, const std::string& lane) {
-  sb::HttpProvider provider(c.provider);
-  sb::LaneWorker worker(c, lane, provider);
+  sb::LaneWorker worker(c, lane, std::make_unique<sb::HttpProvider>(c.provider));
   worker.run(g_stop);
 }
 

@@ -177,6 +177,8 @@ void AsyncHttpClient::finish(Transfer* t, CURLcode rc) {
   double total_s = 0;
   if (curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &total_s) == CURLE_OK) r.elapsed_ms = total_s * 1000.0;
 
+  long request_bytes = 0;
+  if (curl_easy_getinfo(c, CURLINFO_REQUEST_SIZE, &request_bytes) == CURLE_OK) r.request_sent = request_bytes > 0;
   if (rc == CURLE_OK) {
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
   } else {

@@ -118,24 +118,83 @@ std::optional<MessageView> MessageStore::get(const std::string& tenant_id, const
   });
 }
 
+namespace {
+constexpr const char* kUtcMillis = R"(YYYY-MM-DD"T"HH24:MI:SS.MS"Z")";
+
+KnownMessage known_from(const pqxx::row& row, int first) {
+  KnownMessage k;
+  k.status = row[first].as<std::string>();
+  if (!row[first + 1].is_null()) k.provider_message_id = row[first + 1].as<std::string>();
+  if (!row[first + 2].is_null()) k.error = row[first + 2].as<std::string>();
+  k.updated_at = row[first + 3].as<std::string>();
+  return k;
+}
+}  // namespace
+
 std::map<std::string, KnownMessage> MessageStore::lookup(const std::vector<std::string>& ids) {
   std::map<std::string, KnownMessage> out;
   if (ids.empty()) return out;
   pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_params(R"SQL(
-      SELECT id::text, status, event_published, provider_message_id, error,
-             to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+    auto r = tx.exec_params(std::string(R"SQL(
+      SELECT id::text, status, provider_message_id, error,
+             to_char(updated_at AT TIME ZONE 'UTC', ')SQL") + kUtcMillis + R"SQL(')
       FROM messages WHERE id = ANY($1::uuid[]))SQL", pg::array_literal(ids));
+    for (const auto& row : r) out[row[0].as<std::string>()] = known_from(row, 1);
+  });
+  return out;
+}
+
+std::vector<SendClaim> MessageStore::claim_for_send(const std::vector<SendCommand>& commands) {
+  std::vector<SendClaim> out(commands.size());
+  if (commands.empty()) return out;
+  std::vector<std::string> ids, tenants, sessions, tos, texts, prios;
+  for (const auto& c : commands) {
+    ids.push_back(c.id);
+    tenants.push_back(c.tenant);
+    sessions.push_back(c.session);
+    tos.push_back(c.to);
+    texts.push_back(c.text);
+    prios.push_back(c.priority);
+  }
+  pool_.run([&](pqxx::connection& c) {
+    // One statement, so autocommit is its transaction (no BEGIN/COMMIT round trips). The outer
+    // SELECT sees the rows as they were before the CTE changed them: the state of the ones it
+    // did not claim.
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec_params(std::string(R"SQL(
+      WITH input AS (
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
+          AS t(id, tenant_id, session, recipient, body, priority)
+      ), claimed AS (
+        INSERT INTO messages (id, tenant_id, session, recipient, body, priority, status)
+        SELECT i.id, i.tenant_id, i.session, i.recipient, i.body, i.priority, 'sending'
+        FROM input i JOIN sessions s ON s.tenant_id = i.tenant_id AND s.name = i.session
+        ON CONFLICT (id) DO UPDATE SET status = 'sending', updated_at = now() WHERE messages.status = 'queued'
+        RETURNING id
+      )
+      SELECT i.id::text, c.id IS NOT NULL, m.status, m.provider_message_id, m.error,
+             to_char(m.updated_at AT TIME ZONE 'UTC', ')SQL") + kUtcMillis + R"SQL(')
+      FROM input i LEFT JOIN claimed c ON c.id = i.id LEFT JOIN messages m ON m.id = i.id
+    )SQL",
+                            pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(sessions),
+                            pg::array_literal(tos), pg::array_literal(texts), pg::array_literal(prios));
+    std::map<std::string, SendClaim> by_id;
     for (const auto& row : r) {
-      KnownMessage k;
-      k.status = row[1].as<std::string>();
-      k.event_published = row[2].as<bool>();
-      if (!row[3].is_null()) k.provider_message_id = row[3].as<std::string>();
-      if (!row[4].is_null()) k.error = row[4].as<std::string>();
-      k.updated_at = row[5].as<std::string>();
-      out[row[0].as<std::string>()] = k;
+      SendClaim claim;
+      if (row[1].as<bool>()) {
+        claim.status = SendClaim::Status::Fresh;
+      } else if (row[2].is_null()) {
+        claim.status = SendClaim::Status::UnknownSession;
+      } else {
+        claim.known = known_from(row, 2);
+        claim.status = claim.known.status == "sending"  ? SendClaim::Status::InProgress
+                       : claim.known.status == "queued" ? SendClaim::Status::UnknownSession
+                                                        : SendClaim::Status::Final;
+      }
+      by_id[row[0].as<std::string>()] = claim;
     }
+    for (std::size_t i = 0; i < commands.size(); ++i) out[i] = by_id.at(commands[i].id);
   });
   return out;
 }
@@ -159,7 +218,7 @@ void MessageStore::record_outcomes(const std::vector<MessageOutcome>& outcomes) 
     errors.push_back(o.error);
   }
   pool_.run([&](pqxx::connection& c) {
-    pqxx::work tx(c);
+    pqxx::nontransaction tx(c);  // one statement: autocommit is its transaction
     tx.exec_params(R"SQL(
       WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
@@ -171,7 +230,7 @@ void MessageStore::record_outcomes(const std::vector<MessageOutcome>& outcomes) 
         SELECT id, tenant_id, session, recipient, body, priority, status, provider_message_id, error, at, at FROM input
         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, provider_message_id = EXCLUDED.provider_message_id,
                                        error = EXCLUDED.error, updated_at = EXCLUDED.updated_at
-          WHERE messages.status = 'queued'
+          WHERE messages.status IN ('queued', 'sending')
         RETURNING id
       )
       INSERT INTO message_status_history (message_id, status, at, detail)
@@ -181,20 +240,6 @@ void MessageStore::record_outcomes(const std::vector<MessageOutcome>& outcomes) 
                    pg::array_literal(tos), pg::array_literal(texts), pg::array_literal(prios),
                    pg::array_literal(statuses), pg::array_literal_nullable(provider_ids),
                    pg::array_literal_nullable(errors), pg::array_literal(ats));
-    tx.commit();
-  });
-}
-
-void MessageStore::mark_events_published(const std::vector<std::string>& ids) {
-  if (ids.empty()) return;
-  pool_.run([&](pqxx::connection& c) {
-    pqxx::work tx(c);
-    // Only an optimisation for replays (a lost flag means the same event id is republished), so
-    // this commit need not wait for the WAL flush that the outcomes' commits pay for.
-    tx.exec("SET LOCAL synchronous_commit TO OFF");
-    tx.exec_params("UPDATE messages SET event_published = true WHERE id = ANY($1::uuid[]) AND NOT event_published",
-                   pg::array_literal(ids));
-    tx.commit();
   });
 }
 

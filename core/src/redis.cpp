@@ -46,8 +46,18 @@ RedisReplyPtr RedisClient::command(const std::vector<std::string>& argv) {
     ctx_.reset();  // hiredis contexts are unusable after an I/O error
     throw Unavailable("Redis command " + argv.front() + " failed: " + why);
   }
-  if (reply->type == REDIS_REPLY_ERROR)
-    throw Error(ErrorKind::Internal, "Redis " + argv.front() + " error: " + std::string(reply->str, reply->len));
+  if (reply->type == REDIS_REPLY_ERROR) {
+    const std::string msg(reply->str, reply->len);
+    // States a failover or a restart passes through: retrying (on a fresh connection, which may
+    // reach the new primary) helps. Anything else is a bug or a bad script: not retryable.
+    for (const char* transient : {"READONLY", "LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN", "OOM", "CLUSTERDOWN"}) {
+      if (msg.rfind(transient, 0) == 0) {
+        ctx_.reset();
+        throw Unavailable("Redis " + argv.front() + " refused for now: " + msg + "; retrying");
+      }
+    }
+    throw Error(ErrorKind::Internal, "Redis " + argv.front() + " error: " + msg);
+  }
   return reply;
 }
 

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "switchboard/core/http_client.hpp"
+#include <future>
 #include "switchboard/core/log.hpp"
 
 namespace sb {
@@ -17,15 +18,6 @@ using json = nlohmann::json;
 
 constexpr size_t kExcerptBytes = 200;
 constexpr int kConnectTimeoutMs = 2000;
-
-// One client (curl handle + its connection cache) per calling thread and timeout, so workers
-// reuse connections without sharing a handle across threads.
-HttpClient& thread_client(int timeout_ms) {
-  thread_local std::map<int, std::unique_ptr<HttpClient>> clients;
-  auto& slot = clients[timeout_ms];
-  if (!slot) slot = std::make_unique<HttpClient>(timeout_ms, std::min(timeout_ms, kConnectTimeoutMs));
-  return *slot;
-}
 
 // Length of the valid UTF-8 sequence starting at s[i], or 0 when invalid/truncated.
 size_t utf8_seq_len(const std::string& s, size_t i) {
@@ -105,28 +97,15 @@ const char* to_string(SendResult::Status s) {
   return "?";
 }
 
-// The HTTP exchange proper; `status`/`elapsed_ms` are filled for the log line.
-SendResult post(const ProviderConfig& config, const SendRequest& request, const std::string& url,
-                const std::string& where, long& status, double& elapsed_ms) {
-  if (request.message_id.empty()) {
-    // Without an idempotency key a retry could deliver twice: never send such a request.
-    return result(SendResult::Status::Rejected, where + "empty message_id (the Idempotency-Key): not sent");
+// A response (or transport failure) of the provider's send API, as a SendResult.
+SendResult interpret(const HttpResponse& resp, const std::string& where) {
+  if (!resp.transport_ok()) {
+    // Refused or never written: certainly not sent. Written and then lost (a timeout waiting
+    // for the answer): the provider may have sent it.
+    auto r = result(SendResult::Status::RetryableError, where + resp.error);
+    r.maybe_delivered = resp.request_sent;
+    return r;
   }
-  std::string body;
-  try {
-    body = json{{"tenant", request.tenant_id}, {"session", request.session}, {"to", request.to}, {"text", request.text}}
-               .dump();
-  } catch (const json::exception& e) {
-    // Invalid UTF-8 in a field: retrying cannot fix it.
-    return result(SendResult::Status::Rejected, where + "request cannot be encoded as JSON: " + e.what());
-  }
-
-  HttpClient& client = thread_client(config.timeout_ms);
-  const HttpResponse resp = client.post_json(url, body, {{"Idempotency-Key", request.message_id}});
-  status = resp.status;
-  elapsed_ms = resp.elapsed_ms;
-  if (!resp.transport_ok()) return result(SendResult::Status::RetryableError, where + resp.error);
-
   const std::string http = "HTTP " + std::to_string(resp.status);
   if (resp.status >= 200 && resp.status <= 299) {
     std::string problem;
@@ -144,31 +123,18 @@ SendResult post(const ProviderConfig& config, const SendRequest& request, const 
     // The provider answered but not in its API: a contract problem, retrying won't fix it.
     return result(SendResult::Status::Rejected, where + http + " but " + problem + ": " + excerpt(resp.body));
   }
-  if (retryable_status(resp.status))
-    return result(SendResult::Status::RetryableError, where + http + ": " + excerpt(resp.body));
+  if (retryable_status(resp.status)) {
+    auto r = result(SendResult::Status::RetryableError, where + http + ": " + excerpt(resp.body));
+    // 429 and 503 say the provider declined before doing anything; other 5xx and 408 may have
+    // failed after the send.
+    r.maybe_delivered = !(resp.status == 429 || resp.status == 503);
+    return r;
+  }
   // Other 4xx (and 1xx/3xx: redirects are not followed) mean the request itself is wrong.
   return result(SendResult::Status::Rejected, where + http + ": " + excerpt(resp.body));
 }
 
-}  // namespace
-
-SendResult HttpProvider::send(const SendRequest& request) {
-  std::string base = config_.url;
-  while (!base.empty() && base.back() == '/') base.pop_back();
-  const std::string url = base + "/v1/messages";
-  const std::string where = "provider " + url + ": ";
-
-  SendResult out;
-  long status = 0;
-  double elapsed_ms = 0;
-  try {
-    out = post(config_, request, url, where, status, elapsed_ms);
-  } catch (const std::exception& e) {
-    out = result(SendResult::Status::RetryableError, where + "unexpected error: " + e.what());
-  } catch (...) {
-    out = result(SendResult::Status::RetryableError, where + "unexpected error");
-  }
-
+void log_send(const SendRequest& request, const SendResult& out, long status, double elapsed_ms) {
   try {
     log::debug("provider.send", {{"tenant", request.tenant_id},
                                  {"session", request.session},
@@ -180,7 +146,80 @@ SendResult HttpProvider::send(const SendRequest& request) {
                                  {"error", out.error}});
   } catch (...) {  // logging must not turn a result into an exception
   }
-  return out;
+}
+
+}  // namespace
+
+SendResult Provider::send(const SendRequest& request) {
+  auto promise = std::make_shared<std::promise<SendResult>>();
+  auto fut = promise->get_future();
+  send(request, [promise](SendResult r) { promise->set_value(std::move(r)); });
+  return fut.get();
+}
+
+HttpProvider::HttpProvider(const ProviderConfig& config)
+    : config_(config), base_(config.url), client_(AsyncHttpClient::Options{}) {
+  while (!base_.empty() && base_.back() == '/') base_.pop_back();
+}
+
+void HttpProvider::send(const SendRequest& request, SendDone done) {
+  const std::string url = base_ + "/v1/messages";
+  const std::string where = "provider " + url + ": ";
+  if (request.message_id.empty()) {
+    // Without an idempotency key a retry could deliver twice: never send such a request.
+    return done(result(SendResult::Status::Rejected, where + "empty message_id (the Idempotency-Key): not sent"));
+  }
+  HttpRequest req;
+  req.method = "POST";
+  req.url = url;
+  req.timeout_ms = config_.timeout_ms;
+  req.connect_timeout_ms = std::min(config_.timeout_ms, kConnectTimeoutMs);
+  req.headers = {{"Content-Type", "application/json"}, {"Idempotency-Key", request.message_id}};
+  try {
+    req.body = json{{"tenant", request.tenant_id}, {"session", request.session}, {"to", request.to}, {"text", request.text}}
+                   .dump();
+  } catch (const json::exception& e) {
+    // Invalid UTF-8 in a field: retrying cannot fix it.
+    return done(result(SendResult::Status::Rejected, where + "request cannot be encoded as JSON: " + e.what()));
+  }
+  client_.submit(std::move(req), [request, where, done = std::move(done)](HttpResponse resp) {
+    SendResult out;
+    try {
+      out = interpret(resp, where);
+    } catch (const std::exception& e) {
+      out = result(SendResult::Status::RetryableError, where + "unexpected error: " + e.what());
+      out.maybe_delivered = true;
+    }
+    log_send(request, out, resp.status, resp.elapsed_ms);
+    done(std::move(out));
+  });
+}
+
+void HttpProvider::reconcile(const SendRequest& request, ReconcileDone done) {
+  if (!config_.reconcile) return Provider::reconcile(request, std::move(done));
+  HttpRequest req;
+  req.method = "GET";
+  req.url = base_ + "/v1/messages/" + request.message_id;
+  req.timeout_ms = config_.timeout_ms;
+  req.connect_timeout_ms = std::min(config_.timeout_ms, kConnectTimeoutMs);
+  client_.submit(std::move(req), [done = std::move(done)](HttpResponse resp) {
+    ReconcileResult r;
+    if (resp.transport_ok() && resp.status == 404) {
+      r.status = ReconcileResult::Status::NotSent;
+    } else if (resp.transport_ok() && resp.status == 200) {
+      try {
+        const auto j = json::parse(resp.body);
+        r.status = ReconcileResult::Status::Sent;
+        r.provider_message_id = j.at("provider_message_id").get<std::string>();
+      } catch (const std::exception& e) {
+        r.status = ReconcileResult::Status::Unknown;
+        r.detail = std::string("unreadable lookup answer: ") + e.what();
+      }
+    } else {
+      r.detail = resp.transport_ok() ? "lookup answered HTTP " + std::to_string(resp.status) : resp.error;
+    }
+    done(std::move(r));
+  });
 }
 
 }  // namespace sb

@@ -2,9 +2,9 @@
 
 namespace sb {
 
-void OffsetTracker::track(int64_t offset) {
-  if (next_ && offset < *next_) return;  // already finished and passed
-  in_flight_.emplace(offset, false);
+bool OffsetTracker::track(int64_t offset) {
+  if (next_ && offset < *next_) return false;  // already finished and passed
+  return in_flight_.emplace(offset, false).second;
 }
 
 bool OffsetTracker::done(int64_t offset) {

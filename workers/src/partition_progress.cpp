@@ -9,7 +9,7 @@ namespace sb {
 
 void PartitionProgress::assign(const std::vector<TopicPartition>& partitions) {
   std::lock_guard lock(mu_);
-  for (const auto& tp : partitions) partitions_[tp] = State{next_epoch_++, {}, 0};
+  for (const auto& tp : partitions) partitions_.try_emplace(tp, State{next_epoch_++, {}, 0});
 }
 
 std::size_t PartitionProgress::remove(const std::vector<TopicPartition>& partitions) {
@@ -36,12 +36,19 @@ std::vector<kafka::TopicPartition> PartitionProgress::owned() const {
   return out;
 }
 
-uint64_t PartitionProgress::track(const TopicPartition& tp, int64_t offset) {
+std::optional<uint64_t> PartitionProgress::track(const TopicPartition& tp, int64_t offset) {
   std::lock_guard lock(mu_);
-  auto& st = partitions_[tp];  // a record before its assignment callback: tracked all the same
-  st.tracker.track(offset);
-  ++st.in_hand;
-  return st.epoch;
+  auto it = partitions_.find(tp);
+  if (it == partitions_.end() || !it->second.tracker.track(offset)) return std::nullopt;
+  ++it->second.in_hand;
+  return it->second.epoch;
+}
+
+std::size_t PartitionProgress::in_hand() const {
+  std::lock_guard lock(mu_);
+  std::size_t n = 0;
+  for (const auto& [_, st] : partitions_) n += st.in_hand;
+  return n;
 }
 
 void PartitionProgress::finished(const TopicPartition& tp, int64_t offset, std::optional<uint64_t> epoch) {
@@ -52,9 +59,10 @@ void PartitionProgress::finished(const TopicPartition& tp, int64_t offset, std::
   idle_cv_.notify_all();
 }
 
-void PartitionProgress::released(const TopicPartition& tp, std::size_t n) {
+void PartitionProgress::released(const TopicPartition& tp, std::size_t n, std::optional<uint64_t> epoch) {
   std::lock_guard lock(mu_);
-  if (auto it = partitions_.find(tp); it != partitions_.end()) it->second.in_hand -= std::min(n, it->second.in_hand);
+  if (auto it = partitions_.find(tp); it != partitions_.end() && (!epoch || it->second.epoch == *epoch))
+    it->second.in_hand -= std::min(n, it->second.in_hand);
   idle_cv_.notify_all();
 }
 

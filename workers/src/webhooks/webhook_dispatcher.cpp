@@ -6,7 +6,6 @@
 
 #include "switchboard/core/log.hpp"
 #include "switchboard/core/message_store.hpp"
-#include "switchboard/workers/result_publisher.hpp"  // publish_until_acked
 
 namespace sb {
 namespace {
@@ -38,6 +37,7 @@ WebhookDispatcher::WebhookDispatcher(const Config& config)
       schedule_(RetrySchedule::parse(config.webhooks.retry_schedule, config.webhooks.retry_jitter)),
       guard_(config.webhooks.allowed_cidrs()),
       producer_(config.kafka),
+      publisher_(producer_),
       directory_(pool_, config.webhooks.endpoint_cache_ms),
       deliveries_(pool_),
       events_(pool_),
@@ -123,10 +123,12 @@ std::vector<OpsServer::Metric> WebhookDispatcher::metrics() const {
 void WebhookDispatcher::handle_record(const rd_kafka_message_t* msg) {
   const kafka::TopicPartition tp{rd_kafka_topic_name(msg->rkt), msg->partition};
   const int64_t offset = msg->offset;
+  const auto epoch = progress_.track(tp, offset);
+  if (!epoch) return;  // not ours (any more), or a redelivery of a record in hand or done
   auto ev = std::make_shared<EventProgress>();
   ev->source = tp;
   ev->offset = offset;
-  ev->epoch = progress_.track(tp, offset);
+  ev->epoch = *epoch;
   ++buffered_;
   ++stats_.events;
   const std::string key(kafka::key_of(msg));
@@ -283,13 +285,8 @@ void WebhookDispatcher::dead_letter_record(const kafka::TopicPartition& tp, int6
   ev->offset = offset;
   ev->epoch = epoch;
   ev->remaining = 1;
-  publish_until_acked(producer_, dlq_topic_, key, value,
-                      {{"sb-dlq-reason", "invalid_event"},
-                       {"sb-dlq-error", detail},
-                       {"sb-source-topic", tp.topic},
-                       {"sb-source-partition", std::to_string(tp.partition)},
-                       {"sb-source-offset", std::to_string(offset)}},
-                      [this, ev] { finish_one(ev); });
+  publisher_.publish(dlq_topic_, key, value, kafka::dead_letter_headers(tp, offset, "invalid_event", detail),
+                     [this, ev] { finish_one(ev); });
 }
 
 void WebhookDispatcher::retry_loop(const std::atomic<bool>& stop) {

@@ -48,15 +48,18 @@ struct IntakeConfig {
 };
 
 struct WorkerConfig {
-  int max_in_flight = 64;            // concurrent provider calls per process (across sessions)
+  int max_in_flight = 1000;          // provider calls in flight per process (across sessions)
   int max_buffered = 10000;          // records held per process before partitions are paused
   int commit_interval_ms = 1000;
   int revoke_drain_timeout_ms = 10000;
   int provider_attempts = 3;         // tries for retryable provider errors before message.failed
   int provider_backoff_ms = 200;
   int session_rate_per_s = 0;        // Redis-enforced sends/s per session, 0 = unlimited
-  int result_batch_max = 500;
-  int result_linger_ms = 20;
+  int result_batch_max = 500;        // claims / outcomes per PostgreSQL statement
+  int result_linger_ms = 0;          // extra wait to fill a batch (0: whatever queued meanwhile)
+  // A command found 'sending' without an outcome (its worker died mid-call) that the provider
+  // can't confirm: fail = message.failed with reason "uncertain"; resend = send it again.
+  std::string on_uncertain = "fail";
   // /health, /health/ready and /metrics of each worker process ("host:port"; empty: off).
   std::string ops_listen;
 };
@@ -64,6 +67,9 @@ struct WorkerConfig {
 struct ProviderConfig {
   std::string url = "http://127.0.0.1:8090";
   int timeout_ms = 10000;
+  // Ask the provider (GET /v1/messages/{id}) whether an interrupted send went out, before
+  // deciding per worker.on_uncertain. Off for providers without that lookup.
+  bool reconcile = true;
 };
 
 struct SimulatorConfig {

@@ -18,6 +18,9 @@ struct HttpResponse {
   long status = 0;             // 0 when no response was received
   std::string body;
   std::string error;           // transport error (timeout, refused, …); empty when a response arrived
+  // The request went out (bytes written): on a transport error the server may have acted on it
+  // (a timeout after sending), so a non-idempotent call must not be blindly repeated.
+  bool request_sent = false;
   double elapsed_ms = 0;
   std::vector<std::pair<std::string, std::string>> headers;  // lower-cased names
   bool transport_ok() const { return error.empty(); }

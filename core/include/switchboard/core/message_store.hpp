@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "switchboard/core/command.hpp"
 #include "switchboard/core/pg.hpp"
 
 namespace sb {
@@ -45,14 +46,26 @@ struct MessageOutcome {
   std::string status;  // sent | failed
   std::optional<std::string> provider_message_id, error;
   std::string at;      // RFC 3339
+  // failed only: why, as a word clients can switch on (provider_rejected, provider_failed,
+  // uncertain, …); stored as the prefix of `error` ("uncertain: …").
+  std::optional<std::string> reason;
 };
 
 // What the database already knows of a command's message (for replays).
 struct KnownMessage {
   std::string status;
-  bool event_published = false;
   std::optional<std::string> provider_message_id, error;
-  std::string updated_at;  // RFC 3339: when the final status was recorded
+  std::string updated_at;  // RFC 3339: when the status was recorded
+};
+
+// A worker's claim to send a command (the durable "sending" mark, taken before the provider
+// call). Fresh: the mark is set now, send. Final: the outcome is recorded already (a replay).
+// InProgress: a mark without an outcome (an earlier owner died mid-call): never send blindly.
+// UnknownSession: neither the message nor its session exist.
+struct SendClaim {
+  enum class Status { Fresh, Final, InProgress, UnknownSession };
+  Status status = Status::UnknownSession;
+  KnownMessage known;  // Final / InProgress
 };
 
 class MessageStore {
@@ -66,10 +79,13 @@ class MessageStore {
   void discard(const std::string& id);
   std::optional<MessageView> get(const std::string& tenant_id, const std::string& id);
   std::map<std::string, KnownMessage> lookup(const std::vector<std::string>& ids);
-  // Upserts the outcomes (a command published straight to Kafka has no row yet) and appends
-  // history; a message already in a final state is left as it is.
+  // One statement for the batch: marks each command's message 'sending' (creating the row for
+  // a command published straight to Kafka, if its session exists) unless it is already past
+  // 'queued', and says which case each one is. Results in input order; ids must be distinct.
+  std::vector<SendClaim> claim_for_send(const std::vector<SendCommand>& commands);
+  // One statement for the batch: the outcomes (upserted: a command published straight to
+  // Kafka may have no row yet) and their history; a message already final is left as it is.
   void record_outcomes(const std::vector<MessageOutcome>& outcomes);
-  void mark_events_published(const std::vector<std::string>& ids);
 
   static bool valid_id(const std::string& id);
 

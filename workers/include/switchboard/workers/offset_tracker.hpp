@@ -10,8 +10,9 @@ namespace sb {
 class OffsetTracker {
  public:
   // A record was received. Offsets must arrive in increasing order (Kafka delivers them so);
-  // gaps (compaction, transaction markers) are fine. Re-tracking a known offset is ignored.
-  void track(int64_t offset);
+  // gaps (compaction, transaction markers) are fine. Returns false (and changes nothing) for an
+  // offset already pending or already finished: a redelivery of a record in hand or done.
+  bool track(int64_t offset);
   // A record is durably handled (result published or dead-lettered). Returns false (and does
   // nothing) for an offset that isn't pending.
   bool done(int64_t offset);

@@ -22,19 +22,26 @@ class PartitionProgress {
  public:
   using TopicPartition = kafka::TopicPartition;
 
+  // Starts tracking them (a new epoch each); a partition already owned keeps its state.
   void assign(const std::vector<TopicPartition>& partitions);
   // Forgets them; returns how many of their records were unfinished (left uncommitted).
   std::size_t remove(const std::vector<TopicPartition>& partitions);
   bool owns(const TopicPartition& tp) const;
   std::vector<TopicPartition> owned() const;
 
-  // A record was received; returns the partition's epoch, for finished().
-  uint64_t track(const TopicPartition& tp, int64_t offset);
+  // A record was received; returns the partition's epoch, for finished(). Returns nothing —
+  // and the record must be skipped, not handled — when the partition is not owned (a record
+  // fetched before a revoke, or ahead of its assignment) or when the offset is already in hand
+  // or finished (a redelivery after an offset reset): handling it would count it twice.
+  std::optional<uint64_t> track(const TopicPartition& tp, int64_t offset);
+  // Records in hand (tracked, neither finished nor released) over all partitions.
+  std::size_t in_hand() const;
   // A tracked record is durably handled. Ignored once the partition is gone, or re-assigned
   // since (epoch given and different).
   void finished(const TopicPartition& tp, int64_t offset, std::optional<uint64_t> epoch = std::nullopt);
-  // `n` tracked records were given up without finishing (they stay uncommitted).
-  void released(const TopicPartition& tp, std::size_t n = 1);
+  // `n` tracked records were given up without finishing (they stay uncommitted). Ignored like
+  // finished() once the partition is gone or re-assigned since (epoch given and different).
+  void released(const TopicPartition& tp, std::size_t n = 1, std::optional<uint64_t> epoch = std::nullopt);
   // Waits until none of `partitions` has records in hand, or the deadline; false on timeout.
   bool wait_idle(const std::vector<TopicPartition>& partitions, std::chrono::steady_clock::time_point deadline);
   // Commits each partition's finished prefix (only `only`, when given). A failure is logged as

@@ -1,8 +1,13 @@
 #pragma once
 // A session provider executes commands for one messaging account ("session"): the simulator
-// today; a WhatsApp engine or a cloud API later. Implementations must be safe to call from many
-// threads at once (different sessions), and must dedupe on SendRequest::message_id, which is
-// the same on every retry and every replay of a command.
+// today; WAHA-shaped engines and the WhatsApp Cloud API next (their session commands — start,
+// stop, logout, QR — and per-number throughput limits come with the sessions issue).
+//
+// Calls are asynchronous: a worker keeps thousands in flight on a few threads, and a waiting
+// session costs memory, not a thread. Real providers do not dedupe, so every result says
+// whether a failed request may still have been acted upon (maybe_delivered): such a send is
+// never blindly repeated — the worker reconciles, or fails it as "uncertain".
+#include <functional>
 #include <string>
 
 namespace sb {
@@ -10,7 +15,7 @@ namespace sb {
 struct SendRequest {
   std::string tenant_id;
   std::string session;
-  std::string message_id;  // idempotency key at the provider
+  std::string message_id;  // idempotency key where the provider supports one
   std::string to;
   std::string text;
 };
@@ -20,15 +25,36 @@ struct SendResult {
   Status status = Status::RetryableError;
   std::string provider_message_id;  // when Sent
   std::string error;                // when not Sent: what failed, for logs and message.failed
+  // RetryableError only: the request reached the provider (a timeout after sending, a 5xx
+  // other than 503) so it may have been sent; false when it certainly was not (connection
+  // refused, 429/503 before any work).
+  bool maybe_delivered = false;
+};
+
+// What a provider knows of an earlier send of a message id (after a crash or a timeout).
+struct ReconcileResult {
+  enum class Status { Sent, NotSent, Unknown };
+  Status status = Status::Unknown;
+  std::string provider_message_id;  // when Sent
+  std::string detail;
 };
 
 class Provider {
  public:
+  using SendDone = std::function<void(SendResult)>;
+  using ReconcileDone = std::function<void(ReconcileResult)>;
   virtual ~Provider() = default;
-  // Blocks up to the provider's timeout. Never throws: every failure is a SendResult.
-  virtual SendResult send(const SendRequest& request) = 0;
+
+  // Thread-safe, never blocks, never throws: `done` runs exactly once, on any thread, within
+  // the provider's timeout.
+  virtual void send(const SendRequest& request, SendDone done) = 0;
+  // Whether the provider has (or sent) this message id. Providers that can't tell answer
+  // Unknown (the default).
+  virtual void reconcile(const SendRequest&, ReconcileDone done) { done({ReconcileResult::Status::Unknown, {}, "provider cannot reconcile"}); }
   virtual std::string name() const = 0;
-  // Later: start/stop session, QR, receipts (session lifecycle comes with its own issue).
+
+  // Blocking convenience for tools and tests (waits for `done`).
+  SendResult send(const SendRequest& request);
 };
 
 }  // namespace sb

@@ -25,6 +25,7 @@
 #include "switchboard/core/config.hpp"
 #include "switchboard/core/event_store.hpp"
 #include "switchboard/core/kafka.hpp"
+#include "switchboard/core/kafka_publisher.hpp"
 #include "switchboard/core/ops_server.hpp"
 #include "switchboard/core/pg.hpp"
 #include "switchboard/core/schema.hpp"
@@ -88,6 +89,7 @@ class WebhookDispatcher : public kafka::RebalanceListener {
   RetrySchedule schedule_;
   AddressGuard guard_;
   kafka::Producer producer_;
+  kafka::ReliablePublisher publisher_;
   EndpointDirectory directory_;
   WebhookDeliveryStore deliveries_;
   EventStore events_;

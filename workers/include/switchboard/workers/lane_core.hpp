@@ -1,0 +1,156 @@
+#pragma once
+// What a lane worker does with its records, without Kafka, PostgreSQL or HTTP of its own: all
+// of those come in through the small interfaces below, so the whole flow is unit-tested with
+// fakes and integration-tested with the real ones (lane_worker.hpp wires those).
+//
+//   poll batch ─▶ parse + validate (bad → sb.dlq) ─▶ SessionEngine (per-session FIFO, pacing)
+//     ─▶ [pacer] ─▶ ledger.claim (batched durable "sending" mark; replays answered here)
+//     ─▶ provider.send (async) ─▶ ledger.record (batched) ─▶ event on sb.events ─▶ finished
+//
+// A session's next command starts once the provider answered its previous one; recording and
+// publishing trail behind without holding the session. Every record ends finished (outcome
+// durable and evented, or dead-lettered) or released (revoked before it started): none hangs.
+// Loop thread: everything but on_records / on_revoking (the poll thread's calls) runs on the
+// EventLoop, so no state here needs a lock.
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+
+#include "switchboard/core/command.hpp"
+#include "switchboard/core/errors.hpp"
+#include "switchboard/core/message_store.hpp"
+#include "switchboard/core/retry_policy.hpp"
+#include "switchboard/core/schema.hpp"
+#include "switchboard/workers/event_loop.hpp"
+#include "switchboard/workers/partitioned_consumer.hpp"
+#include "switchboard/workers/provider.hpp"
+#include "switchboard/workers/session_engine.hpp"
+
+namespace sb {
+
+// The durable side (PostgreSQL, batched). Callbacks run on any thread, exactly once. The
+// ledger retries a dependency outage itself; an error handed back is poison (this command
+// can't be claimed/recorded as it is).
+class CommandLedger {
+ public:
+  using Claimed = std::function<void(SendClaim, std::exception_ptr)>;
+  using Recorded = std::function<void(std::exception_ptr)>;
+  virtual ~CommandLedger() = default;
+  virtual void claim(const SendCommand& command, Claimed done) = 0;
+  virtual void record(const MessageOutcome& outcome, Recorded done) = 0;
+};
+
+// The Kafka side: events, dead letters and offsets. Thread-safe.
+class LaneSink {
+ public:
+  virtual ~LaneSink() = default;
+  // Acked once Kafka has it; failed (once) when Kafka refuses it for good.
+  virtual void publish_event(const MessageOutcome& outcome, std::function<void()> acked,
+                             std::function<void(const Error&)> failed) = 0;
+  virtual void dead_letter(const ConsumedRecord& record, const std::string& reason, const std::string& detail,
+                           std::function<void()> acked) = 0;
+  virtual void finished(const ConsumedRecord& record) = 0;
+  virtual void released(const kafka::TopicPartition& tp, uint64_t epoch, std::size_t n) = 0;
+};
+
+// Per-session send pacing shared across replicas (Redis). done(wait, error): wait 0 means a
+// send slot is reserved now; otherwise ask again after `wait`.
+class Pacer {
+ public:
+  using Done = std::function<void(std::chrono::milliseconds wait, std::exception_ptr error)>;
+  virtual ~Pacer() = default;
+  virtual void reserve(const std::string& tenant, const std::string& session, Done done) = 0;
+};
+
+struct LaneStats {
+  std::atomic<uint64_t> received{0}, sent{0}, failed{0}, uncertain{0}, reconciled{0}, replayed{0},
+      dead_lettered{0}, released{0}, provider_retries{0}, dependency_retries{0};
+};
+
+class LaneCore : public RecordHandler {
+ public:
+  enum class OnUncertain { Fail, Resend };
+  struct Options {
+    std::string lane = "default";
+    std::size_t max_in_flight = 1000;
+    RetryPolicy provider_retry{RetryPolicy::Options{std::chrono::milliseconds(200), std::chrono::milliseconds(5000), 2.0, 0.2, 3}};
+    RetryPolicy dependency_retry{RetryPolicy::Options{std::chrono::milliseconds(100), std::chrono::milliseconds(5000), 2.0, 0.2, 0}};
+    OnUncertain on_uncertain = OnUncertain::Fail;
+  };
+
+  // Every reference must outlive this object, and `loop` must be stopped before it dies
+  // (declare the loop after the core: its tasks reach the core).
+  LaneCore(Options options, EventLoop& loop, const SchemaSet& schemas, CommandLedger& ledger, Provider& provider,
+           LaneSink& sink, Pacer* pacer = nullptr);
+
+  // RecordHandler (poll thread).
+  void on_records(std::vector<ConsumedRecord> records) override;
+  void on_revoking(const std::vector<kafka::TopicPartition>& partitions) override;
+
+  // Before the first record: pacing on (a Pacer that outlives this object).
+  void set_pacer(Pacer* pacer) { pacer_ = pacer; }
+  const LaneStats& stats() const { return stats_; }
+  // Loop-thread figures, read through the loop (safe from any thread; blocks briefly).
+  struct Load {
+    std::size_t sessions = 0, queued = 0, in_flight = 0, settling = 0;
+  };
+  Load load();
+
+ private:
+  struct Job;
+  using JobPtr = std::shared_ptr<Job>;
+
+  void start(const JobPtr& j);
+  void pace(const JobPtr& j);
+  void claim(const JobPtr& j);
+  void on_claimed(const JobPtr& j, const SendClaim& c, std::exception_ptr err);
+  void send(const JobPtr& j);
+  void on_sent(const JobPtr& j, const SendResult& r);
+  void reconcile(const JobPtr& j, const std::string& why);
+  void on_reconciled(const JobPtr& j, const ReconcileResult& r, const std::string& why);
+  void conclude(const JobPtr& j, MessageOutcome o);
+  void on_recorded(const JobPtr& j, const MessageOutcome& o, std::exception_ptr err);
+  void publish(std::vector<ConsumedRecord> records, const MessageOutcome& o);
+  void republish(const JobPtr& j, const MessageOutcome& o);
+  void dead_letter(const JobPtr& j, const std::string& reason, const std::string& detail);
+  void dependency_failed(const JobPtr& j, std::exception_ptr err, const char* step);
+  bool live(const Job& j) const;
+  void release(const JobPtr& j);
+  MessageOutcome outcome_of(const Job& j, std::string status) const;
+  SendRequest request_of(const Job& j) const;
+  // Posts `fn` to the loop from another thread's callback.
+  template <typename F>
+  void later(F fn) {
+    loop_.post(std::move(fn));
+  }
+
+  Options options_;
+  EventLoop& loop_;
+  const SchemaSet& schemas_;
+  CommandLedger& ledger_;
+  Provider& provider_;
+  LaneSink& sink_;
+  Pacer* pacer_;
+  LaneStats stats_;
+  std::mt19937_64 rng_{std::random_device{}()};
+  // Loop thread only.
+  std::map<kafka::TopicPartition, uint64_t> live_;  // partitions owned now, with their epoch
+  // Outcomes the provider gave that are not yet recorded: a duplicate record of the same
+  // message (intake republishes on an idempotent retry) is answered from here, not from the
+  // database's 'sending' mark (which would look like a crash and fail it as uncertain).
+  // They finish with the original, once its outcome is durable and evented.
+  struct Settling {
+    MessageOutcome outcome;
+    std::vector<ConsumedRecord> duplicates;
+  };
+  std::unordered_map<std::string, Settling> settling_;
+  SessionEngine engine_;
+};
+
+}  // namespace sb

@@ -1,0 +1,313 @@
+#include "switchboard/workers/lane_core.hpp"
+
+#include "switchboard/core/ids.hpp"
+#include "switchboard/core/log.hpp"
+
+namespace sb {
+
+struct LaneCore::Job : EngineJob {
+  ConsumedRecord record;
+  SendCommand command;
+  int provider_attempt = 0;    // sends made
+  int dependency_attempt = 0;  // pacing / claim failures in a row
+  bool paced = false;          // a pacing slot is reserved for the next send
+  bool claimed = false;        // our 'sending' mark is durable
+};
+
+namespace {
+std::string what(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+}  // namespace
+
+LaneCore::LaneCore(Options options, EventLoop& loop, const SchemaSet& schemas, CommandLedger& ledger,
+                   Provider& provider, LaneSink& sink, Pacer* pacer)
+    : options_(std::move(options)),
+      loop_(loop),
+      schemas_(schemas),
+      ledger_(ledger),
+      provider_(provider),
+      sink_(sink),
+      pacer_(pacer),
+      engine_(loop, options_.max_in_flight, [this](const EngineJobPtr& j) { start(std::static_pointer_cast<Job>(j)); }) {}
+
+// ---------------------------------------------------------------- poll thread
+
+void LaneCore::on_records(std::vector<ConsumedRecord> records) {
+  std::vector<JobPtr> jobs;
+  jobs.reserve(records.size());
+  for (auto& rec : records) {
+    ++stats_.received;
+    try {
+      auto job = std::make_shared<Job>();
+      job->command = parse_command(rec.key, rec.value, schemas_);
+      job->session_key = job->command.tenant + "/" + job->command.session;
+      job->source = rec.source;
+      job->epoch = rec.epoch;
+      job->record = std::move(rec);
+      jobs.push_back(std::move(job));
+    } catch (const InvalidInput& e) {
+      // A bad record must not stop the partition: park it in the DLQ with the reason.
+      ++stats_.dead_lettered;
+      log::warn("worker.dead_lettered", {{"lane", options_.lane}, {"topic", rec.source.topic},
+                                         {"partition", std::to_string(rec.source.partition)},
+                                         {"offset", std::to_string(rec.offset)}, {"reason", "invalid_command"},
+                                         {"detail", e.what()}});
+      auto copy = std::make_shared<ConsumedRecord>(std::move(rec));
+      sink_.dead_letter(*copy, "invalid_command", e.what(), [this, copy] { sink_.finished(*copy); });
+    }
+  }
+  if (jobs.empty()) return;
+  later([this, jobs = std::move(jobs)] {
+    for (const auto& j : jobs) {
+      live_[j->source] = j->epoch;  // records of a partition arrive only while it is owned
+      engine_.submit(j);
+    }
+  });
+}
+
+void LaneCore::on_revoking(const std::vector<kafka::TopicPartition>& parts) {
+  std::map<std::pair<kafka::TopicPartition, uint64_t>, std::size_t> dropped;
+  loop_.run_sync([&] {
+    for (const auto& tp : parts) live_.erase(tp);
+    dropped = engine_.drop(parts);
+  });
+  for (const auto& [key, n] : dropped) {
+    stats_.released += n;
+    sink_.released(key.first, key.second, n);
+  }
+}
+
+LaneCore::Load LaneCore::load() {
+  Load l;
+  loop_.run_sync([&] { l = {engine_.sessions(), engine_.queued(), engine_.in_flight(), settling_.size()}; });
+  return l;
+}
+
+// ---------------------------------------------------------------- loop thread
+
+bool LaneCore::live(const Job& j) const {
+  auto it = live_.find(j.source);
+  return it != live_.end() && it->second == j.epoch;
+}
+
+void LaneCore::release(const JobPtr& j) {
+  ++stats_.released;
+  sink_.released(j->source, j->epoch, 1);  // revoked: the next owner redoes it
+  engine_.done(j);
+}
+
+SendRequest LaneCore::request_of(const Job& j) const {
+  const auto& c = j.command;
+  return {c.tenant, c.session, c.id, c.to, c.text};
+}
+
+MessageOutcome LaneCore::outcome_of(const Job& j, std::string status) const {
+  const auto& c = j.command;
+  MessageOutcome o{c.id, c.tenant, c.session, c.to, c.text, c.priority, std::move(status), {}, {}, now_rfc3339(), {}};
+  return o;
+}
+
+void LaneCore::start(const JobPtr& j) {
+  if (!live(*j)) return release(j);
+  if (auto it = settling_.find(j->command.id); it != settling_.end()) {
+    ++stats_.replayed;  // a duplicate of a message just sent: it finishes with the original
+    it->second.duplicates.push_back(j->record);
+    return engine_.done(j);
+  }
+  if (pacer_ && !j->paced) return pace(j);
+  if (!j->claimed) return claim(j);
+  send(j);
+}
+
+void LaneCore::pace(const JobPtr& j) {
+  pacer_->reserve(j->command.tenant, j->command.session, [this, j](std::chrono::milliseconds wait, std::exception_ptr err) {
+    later([this, j, wait, err] {
+      if (err) return dependency_failed(j, err, "pacing");
+      j->dependency_attempt = 0;
+      if (wait.count() > 0) return engine_.retry_at(j, EventLoop::Clock::now() + wait);
+      j->paced = true;
+      start(j);
+    });
+  });
+}
+
+void LaneCore::claim(const JobPtr& j) {
+  ledger_.claim(j->command, [this, j](SendClaim c, std::exception_ptr err) {
+    later([this, j, c = std::move(c), err] { on_claimed(j, c, err); });
+  });
+}
+
+void LaneCore::on_claimed(const JobPtr& j, const SendClaim& c, std::exception_ptr err) {
+  if (err) return dependency_failed(j, err, "claim");
+  j->dependency_attempt = 0;
+  const auto& cmd = j->command;
+  switch (c.status) {
+    case SendClaim::Status::Fresh:
+      j->claimed = true;
+      if (!live(*j)) return release(j);  // the mark stays: the next owner reconciles it
+      return send(j);
+    case SendClaim::Status::Final: {
+      // A replay of a command whose outcome is recorded: not sent again; its event is
+      // republished with the same id (it may not have reached Kafka before a crash).
+      ++stats_.replayed;
+      auto o = outcome_of(*j, c.known.status);
+      o.provider_message_id = c.known.provider_message_id;
+      o.error = c.known.error;
+      o.at = c.known.updated_at;
+      log::info("worker.replay_skipped", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
+                                          {"status", c.known.status}});
+      return republish(j, o);
+    }
+    case SendClaim::Status::InProgress:
+      return reconcile(j, "a previous attempt was interrupted before its outcome was recorded");
+    case SendClaim::Status::UnknownSession:
+      return dead_letter(j, "unknown_session", "tenant '" + cmd.tenant + "' has no session '" + cmd.session + "'");
+  }
+}
+
+void LaneCore::send(const JobPtr& j) {
+  if (!live(*j)) return release(j);
+  ++j->provider_attempt;
+  j->paced = false;  // a retry takes a new pacing slot
+  provider_.send(request_of(*j), [this, j](SendResult r) { later([this, j, r = std::move(r)] { on_sent(j, r); }); });
+}
+
+void LaneCore::on_sent(const JobPtr& j, const SendResult& r) {
+  const auto& cmd = j->command;
+  if (r.status == SendResult::Status::Sent) {
+    auto o = outcome_of(*j, "sent");
+    o.provider_message_id = r.provider_message_id;
+    return conclude(j, std::move(o));
+  }
+  if (r.status == SendResult::Status::Rejected) {
+    auto o = outcome_of(*j, "failed");
+    o.reason = "provider_rejected";
+    o.error = "provider rejected: " + r.error;
+    return conclude(j, std::move(o));
+  }
+  if (r.maybe_delivered) return reconcile(j, r.error);  // repeating it could send it twice
+  const auto d = options_.provider_retry.after_retryable(r.error, j->provider_attempt, rng_);
+  if (d.retry) {
+    ++stats_.provider_retries;
+    log::warn("worker.provider_retry", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
+                                        {"attempt", std::to_string(j->provider_attempt)}, {"error", r.error}});
+    return engine_.retry_at(j, EventLoop::Clock::now() + d.delay);
+  }
+  auto o = outcome_of(*j, "failed");
+  o.reason = "provider_failed";
+  o.error = "provider failed after " + std::to_string(j->provider_attempt) + " attempts: " + r.error;
+  conclude(j, std::move(o));
+}
+
+void LaneCore::reconcile(const JobPtr& j, const std::string& why) {
+  provider_.reconcile(request_of(*j), [this, j, why](ReconcileResult r) {
+    later([this, j, r = std::move(r), why] { on_reconciled(j, r, why); });
+  });
+}
+
+void LaneCore::on_reconciled(const JobPtr& j, const ReconcileResult& r, const std::string& why) {
+  const auto& cmd = j->command;
+  if (r.status == ReconcileResult::Status::Sent) {
+    ++stats_.reconciled;
+    auto o = outcome_of(*j, "sent");
+    o.provider_message_id = r.provider_message_id;
+    log::info("worker.reconciled", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
+                                    {"provider_message_id", r.provider_message_id}});
+    return conclude(j, std::move(o));
+  }
+  if (r.status == ReconcileResult::Status::NotSent || options_.on_uncertain == OnUncertain::Resend) {
+    log::warn("worker.resending", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
+                                   {"provider_says", r.status == ReconcileResult::Status::NotSent ? "not_sent" : "unknown"},
+                                   {"detail", why}});
+    j->claimed = true;
+    return send(j);
+  }
+  ++stats_.uncertain;
+  auto o = outcome_of(*j, "failed");
+  o.reason = "uncertain";
+  o.error = "uncertain: the provider may or may not have sent it (" + why +
+            "); not sent again (worker.on_uncertain: fail)";
+  log::warn("message.uncertain", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id}, {"detail", why}});
+  conclude(j, std::move(o));
+}
+
+void LaneCore::conclude(const JobPtr& j, MessageOutcome o) {
+  (o.status == "sent" ? stats_.sent : stats_.failed)++;
+  if (o.status != "sent")
+    log::warn("message.failed", {{"tenant", o.tenant_id}, {"session", o.session}, {"message_id", o.id},
+                                 {"reason", o.reason.value_or("")}, {"error", o.error.value_or("")}});
+  settling_[o.id] = Settling{o, {}};
+  engine_.done(j);  // the session's next command may go: recording trails behind
+  ledger_.record(o, [this, j, o](std::exception_ptr err) { later([this, j, o, err] { on_recorded(j, o, err); }); });
+}
+
+void LaneCore::on_recorded(const JobPtr& j, const MessageOutcome& o, std::exception_ptr err) {
+  std::vector<ConsumedRecord> records{j->record};
+  if (auto it = settling_.find(o.id); it != settling_.end()) {
+    for (auto& d : it->second.duplicates) records.push_back(std::move(d));
+    settling_.erase(it);
+  }
+  if (!err) return publish(std::move(records), o);
+  // The outcome can't be stored (a row PostgreSQL refuses): say so on sb.events all the same —
+  // the send happened — and park the command in the DLQ so an operator sees it.
+  const auto detail = what(err);
+  log::error("worker.outcome_unrecordable", {{"tenant", o.tenant_id}, {"message_id", o.id}, {"detail", detail}});
+  auto recs = std::make_shared<std::vector<ConsumedRecord>>(std::move(records));
+  auto park = [this, recs](const std::string& why) {
+    stats_.dead_lettered += recs->size();
+    for (const auto& r : *recs) {
+      auto rec = std::make_shared<ConsumedRecord>(r);
+      sink_.dead_letter(*rec, "outcome_unrecordable", why, [this, rec] { sink_.finished(*rec); });
+    }
+  };
+  sink_.publish_event(o, [park, detail] { park(detail); },
+                      [park, detail](const Error& e) { park(detail + "; event refused: " + e.what()); });
+}
+
+void LaneCore::publish(std::vector<ConsumedRecord> records, const MessageOutcome& o) {
+  auto recs = std::make_shared<std::vector<ConsumedRecord>>(std::move(records));
+  sink_.publish_event(o, [this, recs] {
+    for (const auto& r : *recs) sink_.finished(r);
+  }, [this, recs](const Error& e) {
+    stats_.dead_lettered += recs->size();
+    for (const auto& r : *recs) {
+      auto rec = std::make_shared<ConsumedRecord>(r);
+      sink_.dead_letter(*rec, "event_unpublishable", e.what(), [this, rec] { sink_.finished(*rec); });
+    }
+  });
+}
+
+void LaneCore::republish(const JobPtr& j, const MessageOutcome& o) {
+  publish({j->record}, o);
+  engine_.done(j);
+}
+
+void LaneCore::dead_letter(const JobPtr& j, const std::string& reason, const std::string& detail) {
+  ++stats_.dead_lettered;
+  const auto& r = j->record;
+  log::warn("worker.dead_lettered", {{"lane", options_.lane}, {"topic", r.source.topic},
+                                     {"partition", std::to_string(r.source.partition)}, {"offset", std::to_string(r.offset)},
+                                     {"message_id", j->command.id}, {"reason", reason}, {"detail", detail}});
+  auto rec = std::make_shared<ConsumedRecord>(r);
+  sink_.dead_letter(*rec, reason, detail, [this, rec] { sink_.finished(*rec); });
+  engine_.done(j);
+}
+
+void LaneCore::dependency_failed(const JobPtr& j, std::exception_ptr err, const char* step) {
+  const auto d = options_.dependency_retry.after(err, ++j->dependency_attempt, rng_);
+  if (!d.retry) return dead_letter(j, std::string(step) + "_failed", d.why);  // poison: never wedge (review C1)
+  ++stats_.dependency_retries;
+  log::warn("worker.dependency_unavailable", {{"tenant", j->command.tenant}, {"message_id", j->command.id},
+                                              {"step", step}, {"attempt", std::to_string(j->dependency_attempt)},
+                                              {"detail", what(err)}});
+  engine_.retry_at(j, EventLoop::Clock::now() + d.delay);
+}
+
+}  // namespace sb
