@@ -23,6 +23,10 @@ SendCommand parse_command(std::string_view key, std::string_view value, const Sc
   c.priority = doc.value("priority", "default");
   c.to = doc["data"]["to"];
   c.text = doc["data"]["text"];
+  // Valid JSON, but not storable in PostgreSQL text and meaningless in a chat message: refused
+  // here so it can never stall a batch of outcomes (review C2).
+  if (c.text.find('\0') != std::string::npos)
+    throw InvalidInput("data.text must not contain NUL characters (\\u0000)", "data.text");
   if (key != c.tenant)
     throw InvalidInput("record key '" + std::string(key) + "' is not the tenant id '" + c.tenant +
                        "': commands must be keyed by tenant so a tenant stays on one partition", "tenant");

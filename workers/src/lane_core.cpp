@@ -223,11 +223,21 @@ void LaneCore::on_reconciled(const JobPtr& j, const ReconcileResult& r, const st
     return conclude(j, std::move(o));
   }
   if (r.status == ReconcileResult::Status::NotSent || options_.on_uncertain == OnUncertain::Resend) {
+    // Safe (or allowed) to send again — within the provider attempts, like any retry.
+    const auto d = options_.provider_retry.after_retryable(why, std::max(1, j->provider_attempt), rng_);
+    if (j->provider_attempt > 0 && !d.retry) {
+      auto o = outcome_of(*j, "failed");
+      o.reason = "provider_failed";
+      o.error = "provider failed after " + std::to_string(j->provider_attempt) + " attempts: " + why;
+      return conclude(j, std::move(o));
+    }
     log::warn("worker.resending", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
                                    {"provider_says", r.status == ReconcileResult::Status::NotSent ? "not_sent" : "unknown"},
                                    {"detail", why}});
     j->claimed = true;
-    return send(j);
+    if (j->provider_attempt == 0) return send(j);  // never sent by us: the first attempt
+    ++stats_.provider_retries;
+    return engine_.retry_at(j, EventLoop::Clock::now() + d.delay);
   }
   ++stats_.uncertain;
   auto o = outcome_of(*j, "failed");
