@@ -94,6 +94,8 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=12
 group.initial.rebalance.delay.ms=0
+# Consumers may use short session timeouts (the lane workers fail over in a few seconds).
+group.min.session.timeout.ms=2000
 delete.topic.enable=true
 log.retention.hours=24
 log.segment.bytes=67108864
