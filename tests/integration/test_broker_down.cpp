@@ -66,7 +66,7 @@ TEST_CASE("intake: 503 with Retry-After (never 202) while the broker is down", "
 // RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED). Intake must not delete its row and forget it: it
 // keeps the row queued, answers 503 naming the id, and the client's retry with the same
 // Idempotency-Key republishes that same message (the worker dedupes by id).
-TEST_CASE("intake: a possibly persisted publish keeps its message; the idempotent retry republishes it",
+TEST_CASE("intake: a possibly persisted publish keeps its message and the idempotent retry republishes it",
           "[integration][intake][faults]") {
   sbtest::TestStack stack("possibly-persisted");
   auto tenant = stack.create_tenant("acme");
