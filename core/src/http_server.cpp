@@ -179,6 +179,7 @@ struct Server::Impl {
   void accept();
   void request_stop();
   void shutdown();
+  std::vector<std::shared_ptr<Session>> live_sessions();
   void finish(const Request& req, Response& res);
   const ExceptionHandler& owner_exception_handler() const { return owner.exception_handler_; }
 };
@@ -457,26 +458,34 @@ void Server::Impl::request_stop() {
     beast::error_code ec;
     acceptor.close(ec);
   });
+  // Locked copies first: the last reference to a session may drop here, and ~Session locks mu.
+  for (auto& s : live_sessions()) asio::post(s->stream_.get_executor(), [s] { s->close_if_idle(); });
+}
+
+std::vector<std::shared_ptr<Session>> Server::Impl::live_sessions() {
+  std::vector<std::shared_ptr<Session>> out;
   std::lock_guard lock(mu);
+  out.reserve(sessions.size());
   for (auto& [raw, weak] : sessions)
-    if (auto s = weak.lock()) asio::post(s->stream_.get_executor(), [s] { s->close_if_idle(); });
+    if (auto s = weak.lock()) out.push_back(std::move(s));
+  return out;
 }
 
 void Server::Impl::shutdown() {
   std::lock_guard once(shutdown_mu);
   if (shut_down) return;
   shut_down = true;
+  std::vector<std::weak_ptr<asio::steady_timer>> pending_timers;
   {
     // Requests in progress finish (their connections then close) for up to the grace period.
     std::unique_lock lock(mu);
     cv.wait_for(lock, std::chrono::milliseconds(options.stop_grace_ms), [&] { return sessions.empty(); });
     stopped = true;
-    for (auto& [raw, weak] : sessions)
-      if (auto s = weak.lock()) asio::post(s->stream_.get_executor(), [s] { s->close(); });
-    for (auto& weak : timers)
-      if (auto t = weak.lock()) asio::post(t->get_executor(), [t] { t->cancel(); });
-    timers.clear();
+    pending_timers.swap(timers);
   }
+  for (auto& s : live_sessions()) asio::post(s->stream_.get_executor(), [s] { s->close(); });
+  for (auto& weak : pending_timers)
+    if (auto t = weak.lock()) asio::post(t->get_executor(), [t] { t->cancel(); });
   pool.join();
   work.reset();
   // Every operation was cancelled or closed: run() returns once their handlers have run.
