@@ -20,6 +20,7 @@
 
 #include "bench_util.hpp"
 #include "stack.hpp"
+#include "switchboard/core/command.hpp"
 
 using nlohmann::json;
 using sbbench::Clock;
