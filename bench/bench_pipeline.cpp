@@ -118,7 +118,6 @@ TEST_CASE("bench: raw librdkafka baseline vs end to end vs intake only", "[.benc
   stack.config.simulator.latency_jitter_ms = 0;
   stack.config.provider.url = "http://127.0.0.1:" + std::to_string(sim_port);
   stack.config.intake.listen = "127.0.0.1:" + std::to_string(intake_port);
-  stack.config.intake.threads = connections + 8;
   stack.config.log.level = "warn";
   stack.write_config();
   auto simulator = stack.spawn("simulator", {"simulator"});

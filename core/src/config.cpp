@@ -65,6 +65,13 @@ class FieldTable {
       dst = parsed;
     }});
   }
+  void boolean(const std::string& path, bool& dst) {
+    fields_.push_back({path, [&dst, path](const std::string& v, const std::string& where) {
+      if (v == "true") dst = true;
+      else if (v == "false") dst = false;
+      else throw ConfigError("config key '" + path + "' (" + where + ") = '" + v + "': allowed values are true, false");
+    }});
+  }
   void choice(const std::string& path, std::string& dst, std::vector<std::string> allowed) {
     fields_.push_back({path, [&dst, path, allowed](const std::string& v, const std::string& where) {
       for (const auto& a : allowed)
@@ -104,7 +111,9 @@ void bind_all(FieldTable& t, Config& c) {
   t.choice("log.level", c.log.level, {"trace", "debug", "info", "warn", "error"});
   t.choice("log.format", c.log.format, {"json", "text"});
   t.text("intake.listen", c.intake.listen);
-  t.integer("intake.threads", c.intake.threads, 2, 4096);
+  t.integer("intake.io_threads", c.intake.io_threads, 1, 64);
+  t.integer("intake.blocking_threads", c.intake.blocking_threads, 1, 256);
+  t.integer("intake.idle_timeout_ms", c.intake.idle_timeout_ms, 1000, 3600000);
   t.integer("intake.max_body_bytes", c.intake.max_body_bytes, 256, 64 * 1024 * 1024);
   t.integer("intake.publish_timeout_ms", c.intake.publish_timeout_ms, 100, 300000);
   t.integer("intake.retry_after_s", c.intake.retry_after_s, 1, 3600);
@@ -129,6 +138,7 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("simulator.latency_ms", c.simulator.latency_ms, 0, 600000);
   t.integer("simulator.latency_jitter_ms", c.simulator.latency_jitter_ms, 0, 600000);
   t.real("simulator.failure_rate", c.simulator.failure_rate, 0.0, 1.0);
+  t.boolean("simulator.dedupe", c.simulator.dedupe);
   t.text("webhooks.allow_cidrs", c.webhooks.allow_cidrs);
   t.integer("webhooks.rotation_window_s", c.webhooks.rotation_window_s, 0, 30 * 86400);
   t.integer("webhooks.timeout_ms", c.webhooks.timeout_ms, 100, 600000);

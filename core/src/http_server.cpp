@@ -2,7 +2,19 @@
 
 #include <sys/socket.h>
 
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <strings.h>
+#include <thread>
+#include <unordered_map>
+
 #include "switchboard/core/errors.hpp"
+#include "switchboard/core/log.hpp"
 
 namespace sb {
 
@@ -22,6 +34,567 @@ std::pair<std::string, int> parse_listen(const std::string& listen, const std::s
     throw ConfigError("config key '" + key + "' = '" + listen + "': expected host:port, e.g. 127.0.0.1:8080");
   return {listen.substr(0, colon), port};
 }
+
+namespace http {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// %XX decoding (and '+' → ' ' in query strings), as cpp-httplib did for path and query.
+std::string url_decode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      const int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(plus_is_space && s[i] == '+' ? ' ' : s[i]);
+  }
+  return out;
+}
+
+void parse_query(std::string_view q, std::vector<std::pair<std::string, std::string>>& out) {
+  while (!q.empty()) {
+    const auto amp = q.find('&');
+    const auto part = q.substr(0, amp);
+    if (!part.empty()) {
+      const auto eq = part.find('=');
+      if (eq == std::string_view::npos) out.emplace_back(url_decode(part, true), "");
+      else out.emplace_back(url_decode(part.substr(0, eq), true), url_decode(part.substr(eq + 1), true));
+    }
+    if (amp == std::string_view::npos) break;
+    q.remove_prefix(amp + 1);
+  }
+}
+
+// Where a thread belongs, so stop() called from our own handler doesn't wait for itself.
+thread_local const void* current_server = nullptr;
+
+Response error_response(int status, std::string body = {}) {
+  Response r;
+  r.status = status;
+  if (!body.empty()) r.set_content(std::move(body), "application/json");
+  return r;
+}
+
+}  // namespace
+
+bool Request::has_header(std::string_view name) const {
+  for (const auto& [k, v] : headers)
+    if (iequals(k, name)) return true;
+  return false;
+}
+std::string Request::get_header_value(std::string_view name) const {
+  for (const auto& [k, v] : headers)
+    if (iequals(k, name)) return v;
+  return {};
+}
+bool Request::has_param(std::string_view name) const {
+  for (const auto& [k, v] : params)
+    if (k == name) return true;
+  return false;
+}
+std::string Request::get_param_value(std::string_view name) const {
+  for (const auto& [k, v] : params)
+    if (k == name) return v;
+  return {};
+}
+
+void Response::set_header(std::string name, std::string value) {
+  for (auto& [k, v] : headers)
+    if (iequals(k, name)) {
+      v = std::move(value);
+      return;
+    }
+  headers.emplace_back(std::move(name), std::move(value));
+}
+void Response::set_content(std::string content, std::string content_type) {
+  body = std::move(content);
+  set_header("Content-Type", std::move(content_type));
+}
+std::string Response::get_header_value(std::string_view name) const {
+  for (const auto& [k, v] : headers)
+    if (iequals(k, name)) return v;
+  return {};
+}
+
+struct Route {
+  std::string method;
+  std::regex pattern;
+  std::string prefix;  // literal start of the pattern: most paths are ruled out without a regex
+  Handler handler;
+  AsyncHandler async;
+};
+
+class Session;
+
+struct Server::Impl {
+  Server& owner;
+  ServerOptions options;
+  std::vector<Route> routes;
+
+  // Declared before the io_context: sessions reach these while it destroys their handlers.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
+  std::vector<std::weak_ptr<asio::steady_timer>> timers;
+  std::atomic<bool> stopping{false};  // no new requests; idle connections close
+  std::atomic<bool> stopped{false};   // responses and offloaded work are dropped
+  bool stop_requested = false;
+  bool shut_down = false;
+  std::mutex shutdown_mu;
+
+  asio::io_context ioc;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  tcp::acceptor acceptor;
+  asio::thread_pool pool;
+  std::vector<std::thread> threads;
+
+  Impl(Server& s, ServerOptions o)
+      : owner(s),
+        options(o),
+        ioc(std::max(1, o.io_threads)),
+        acceptor(asio::make_strand(ioc)),
+        pool(static_cast<std::size_t>(std::max(1, o.blocking_threads))) {}
+
+  void accept();
+  void request_stop();
+  void shutdown();
+  std::vector<std::shared_ptr<Session>> live_sessions();
+  void finish(const Request& req, Response& res);
+  const ExceptionHandler& owner_exception_handler() const { return owner.exception_handler_; }
+};
+
+struct ResponderState {
+  std::shared_ptr<Session> session;
+  Request request;
+  std::atomic<bool> done{false};
+  ResponderState(std::shared_ptr<Session> s, Request r) : session(std::move(s)), request(std::move(r)) {}
+  ~ResponderState();
+  void respond(Response res);
+};
+
+// One connection: read a request, run its handler, write the response, repeat (keep-alive).
+// Requests on a connection are answered in order, one at a time; everything below runs on the
+// connection's strand except Responder calls, which post onto it.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(std::shared_ptr<Server::Impl> impl, tcp::socket socket) : impl_(std::move(impl)), stream_(std::move(socket)) {}
+  ~Session() {
+    std::lock_guard lock(impl_->mu);
+    impl_->sessions.erase(this);
+    impl_->cv.notify_all();
+  }
+
+  void start() {
+    {
+      std::lock_guard lock(impl_->mu);
+      impl_->sessions.emplace(this, weak_from_this());
+    }
+    beast::error_code ec;
+    stream_.socket().set_option(tcp::no_delay(true), ec);  // headers and body in one segment, no 40 ms stall
+    remote_ = stream_.socket().remote_endpoint(ec).address().to_string(ec);
+    read_header();
+  }
+
+  // Posted by stop(): an idle connection closes now, a busy one after its response.
+  void close_if_idle() {
+    if (busy_) close_after_ = true;
+    else close();
+  }
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+  }
+
+  Server::Impl& impl() { return *impl_; }
+  void post_response(Response res) {
+    if (impl_->stopped) return;
+    asio::post(stream_.get_executor(), [self = shared_from_this(), res = std::move(res)]() mutable {
+      self->write(std::move(res));
+    });
+  }
+
+ private:
+  void read_header() {
+    if (impl_->stopping) return close();
+    parser_.emplace();
+    parser_->body_limit(impl_->options.max_body_bytes);
+    parser_->header_limit(64 * 1024);
+    stream_.expires_after(std::chrono::milliseconds(impl_->options.idle_timeout_ms));
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec) return read_failed(ec);
+    busy_ = true;  // from here on an answer is owed
+    auto& msg = parser_->get();
+    if (iequals(std::string_view(msg[bhttp::field::expect].data(), msg[bhttp::field::expect].size()), "100-continue")) {
+      // curl sends Expect for large bodies and waits up to a second unless told to go on.
+      static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::async_write(stream_, asio::buffer(kContinue), [self = shared_from_this()](beast::error_code e, std::size_t) {
+        if (e) return self->close();
+        self->read_body();
+      });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
+    if (parser_->is_done()) return dispatch();
+    stream_.expires_after(std::chrono::milliseconds(impl_->options.read_timeout_ms));
+    bhttp::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->read_failed(ec);
+      self->dispatch();
+    });
+  }
+
+  void read_failed(beast::error_code ec) {
+    // Oversized body: answer 413 and close (the rest of the body is not read).
+    if (ec == bhttp::error::body_limit) {
+      busy_ = true;
+      close_after_ = true;
+      answer_error(413);
+      return;
+    }
+    // A malformed request gets a 400; EOF, timeouts, resets and stop() get nothing.
+    if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() && ec != bhttp::error::end_of_stream &&
+        ec != bhttp::error::partial_message && parser_ && parser_->got_some()) {
+      busy_ = true;
+      close_after_ = true;
+      answer_error(400);
+      return;
+    }
+    close();
+  }
+
+  Request make_request() {
+    auto& msg = parser_->get();
+    Request req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    const std::string_view target(req.target);
+    const auto q = target.find('?');
+    req.path = url_decode(target.substr(0, q), false);
+    if (q != std::string_view::npos) parse_query(target.substr(q + 1), req.params);
+    req.headers.reserve(8);
+    for (const auto& f : msg) req.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    req.body = std::move(msg.body());
+    req.remote_addr = remote_;
+    keep_alive_ = msg.keep_alive();
+    version_ = msg.version();
+    return req;
+  }
+
+  void answer_error(int status) {
+    Request req;
+    if (parser_) {
+      auto& msg = parser_->get();
+      req.method = std::string(msg.method_string());
+      req.target = std::string(msg.target());
+      req.path = url_decode(req.target.substr(0, req.target.find('?')), false);
+      version_ = msg.version() ? msg.version() : 11;
+    }
+    keep_alive_ = false;
+    auto state = std::make_shared<ResponderState>(shared_from_this(), std::move(req));
+    state->respond(error_response(status));
+  }
+
+  void dispatch();
+
+  void write(Response res) {
+    auto out = std::make_shared<bhttp::response<bhttp::string_body>>();
+    out->version(version_ ? version_ : 11);
+    out->result(static_cast<unsigned>(res.status));
+    for (auto& [k, v] : res.headers) out->set(k, v);
+    out->body() = std::move(res.body);
+    const bool keep = keep_alive_ && !close_after_ && !impl_->stopping;
+    out->keep_alive(keep);
+    out->prepare_payload();
+    stream_.expires_after(std::chrono::milliseconds(impl_->options.write_timeout_ms));
+    bhttp::async_write(stream_, *out, [self = shared_from_this(), out, keep](beast::error_code ec, std::size_t) {
+      if (ec || !keep) return self->close();
+      self->busy_ = false;
+      self->parser_.reset();
+      self->read_header();
+    });
+  }
+
+  std::shared_ptr<Server::Impl> impl_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::string remote_;
+  bool busy_ = false;
+  bool close_after_ = false;
+  bool keep_alive_ = true;
+  unsigned version_ = 11;
+
+  friend struct Server::Impl;
+};
+
+
+ResponderState::~ResponderState() {
+  // Every copy dropped without an answer: the client must not hang.
+  if (!done.load()) respond(error_response(500, R"({"error":"internal error"})"));
+}
+
+void ResponderState::respond(Response res) {
+  if (done.exchange(true)) return;
+  session->impl().finish(request, res);
+  session->post_response(std::move(res));
+}
+
+void Responder::operator()(Response response) const { state_->respond(std::move(response)); }
+const Request& Responder::request() const { return state_->request; }
+
+void Server::Impl::finish(const Request& req, Response& res) {
+  try {
+    if (res.status >= 400 && res.body.empty() && owner.error_handler_) owner.error_handler_(req, res);
+    if (owner.logger_) owner.logger_(req, res);
+  } catch (const std::exception& e) {
+    log::error("http.finish_failed", {{"path", req.path}, {"detail", e.what()}});
+  }
+}
+
+namespace {
+
+// A handler threw: the exception handler (or a plain 500) decides the answer.
+void answer_exception(Server::Impl& impl, const std::shared_ptr<ResponderState>& state, std::exception_ptr ep) {
+  Response res;
+  res.status = 500;
+  try {
+    if (impl.owner_exception_handler()) impl.owner_exception_handler()(state->request, res, ep);
+    else res.set_content(R"({"error":"internal error"})", "application/json");
+  } catch (const std::exception& e) {
+    log::error("http.exception_handler_failed", {{"path", state->request.path}, {"detail", e.what()}});
+  }
+  state->respond(std::move(res));
+}
+
+}  // namespace
+
+void Session::dispatch() {
+  Request req = make_request();
+  const Route* route = nullptr;
+  for (const auto& r : impl_->routes) {
+    if (r.method != req.method || req.path.compare(0, r.prefix.size(), r.prefix) != 0) continue;
+    std::smatch m;
+    if (!std::regex_match(req.path, m, r.pattern)) continue;
+    req.matches.reserve(m.size());
+    for (const auto& g : m) req.matches.push_back(g.str());
+    route = &r;
+    break;
+  }
+  auto state = std::make_shared<ResponderState>(shared_from_this(), std::move(req));
+  if (!route) return state->respond(error_response(404));
+  if (route->async) {
+    try {
+      route->async(state->request, Responder(state));
+    } catch (...) {
+      answer_exception(*impl_, state, std::current_exception());
+    }
+    return;
+  }
+  Server::Impl* impl = impl_.get();
+  asio::post(impl_->pool, [impl, route, state] {
+    current_server = impl;
+    if (impl->stopped) return;
+    Response res;
+    try {
+      route->handler(state->request, res);
+    } catch (...) {
+      return answer_exception(*impl, state, std::current_exception());
+    }
+    state->respond(std::move(res));
+  });
+}
+
+void Server::Impl::accept() {
+  acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+    if (stopping) return;
+    if (!ec) {
+      // The impl outlives every session: each holds a reference.
+      std::make_shared<Session>(owner.impl_, std::move(socket))->start();
+    } else if (ec != asio::error::operation_aborted) {
+      // EMFILE and friends: keep accepting (a busy loop is avoided by the error being transient).
+      log::warn("http.accept_failed", {{"detail", ec.message()}});
+    }
+    accept();
+  });
+}
+
+void Server::Impl::request_stop() {
+  {
+    std::lock_guard lock(mu);
+    if (stop_requested) return;
+    stop_requested = true;
+    stopping = true;
+    cv.notify_all();
+  }
+  asio::post(acceptor.get_executor(), [this] {
+    beast::error_code ec;
+    acceptor.close(ec);
+  });
+  // Locked copies first: the last reference to a session may drop here, and ~Session locks mu.
+  for (auto& s : live_sessions()) asio::post(s->stream_.get_executor(), [s] { s->close_if_idle(); });
+}
+
+std::vector<std::shared_ptr<Session>> Server::Impl::live_sessions() {
+  std::vector<std::shared_ptr<Session>> out;
+  std::lock_guard lock(mu);
+  out.reserve(sessions.size());
+  for (auto& [raw, weak] : sessions)
+    if (auto s = weak.lock()) out.push_back(std::move(s));
+  return out;
+}
+
+void Server::Impl::shutdown() {
+  std::lock_guard once(shutdown_mu);
+  if (shut_down) return;
+  shut_down = true;
+  std::vector<std::weak_ptr<asio::steady_timer>> pending_timers;
+  {
+    // Requests in progress finish (their connections then close) for up to the grace period.
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, std::chrono::milliseconds(options.stop_grace_ms), [&] { return sessions.empty(); });
+    stopped = true;
+    pending_timers.swap(timers);
+  }
+  for (auto& s : live_sessions()) asio::post(s->stream_.get_executor(), [s] { s->close(); });
+  for (auto& weak : pending_timers)
+    if (auto t = weak.lock()) asio::post(t->get_executor(), [t] { t->cancel(); });
+  pool.join();
+  work.reset();
+  // Every operation was cancelled or closed: run() returns once their handlers have run.
+  for (auto& t : threads)
+    if (t.joinable()) t.join();
+  threads.clear();
+}
+
+Server::Server(ServerOptions options) : options_(options), impl_(std::make_shared<Impl>(*this, options)) {}
+
+Server::~Server() { stop(); }
+
+void Server::route(const std::string& method, const std::string& pattern, Handler handler) {
+  Route r{method, std::regex(pattern), {}, std::move(handler), {}};
+  r.prefix = pattern.substr(0, pattern.find_first_of(".[]()*+?{}|^$\\"));
+  impl_->routes.push_back(std::move(r));
+}
+
+void Server::async_route(const std::string& method, const std::string& pattern, AsyncHandler handler) {
+  Route r{method, std::regex(pattern), {}, {}, std::move(handler)};
+  r.prefix = pattern.substr(0, pattern.find_first_of(".[]()*+?{}|^$\\"));
+  impl_->routes.push_back(std::move(r));
+}
+
+int Server::bind_listen(const std::string& listen, const std::string& key) {
+  const auto [host, port] = parse_listen(listen, key);
+  auto& acc = impl_->acceptor;
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  if (ec) throw ConfigError("cannot listen on '" + listen + "' (config key '" + key + "'): '" + host + "' is not an IP address");
+  const tcp::endpoint endpoint(address, static_cast<unsigned short>(port));
+  acc.open(endpoint.protocol(), ec);
+  if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);  // restart while old sockets sit in TIME_WAIT
+  if (!ec) acc.bind(endpoint, ec);
+  if (!ec) acc.listen(SOMAXCONN, ec);  // a burst of connects must not lose SYNs (a second's stall each)
+  if (ec) {
+    acc.close(ec);
+    throw ConfigError("cannot listen on '" + listen + "' (config key '" + key + "'): address in use or not local");
+  }
+  port_ = acc.local_endpoint(ec).port();
+  return port_;
+}
+
+void Server::start() {
+  if (!impl_->acceptor.is_open()) throw ConfigError("http server: bind_listen() before start()");
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stop_requested) return;  // stopped before it started: stays stopped
+  }
+  if (running_.exchange(true)) return;
+  impl_->work.emplace(impl_->ioc.get_executor());
+  asio::post(impl_->acceptor.get_executor(), [impl = impl_.get()] { impl->accept(); });
+  for (int i = 0; i < std::max(1, options_.io_threads); ++i)
+    impl_->threads.emplace_back([impl = impl_.get()] {
+      current_server = impl;
+      for (;;) {
+        try {
+          impl->ioc.run();
+          return;
+        } catch (const std::exception& e) {
+          log::error("http.io_thread_error", {{"detail", e.what()}});
+        }
+      }
+    });
+}
+
+void Server::run() {
+  start();
+  {
+    std::unique_lock lock(impl_->mu);
+    impl_->cv.wait(lock, [&] { return impl_->stop_requested; });
+  }
+  impl_->shutdown();
+  running_ = false;
+}
+
+void Server::stop() {
+  impl_->request_stop();
+  if (current_server == impl_.get()) return;  // our own thread: run()'s caller finishes the stop
+  if (!impl_->threads.empty() || running_) impl_->shutdown();
+  running_ = false;
+}
+
+void Server::offload(std::function<void()> fn) {
+  if (impl_->stopped) return;
+  asio::post(impl_->pool, [impl = impl_.get(), fn = std::move(fn)] {
+    current_server = impl;
+    if (!impl->stopped) fn();
+  });
+}
+
+void Server::after(std::chrono::milliseconds delay, std::function<void()> fn) {
+  if (impl_->stopped) return;
+  auto timer = std::make_shared<asio::steady_timer>(impl_->ioc, delay);
+  {
+    std::lock_guard lock(impl_->mu);
+    // Forget fired timers now and then so the list stays as long as what is pending.
+    if (impl_->timers.size() > 1024)
+      std::erase_if(impl_->timers, [](const auto& w) { return w.expired(); });
+    impl_->timers.push_back(timer);
+  }
+  timer->async_wait([timer, fn = std::move(fn)](beast::error_code ec) {
+    if (!ec) fn();
+  });
+}
+
+}  // namespace http
+
+// ---- legacy cpp-httplib server (tests' loopback receivers) ----
 
 HttpServer::HttpServer() {
   set_tcp_nodelay(true);

@@ -32,6 +32,11 @@ void delivery_cb(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
   if (!done) return;
   DeliveryResult r;
   r.err = msg->err;
+  switch (rd_kafka_message_status(msg)) {
+    case RD_KAFKA_MSG_STATUS_PERSISTED: r.persisted = Persisted::Persisted; break;
+    case RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED: r.persisted = Persisted::Possibly; break;
+    default: r.persisted = Persisted::Not; break;
+  }
   if (msg->err) r.error = rd_kafka_err2str(msg->err);
   if (msg->rkt) r.topic = rd_kafka_topic_name(msg->rkt);
   r.partition = msg->partition;

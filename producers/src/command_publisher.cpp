@@ -15,6 +15,11 @@ std::future<kafka::DeliveryResult> CommandPublisher::publish(const SendCommand& 
                            {{"sb-command-type", "message.send"}, {"sb-message-id", command.id}});
 }
 
+void CommandPublisher::publish(const SendCommand& command, kafka::Producer::Callback done) {
+  producer_.produce(config_.topic(lane_topic_base(command.priority)), command.tenant, to_json(command).dump(),
+                    {{"sb-command-type", "message.send"}, {"sb-message-id", command.id}}, std::move(done));
+}
+
 kafka::DeliveryResult CommandPublisher::publish_and_wait(const SendCommand& command) {
   auto fut = publish(command);
   // librdkafka fails the record after message.timeout.ms; the margin covers callback latency.

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <unordered_map>
 
 #include "switchboard/core/http_server.hpp"
@@ -87,13 +88,16 @@ struct IntakeServer::Impl {
   pg::Pool pool;
   TenantStore tenants;
   MessageStore messages;
-  QueuedMessageWriter writer;
-  CommandPublisher publisher;
   TtlCache keys;
   TtlCache sessions;
   RequestMetrics metrics;
   WebhookApi webhooks;
-  HttpServer server;
+  // The server is declared before what its handlers and the callbacks below reach through it
+  // (offload, Responders); ~Impl stops it, then the writer, then flushes the publisher, so no
+  // callback runs into a destroyed member.
+  http::Server server;
+  QueuedMessageWriter writer;
+  CommandPublisher publisher;  // after the writer: its delivery callbacks queue discards there
   std::atomic<int> bound_port{0};
 
   explicit Impl(const Config& c)
@@ -102,33 +106,60 @@ struct IntakeServer::Impl {
         pool(c.postgres),
         tenants(pool),
         messages(pool),
-        writer(c.intake, messages),
-        publisher(c, c.intake.publish_timeout_ms),
         keys(c.intake.auth_cache_ttl_ms),
         sessions(c.intake.auth_cache_ttl_ms),
-        webhooks(c, pool, schemas, [this](const auto& req, auto& res) { return authenticate_or_401(req, res); }) {
+        webhooks(c, pool, schemas, [this](const auto& req, auto& res) { return authenticate_or_401(req, res); }),
+        server(server_options(c.intake)),
+        writer(c.intake, messages),
+        publisher(c, c.intake.publish_timeout_ms) {
     routes();
   }
 
-  std::optional<std::string> authenticate(const httplib::Request& req) {
+  ~Impl() {
+    server.stop();     // no request handler runs from here on
+    writer.stop();     // rows still queued are written; their callbacks publish
+    publisher.flush(config.intake.publish_timeout_ms + 1000);  // delivery callbacks answer or discard
+  }
+
+  static http::ServerOptions server_options(const IntakeConfig& c) {
+    http::ServerOptions o;
+    o.io_threads = c.io_threads;
+    o.blocking_threads = c.blocking_threads;
+    o.max_body_bytes = static_cast<std::size_t>(c.max_body_bytes);
+    o.idle_timeout_ms = c.idle_timeout_ms;
+    o.read_timeout_ms = 30000;
+    o.write_timeout_ms = 10000;
+    return o;
+  }
+
+  // "Bearer <key>" → the key's SHA-256 (cache by hash: keys never sit in memory maps in clear).
+  static std::optional<std::pair<std::string, std::string>> bearer_key(const http::Request& req) {
     const auto header = req.get_header_value("Authorization");
     const std::string prefix = "Bearer ";
     if (header.size() <= prefix.size() || header.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
-    const auto key = header.substr(prefix.size());
-    const auto hash = sha256_hex(key);  // cache by hash: keys never sit in memory maps in clear
-    if (auto t = keys.get(hash)) return t;
-    auto tenant = tenants.tenant_for_key(key);
-    if (tenant) keys.put(hash, *tenant);
+    auto key = header.substr(prefix.size());
+    auto hash = sha256_hex(key);
+    return std::make_pair(std::move(key), std::move(hash));
+  }
+
+  std::optional<std::string> authenticate(const http::Request& req) {
+    const auto key = bearer_key(req);
+    if (!key) return std::nullopt;
+    if (auto t = keys.get(key->second)) return t;
+    auto tenant = tenants.tenant_for_key(key->first);  // blocks on PostgreSQL
+    if (tenant) keys.put(key->second, *tenant);
     return tenant;
   }
 
+  static void unauthorized(http::Response& res) {
+    res.set_header("WWW-Authenticate", "Bearer");
+    reply_error(res, 401, "missing or invalid API key: send 'Authorization: Bearer <key>'");
+  }
+
   // The caller's tenant, or a 401 already written to res.
-  std::optional<std::string> authenticate_or_401(const httplib::Request& req, httplib::Response& res) {
+  std::optional<std::string> authenticate_or_401(const http::Request& req, http::Response& res) {
     auto tenant = authenticate(req);
-    if (!tenant) {
-      res.set_header("WWW-Authenticate", "Bearer");
-      reply_error(res, 401, "missing or invalid API key: send 'Authorization: Bearer <key>'");
-    }
+    if (!tenant) unauthorized(res);
     return tenant;
   }
 
@@ -140,81 +171,157 @@ struct IntakeServer::Impl {
     return true;
   }
 
-  void unavailable(httplib::Response& res, const std::string& why) {
+  void unavailable(http::Response& res, const std::string& why) {
     res.set_header("Retry-After", std::to_string(config.intake.retry_after_s));
     reply_error(res, 503, why);
   }
 
-  // Publishes and answers 202, or 503 (the command is not queued: nothing is left behind).
-  void publish(const SendCommand& cmd, httplib::Response& res, bool replay) {
-    try {
-      publisher.publish_and_wait(cmd);
-    } catch (const Error& e) {
-      log::warn("intake.publish_failed", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id}, {"detail", e.what()}});
-      if (!replay) {
-        try {
-          messages.discard(cmd.id);
-        } catch (const Error& d) {
-          log::error("intake.discard_failed", {{"message_id", cmd.id}, {"detail", d.what()}});
-        }
-      }
-      return unavailable(res, "the message could not be queued (Kafka unavailable); retry later");
-    }
-    log::debug("intake.queued", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id}, {"priority", cmd.priority}});
-    if (replay) res.set_header("Idempotent-Replayed", "true");
-    reply(res, 202, {{"id", cmd.id}, {"status", "queued"}});
+  http::Response unavailable(const std::string& why) {
+    http::Response res;
+    unavailable(res, why);
+    return res;
   }
 
-  void send_message(const httplib::Request& req, httplib::Response& res) {
-    auto tenant = authenticate_or_401(req, res);
-    if (!tenant) return;
+  // What a handler's exception means for the client (also used off the handler's thread).
+  void exception_reply(const http::Request& req, http::Response& res, std::exception_ptr ep) {
+    try {
+      std::rethrow_exception(ep);
+    } catch (const Error& e) {
+      log::error("intake.request_failed", {{"path", req.path}, {"kind", to_string(e.kind())}, {"detail", e.what()}});
+      if (e.retryable()) return unavailable(res, "a dependency is unavailable; retry later");
+      reply_error(res, 500, "internal error");
+    } catch (const std::exception& e) {
+      log::error("intake.request_failed", {{"path", req.path}, {"detail", e.what()}});
+      reply_error(res, 500, "internal error");
+    }
+  }
+
+  // Publishes and answers in the broker's delivery callback: 202 once acked; 503 when Kafka did
+  // not take it in time. A record librdkafka says was *not* persisted is forgotten (row
+  // discarded); one that *possibly* was keeps its row `queued` and the 503 names the message id:
+  // a retry with the same Idempotency-Key finds the row and republishes the same id (the worker
+  // dedupes by id), so neither a lost nor a doubled message can come of it.
+  void publish(const SendCommand& cmd, const http::Responder& respond, bool replay) {
+    auto failed = [this, respond, replay, id = cmd.id](kafka::Persisted persisted, const std::string& detail,
+                                                       const SendCommand* c) {
+      log::warn("intake.publish_failed", {{"tenant", c ? c->tenant : ""}, {"message_id", id}, {"detail", detail},
+                                          {"persisted", persisted == kafka::Persisted::Not ? "no" : "possibly"}});
+      if (persisted == kafka::Persisted::Not) {
+        if (!replay) writer.discard(id);
+        return respond(unavailable("the message could not be queued (Kafka unavailable); retry later"));
+      }
+      http::Response res;
+      res.set_header("Retry-After", std::to_string(config.intake.retry_after_s));
+      reply(res, 503, {{"error", "Kafka did not confirm the message in time; it may still be sent: retry with the same "
+                                 "Idempotency-Key (or check GET /v1/messages/" + id + ")"},
+                       {"id", id},
+                       {"status", "unknown"}});
+      respond(std::move(res));
+    };
+    try {
+      publisher.publish(cmd, [this, respond, replay, failed, cmd](const kafka::DeliveryResult& r) {
+        if (!r.ok()) return failed(r.persisted, r.error, &cmd);
+        log::debug("intake.queued", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id}, {"priority", cmd.priority}});
+        http::Response res;
+        if (replay) res.set_header("Idempotent-Replayed", "true");
+        reply(res, 202, {{"id", cmd.id}, {"status", "queued"}});
+        respond(std::move(res));
+      });
+    } catch (const Error& e) {
+      failed(kafka::Persisted::Not, e.what(), &cmd);  // not even queued locally
+    }
+  }
+
+  // On an IO thread with may_block == false: everything cached runs here; a cache miss moves
+  // the request to the blocking pool (may_block == true) and starts over there.
+  void send_message(const http::Request& req, const http::Responder& respond, bool may_block) {
+    auto again_blocking = [this, respond] { server.offload([this, respond] { send_message(respond.request(), respond, true); }); };
+    http::Response res;
+    std::optional<std::string> tenant;
+    if (may_block) {
+      tenant = authenticate(req);
+    } else if (auto key = bearer_key(req)) {
+      tenant = keys.get(key->second);
+      if (!tenant) return again_blocking();
+    }
+    if (!tenant) {
+      unauthorized(res);
+      return respond(std::move(res));
+    }
     const std::string session = req.matches[1];
     json body;
     try {
       body = parse_json(req.body);
     } catch (const InvalidInput& e) {
-      return reply_error(res, 400, e.what());
+      reply_error(res, 400, e.what());
+      return respond(std::move(res));
     }
     try {
       schemas.validate("http/send_message_request", body);
     } catch (const InvalidInput& e) {
-      return reply_error(res, 422, e.what(), e.field());
+      reply_error(res, 422, e.what(), e.field());
+      return respond(std::move(res));
     }
     std::optional<std::string> idem;
     if (req.has_header("Idempotency-Key")) idem = req.get_header_value("Idempotency-Key");
     if (body.contains("idempotency_key")) {
       const std::string in_body = body["idempotency_key"];
-      if (idem && *idem != in_body)
-        return reply_error(res, 422, "Idempotency-Key header and idempotency_key field differ", "idempotency_key");
+      if (idem && *idem != in_body) {
+        reply_error(res, 422, "Idempotency-Key header and idempotency_key field differ", "idempotency_key");
+        return respond(std::move(res));
+      }
       idem = in_body;
     }
-    if (idem && (idem->empty() || idem->size() > 255))
-      return reply_error(res, 422, "Idempotency-Key must be 1 to 255 characters", "idempotency_key");
-    if (!session_known(*tenant, session))
-      return reply_error(res, 404, "unknown session '" + session + "' for this tenant", "session");
+    if (idem && (idem->empty() || idem->size() > 255)) {
+      reply_error(res, 422, "Idempotency-Key must be 1 to 255 characters", "idempotency_key");
+      return respond(std::move(res));
+    }
+    if (!may_block && !sessions.get(*tenant + "/" + session)) return again_blocking();
+    if (!session_known(*tenant, session)) {
+      reply_error(res, 404, "unknown session '" + session + "' for this tenant", "session");
+      return respond(std::move(res));
+    }
 
     SendCommand cmd{new_uuid_v7(), *tenant, session, body.value("priority", "default"), now_rfc3339(),
                     body["to"], body["text"]};
-    auto fut = writer.insert({cmd.id, cmd.tenant, cmd.session, cmd.to, cmd.text, cmd.priority, idem});
-    if (fut.wait_for(std::chrono::milliseconds(config.postgres.statement_timeout_ms + 2000)) != std::future_status::ready)
-      return unavailable(res, "database too slow to record the message; retry later");
-    const auto outcome = fut.get();  // throws → exception handler (503 for Unavailable)
-    if (outcome.created) return publish(cmd, res, false);
-
-    // Same idempotency key as an earlier request: answer with that message. If it is still
-    // queued its first publish may not have been acked yet, so publish it again (the worker
-    // dedupes by id): a 202 must never stand for a lost command.
-    auto earlier = messages.get(*tenant, outcome.id);
-    if (!earlier) return unavailable(res, "the earlier request with this idempotency key is still in progress; retry");
-    if (earlier->status != "queued") {
-      res.set_header("Idempotent-Replayed", "true");
-      return reply(res, 202, {{"id", earlier->id}, {"status", earlier->status}});
-    }
-    SendCommand again{earlier->id, *tenant, earlier->session, earlier->priority, earlier->created_at, earlier->to, earlier->text};
-    publish(again, res, true);
+    NewMessage row{cmd.id, cmd.tenant, cmd.session, cmd.to, cmd.text, cmd.priority, idem};
+    writer.insert(std::move(row), [this, respond, cmd = std::move(cmd)](const InsertOutcome& outcome, std::exception_ptr err) {
+      if (err) {
+        http::Response r;
+        exception_reply(respond.request(), r, err);
+        return respond(std::move(r));
+      }
+      if (outcome.created) return publish(cmd, respond, false);
+      // Same idempotency key as an earlier request: reading it is a query, off this thread.
+      server.offload([this, respond, tenant = cmd.tenant, id = outcome.id] {
+        try {
+          replay_earlier(tenant, id, respond);
+        } catch (...) {
+          http::Response r;
+          exception_reply(respond.request(), r, std::current_exception());
+          respond(std::move(r));
+        }
+      });
+    });
   }
 
-  void get_message(const httplib::Request& req, httplib::Response& res) {
+  // Answers with the earlier message of an idempotency key. If it is still queued its first
+  // publish may not have been acked (or was possibly persisted), so publish it again: the worker
+  // dedupes by id, and a 202 must never stand for a lost command.
+  void replay_earlier(const std::string& tenant, const std::string& id, const http::Responder& respond) {
+    auto earlier = messages.get(tenant, id);
+    if (!earlier) return respond(unavailable("the earlier request with this idempotency key is still in progress; retry"));
+    if (earlier->status != "queued") {
+      http::Response res;
+      res.set_header("Idempotent-Replayed", "true");
+      reply(res, 202, {{"id", earlier->id}, {"status", earlier->status}});
+      return respond(std::move(res));
+    }
+    SendCommand again{earlier->id, tenant, earlier->session, earlier->priority, earlier->created_at, earlier->to, earlier->text};
+    publish(again, respond, true);
+  }
+
+  void get_message(const http::Request& req, http::Response& res) {
     auto tenant = authenticate_or_401(req, res);
     if (!tenant) return;
     const std::string id = req.matches[1];
@@ -236,38 +343,29 @@ struct IntakeServer::Impl {
   }
 
   void routes() {
-    const int threads = config.intake.threads;
-    server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-    server.set_payload_max_length(config.intake.max_body_bytes);
-    server.set_keep_alive_timeout(30);
-    server.set_read_timeout(30, 0);
-    server.set_write_timeout(10, 0);
-
-    server.Post(R"(/v1/sessions/([^/]+)/messages)", [this](const auto& req, auto& res) { send_message(req, res); });
+    server.async_route("POST", R"(/v1/sessions/([^/]+)/messages)",
+                       [this](const http::Request& req, http::Responder respond) { send_message(req, respond, false); });
     server.Get(R"(/v1/messages/([^/]+))", [this](const auto& req, auto& res) { get_message(req, res); });
     webhooks.mount(server);
-    server.Get("/health", [](const auto&, auto& res) { reply(res, 200, {{"status", "ok"}}); });
+    server.async_route("GET", "/health", [](const http::Request&, http::Responder respond) {
+      http::Response res;
+      reply(res, 200, {{"status", "ok"}});
+      respond(std::move(res));
+    });
     server.Get("/health/ready", [this](const auto&, auto& res) {
       const bool kafka_ok = publisher.reachable(2000);
       const bool pg_ok = pool.reachable();
       reply(res, kafka_ok && pg_ok ? 200 : 503,
             {{"status", kafka_ok && pg_ok ? "ready" : "not_ready"}, {"kafka", kafka_ok}, {"postgres", pg_ok}});
     });
-    server.Get("/metrics", [this](const auto&, auto& res) { res.set_content(metrics.render(), "text/plain; version=0.0.4"); });
-
-    server.set_exception_handler([this](const auto& req, auto& res, std::exception_ptr ep) {
-      try {
-        std::rethrow_exception(ep);
-      } catch (const Error& e) {
-        log::error("intake.request_failed", {{"path", req.path}, {"kind", to_string(e.kind())}, {"detail", e.what()}});
-        if (e.retryable()) return unavailable(res, "a dependency is unavailable; retry later");
-        reply_error(res, 500, "internal error");
-      } catch (const std::exception& e) {
-        log::error("intake.request_failed", {{"path", req.path}, {"detail", e.what()}});
-        reply_error(res, 500, "internal error");
-      }
+    server.async_route("GET", "/metrics", [this](const http::Request&, http::Responder respond) {
+      http::Response res;
+      res.set_content(metrics.render(), "text/plain; version=0.0.4");
+      respond(std::move(res));
     });
-    // Fills a JSON body for errors httplib raises itself (413 oversize, 404 no route, 400 bad HTTP).
+
+    server.set_exception_handler([this](const auto& req, auto& res, std::exception_ptr ep) { exception_reply(req, res, ep); });
+    // Fills a JSON body for errors the server raises itself (413 oversize, 404 no route, 400 bad HTTP).
     server.set_error_handler([](const auto&, auto& res) {
       if (!res.body.empty()) return;
       if (res.status == 413)
@@ -277,7 +375,7 @@ struct IntakeServer::Impl {
       else
         reply_error(res, res.status, "HTTP error " + std::to_string(res.status));
     });
-    server.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    server.set_logger([this](const http::Request& req, const http::Response& res) {
       metrics.count(route_label(req.path), res.status);
     });
   }
@@ -289,8 +387,9 @@ IntakeServer::~IntakeServer() { stop(); }
 void IntakeServer::run() {
   const int bound = impl_->server.bind_listen(impl_->config.intake.listen, "intake.listen");
   impl_->bound_port = bound;
-  log::info("intake.listening", {{"address", impl_->config.intake.listen}, {"port", std::to_string(bound)}});
-  impl_->server.listen_after_bind();
+  log::info("intake.listening", {{"address", impl_->config.intake.listen}, {"port", std::to_string(bound)},
+                                 {"io_threads", std::to_string(impl_->config.intake.io_threads)}});
+  impl_->server.run();
 }
 
 void IntakeServer::stop() {
@@ -302,7 +401,7 @@ int IntakeServer::port() const { return impl_->bound_port; }
 bool IntakeServer::wait_until_ready(int timeout_ms) const {
   const auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeout_ms);
   while (SteadyClock::now() < deadline) {
-    if (impl_->server.is_running() && impl_->bound_port > 0) return true;
+    if (impl_->server.running() && impl_->bound_port > 0) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return false;

@@ -1,18 +1,18 @@
 #pragma once
 // JSON answers shared by intake's routes: every error is {"error": why, "field"?: which}.
-#include <httplib.h>
+#include "switchboard/core/http_server.hpp"
 
 #include <nlohmann/json.hpp>
 #include <string>
 
 namespace sb {
 
-inline void reply(httplib::Response& res, int status, const nlohmann::json& body) {
+inline void reply(http::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
   res.set_content(body.dump(), "application/json");
 }
 
-inline void reply_error(httplib::Response& res, int status, const std::string& error, const std::string& field = {}) {
+inline void reply_error(http::Response& res, int status, const std::string& error, const std::string& field = {}) {
   nlohmann::json body = {{"error", error}};
   if (!field.empty()) body["field"] = field;
   reply(res, status, body);

@@ -7,34 +7,62 @@ namespace sb {
 QueuedMessageWriter::QueuedMessageWriter(const IntakeConfig& config, MessageStore& store)
     : config_(config), store_(store), thread_([this] { loop(); }) {}
 
-QueuedMessageWriter::~QueuedMessageWriter() {
+QueuedMessageWriter::~QueuedMessageWriter() { stop(); }
+
+void QueuedMessageWriter::stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
     cv_.notify_one();
   }
-  thread_.join();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 
-std::future<InsertOutcome> QueuedMessageWriter::insert(NewMessage message) {
-  Pending p{std::move(message), {}};
-  auto fut = p.promise.get_future();
-  std::lock_guard lock(mu_);
-  queue_.push_back(std::move(p));
-  cv_.notify_one();
-  return fut;
+void QueuedMessageWriter::insert(NewMessage message, Done done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      queue_.push_back({std::move(message), std::move(done)});
+      cv_.notify_one();
+      return;
+    }
+  }
+  done({}, std::make_exception_ptr(Unavailable("intake is shutting down")));
+}
+
+void QueuedMessageWriter::discard(std::string id) {
+  {
+    std::lock_guard lock(mu_);
+    if (!loop_done_) {
+      discards_.push_back(std::move(id));
+      cv_.notify_one();
+      return;
+    }
+  }
+  discard_now(id);
+}
+
+void QueuedMessageWriter::discard_now(const std::string& id) {
+  try {
+    store_.discard(id);
+  } catch (const Error& e) {
+    log::error("intake.discard_failed", {{"message_id", id}, {"detail", e.what()}});
+  }
 }
 
 void QueuedMessageWriter::loop() {
   for (;;) {
     std::vector<Pending> batch;
+    std::vector<std::string> discards;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty() && stopping_) return;
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || !discards_.empty(); });
+      if (queue_.empty() && discards_.empty() && stopping_) break;
+      discards.swap(discards_);
     }
+    for (const auto& id : discards) discard_now(id);
     // Linger briefly so concurrent requests share the transaction.
-    if (config_.insert_linger_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(config_.insert_linger_ms));
+    if (config_.insert_linger_ms > 0 && !stopping_) std::this_thread::sleep_for(std::chrono::milliseconds(config_.insert_linger_ms));
     {
       std::lock_guard lock(mu_);
       while (!queue_.empty() && batch.size() < static_cast<std::size_t>(config_.insert_batch_max)) {
@@ -42,31 +70,53 @@ void QueuedMessageWriter::loop() {
         queue_.pop_front();
       }
     }
-    write(batch);
+    if (!batch.empty()) write(batch);
   }
+  // Discards queued by callbacks that ran after the loop's last look.
+  std::vector<std::string> rest;
+  {
+    std::lock_guard lock(mu_);
+    rest.swap(discards_);
+    loop_done_ = true;  // from now on discard() runs on its caller's thread
+  }
+  for (const auto& id : rest) discard_now(id);
 }
 
 void QueuedMessageWriter::write(std::vector<Pending>& batch) {
+  auto deliver = [](Pending& p, const InsertOutcome& o, std::exception_ptr e) {
+    try {
+      p.done(o, e);
+    } catch (const std::exception& ex) {
+      log::error("intake.insert_callback_failed", {{"message_id", p.message.id}, {"detail", ex.what()}});
+    }
+  };
   std::vector<NewMessage> rows;
+  rows.reserve(batch.size());
   for (const auto& p : batch) rows.push_back(p.message);
   try {
     auto outcomes = store_.insert_queued(rows);
-    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].promise.set_value(outcomes[i]);
+    for (std::size_t i = 0; i < batch.size(); ++i) deliver(batch[i], outcomes[i], nullptr);
     return;
   } catch (const Error& e) {
     if (e.retryable() || batch.size() == 1) {
-      for (auto& p : batch) p.promise.set_exception(std::current_exception());
+      for (auto& p : batch) deliver(p, {}, std::current_exception());
       return;
     }
     // One bad row must not fail its neighbours: retry each alone to find it.
     log::warn("intake.batch_insert_split", {{"size", std::to_string(batch.size())}, {"detail", e.what()}});
+  } catch (...) {
+    for (auto& p : batch) deliver(p, {}, std::current_exception());
+    return;
   }
   for (auto& p : batch) {
+    InsertOutcome o;
+    std::exception_ptr err;
     try {
-      p.promise.set_value(store_.insert_queued({p.message}).at(0));
+      o = store_.insert_queued({p.message}).at(0);
     } catch (...) {
-      p.promise.set_exception(std::current_exception());
+      err = std::current_exception();
     }
+    deliver(p, o, err);
   }
 }
 

@@ -28,8 +28,8 @@ json to_json(const WebhookEndpoint& e, bool with_secret) {
 }
 
 // Parses and schema-checks a body; writes the 400/422 and returns nullopt when it is bad.
-std::optional<json> read_body(const SchemaSet& schemas, const std::string& schema, const httplib::Request& req,
-                              httplib::Response& res) {
+std::optional<json> read_body(const SchemaSet& schemas, const std::string& schema, const http::Request& req,
+                              http::Response& res) {
   try {
     auto body = parse_json(req.body);
     schemas.validate(schema, body);
@@ -41,7 +41,7 @@ std::optional<json> read_body(const SchemaSet& schemas, const std::string& schem
 }
 
 // Writes a 422 naming the first unknown event pattern; true when all are known.
-bool events_known(const std::vector<std::string>& events, httplib::Response& res) {
+bool events_known(const std::vector<std::string>& events, http::Response& res) {
   for (const auto& p : events)
     if (!valid_event_pattern(p)) {
       reply_error(res, 422,
@@ -54,7 +54,7 @@ bool events_known(const std::vector<std::string>& events, httplib::Response& res
 }
 
 // The given whsec_ secret (validated) or a new one; nullopt after writing the 422.
-std::optional<std::string> secret_or_422(const json& body, httplib::Response& res) {
+std::optional<std::string> secret_or_422(const json& body, http::Response& res) {
   try {
     return body.contains("secret") ? parse_webhook_secret(body["secret"]).encoded : new_webhook_secret();
   } catch (const InvalidInput& err) {
@@ -63,7 +63,7 @@ std::optional<std::string> secret_or_422(const json& body, httplib::Response& re
   }
 }
 
-void reply_no_endpoint(httplib::Response& res, const std::string& id) {
+void reply_no_endpoint(http::Response& res, const std::string& id) {
   reply_error(res, 404, "no webhook endpoint '" + id + "' for this tenant", "id");
 }
 
@@ -100,7 +100,7 @@ bool rfc3339_in_range(const std::string& t) {
 }
 
 // ?limit= as an integer in [lo, hi], the default when absent; nullopt when anything else.
-std::optional<int> int_param(const httplib::Request& req, const char* name, int fallback, int lo, int hi) {
+std::optional<int> int_param(const http::Request& req, const char* name, int fallback, int lo, int hi) {
   if (!req.has_param(name)) return fallback;
   const auto text = req.get_param_value(name);
   int value = 0;
@@ -120,7 +120,7 @@ WebhookApi::WebhookApi(const Config& config, pg::Pool& pool, const SchemaSet& sc
       guard_(config.webhooks.allowed_cidrs()),
       authenticate_(std::move(authenticate)) {}
 
-void WebhookApi::mount(httplib::Server& server) {
+void WebhookApi::mount(http::Server& server) {
   server.Post("/v1/webhooks", [this](const auto& req, auto& res) { create(req, res); });
   server.Get("/v1/webhooks", [this](const auto& req, auto& res) { list(req, res); });
   server.Get(R"(/v1/webhooks/([^/]+))", [this](const auto& req, auto& res) { get(req, res); });
@@ -143,7 +143,7 @@ std::string WebhookApi::url_problem(const std::string& url) const {
   return {};
 }
 
-void WebhookApi::create(const httplib::Request& req, httplib::Response& res) {
+void WebhookApi::create(const http::Request& req, http::Response& res) {
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
   auto body = read_body(schemas_, "http/webhook_create_request", req, res);
@@ -164,7 +164,7 @@ void WebhookApi::create(const httplib::Request& req, httplib::Response& res) {
   reply(res, 201, to_json(created, true));
 }
 
-void WebhookApi::list(const httplib::Request& req, httplib::Response& res) {
+void WebhookApi::list(const http::Request& req, http::Response& res) {
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
   json items = json::array();
@@ -172,7 +172,7 @@ void WebhookApi::list(const httplib::Request& req, httplib::Response& res) {
   reply(res, 200, {{"data", items}});
 }
 
-void WebhookApi::get(const httplib::Request& req, httplib::Response& res) {
+void WebhookApi::get(const http::Request& req, http::Response& res) {
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
   auto e = store_.get(*tenant, req.matches[1]);
@@ -180,7 +180,7 @@ void WebhookApi::get(const httplib::Request& req, httplib::Response& res) {
   reply(res, 200, to_json(*e, false));
 }
 
-void WebhookApi::update(const httplib::Request& req, httplib::Response& res) {
+void WebhookApi::update(const http::Request& req, http::Response& res) {
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
   auto body = read_body(schemas_, "http/webhook_update_request", req, res);
@@ -208,7 +208,7 @@ void WebhookApi::update(const httplib::Request& req, httplib::Response& res) {
   reply(res, 200, to_json(*e, rotate));
 }
 
-void WebhookApi::remove(const httplib::Request& req, httplib::Response& res) {
+void WebhookApi::remove(const http::Request& req, http::Response& res) {
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
   if (!store_.remove(*tenant, req.matches[1]))
@@ -217,7 +217,7 @@ void WebhookApi::remove(const httplib::Request& req, httplib::Response& res) {
   res.status = 204;
 }
 
-void WebhookApi::attempts(const httplib::Request& req, httplib::Response& res) {
+void WebhookApi::attempts(const http::Request& req, http::Response& res) {
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
   const std::string id = req.matches[1];
@@ -249,7 +249,7 @@ void WebhookApi::attempts(const httplib::Request& req, httplib::Response& res) {
   reply(res, 200, {{"data", items}});
 }
 
-void WebhookApi::replay(const httplib::Request& req, httplib::Response& res) {
+void WebhookApi::replay(const http::Request& req, http::Response& res) {
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
   const std::string id = req.matches[1];
@@ -287,7 +287,7 @@ void WebhookApi::replay(const httplib::Request& req, httplib::Response& res) {
   reply(res, 202, {{"scheduled", scheduled}, {"already_pending", batch.size() - scheduled}, {"truncated", truncated}});
 }
 
-void WebhookApi::redeliver(const httplib::Request& req, httplib::Response& res) {
+void WebhookApi::redeliver(const http::Request& req, http::Response& res) {
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
   const std::string event_id = req.matches[1];

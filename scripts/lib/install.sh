@@ -24,7 +24,8 @@ SB_APT_PACKAGES=(
   nlohmann-json3-dev     # JSON
   libvalijson-dev        # JSON Schema validation
   libcli11-dev           # command line parsing
-  libcpp-httplib-dev     # HTTP server (intake, simulator)
+  libboost-dev           # Boost.Beast + Asio (header-only): the event-driven HTTP server
+  libcpp-httplib-dev     # HTTP client in tests and benchmarks; tests' legacy loopback receivers
   libssl-dev             # TLS / HMAC signing
   # --- local servers for dev and integration tests ---
   postgresql             # initdb/pg_ctl/psql under /usr/lib/postgresql/<ver>/bin

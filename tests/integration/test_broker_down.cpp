@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "stack.hpp"
+#include "switchboard/core/pg.hpp"
 #include "switchboard/producers/intake_server.hpp"
 
 using nlohmann::json;
@@ -57,6 +58,78 @@ TEST_CASE("intake: 503 with Retry-After (never 202) while the broker is down", "
 
   rd_kafka_mock_broker_set_up(mock, 1);
   CHECK(sbtest::eventually([&] { auto r = send(); return r && r->status == 202; }, 20000, 200));
+
+  intake.stop();
+  serving.join();
+}
+
+// C11: a record that times out *in flight* may have been written by the broker (librdkafka:
+// RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED). Intake must not delete its row and forget it: it
+// keeps the row queued, answers 503 naming the id, and the client's retry with the same
+// Idempotency-Key republishes that same message (the worker dedupes by id).
+TEST_CASE("intake: a possibly persisted publish keeps its message and the idempotent retry republishes it",
+          "[integration][intake][faults]") {
+  sbtest::TestStack stack("possibly-persisted");
+  auto tenant = stack.create_tenant("acme");
+
+  auto conf = sb::kafka::make_conf(sb::KafkaConfig{}, {{"test.mock.num.brokers", "1"}});
+  char errstr[512];
+  sb::kafka::HandlePtr mock_owner(rd_kafka_new(RD_KAFKA_PRODUCER, conf.release(), errstr, sizeof errstr));
+  REQUIRE(mock_owner);
+  rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(mock_owner.get());
+  REQUIRE(mock);
+  REQUIRE(rd_kafka_mock_topic_create(mock, "sb.commands.default", 4, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  sb::Config config = stack.config;
+  config.kafka.brokers = rd_kafka_mock_cluster_bootstraps(mock);
+  config.kafka.topic_prefix = "";
+  config.kafka.librdkafka.clear();
+  config.intake.listen = "127.0.0.1:0";
+  config.intake.publish_timeout_ms = 1000;
+  sb::IntakeServer intake(config);
+  std::thread serving([&] { intake.run(); });
+  REQUIRE(intake.wait_until_ready(10000));
+  httplib::Client http("127.0.0.1", intake.port());
+  http.set_read_timeout(20, 0);
+  const std::string body = R"({"to":"+15551234567","text":"hi"})";
+  httplib::Headers headers = sbtest::bearer(tenant.api_key);
+  headers.emplace("Idempotency-Key", "order-42");
+
+  auto warm = http.Post("/v1/sessions/main/messages", sbtest::bearer(tenant.api_key), body, "application/json");
+  REQUIRE(warm);
+  REQUIRE(warm->status == 202);  // connections and metadata are up: the next produce goes straight out
+
+  // The broker answers 3 s late: the produce request is sent, then times out waiting.
+  REQUIRE(rd_kafka_mock_broker_set_rtt(mock, 1, 3000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  auto slow = http.Post("/v1/sessions/main/messages", headers, body, "application/json");
+  REQUIRE(slow);
+  CHECK(slow->status == 503);
+  CHECK(slow->get_header_value("Retry-After") == std::to_string(config.intake.retry_after_s));
+
+  // The row was not discarded: the message is still recorded, and still queued.
+  sb::pg::Pool pool(config.postgres);
+  const auto rows = pool.run([](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    return tx.exec("SELECT id::text, status FROM messages WHERE idempotency_key = 'order-42'");
+  });
+  REQUIRE(rows.size() == 1);
+  const std::string id = rows[0][0].as<std::string>();
+  CHECK(rows[0][1].as<std::string>() == "queued");
+  // The answer says what happened and names the message.
+  const auto answer = json::parse(slow->body);
+  CHECK_THAT(answer["error"].get<std::string>(), Catch::Contains("Idempotency-Key"));
+  CHECK(answer.value("id", "") == id);
+
+  // The client retries with the same key once the broker is fast again: the same message.
+  REQUIRE(rd_kafka_mock_broker_set_rtt(mock, 1, 0) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  std::string retried_id;
+  CHECK(sbtest::eventually([&] {
+    auto r = http.Post("/v1/sessions/main/messages", headers, body, "application/json");
+    if (!r || r->status != 202) return false;
+    retried_id = json::parse(r->body)["id"];
+    return r->get_header_value("Idempotent-Replayed") == "true";
+  }, 20000, 200));
+  CHECK(retried_id == id);
 
   intake.stop();
   serving.join();

@@ -170,7 +170,6 @@ TestStack::TestStack(const std::string& name, int partitions) {
   config.log.level = "info";
   config.worker.revoke_drain_timeout_ms = 5000;
   config.worker.max_in_flight = 32;
-  config.intake.threads = 48;
 
   {
     pqxx::connection admin(admin_url_);
@@ -211,7 +210,7 @@ void TestStack::write_config() {
   out << "postgres:\n  url: \"" << c.postgres.url << "\"\n  pool_size: " << c.postgres.pool_size << "\n"
       << "redis:\n  url: \"" << c.redis.url << "\"\n"
       << "log:\n  level: " << c.log.level << "\n  format: " << c.log.format << "\n"
-      << "intake:\n  listen: \"" << c.intake.listen << "\"\n  threads: " << c.intake.threads << "\n"
+      << "intake:\n  listen: \"" << c.intake.listen << "\"\n  io_threads: " << c.intake.io_threads << "\n"
       << "  publish_timeout_ms: " << c.intake.publish_timeout_ms << "\n"
       << "worker:\n  max_in_flight: " << c.worker.max_in_flight << "\n  revoke_drain_timeout_ms: "
       << c.worker.revoke_drain_timeout_ms << "\n  session_rate_per_s: " << c.worker.session_rate_per_s
@@ -219,7 +218,8 @@ void TestStack::write_config() {
       << "\n  provider_backoff_ms: " << c.worker.provider_backoff_ms << "\n  ops_listen: \"" << c.worker.ops_listen << "\"\n"
       << "provider:\n  url: \"" << c.provider.url << "\"\n  timeout_ms: " << c.provider.timeout_ms << "\n"
       << "simulator:\n  listen: \"" << c.simulator.listen << "\"\n  latency_ms: " << c.simulator.latency_ms
-      << "\n  latency_jitter_ms: " << c.simulator.latency_jitter_ms << "\n  failure_rate: " << c.simulator.failure_rate << "\n";
+      << "\n  latency_jitter_ms: " << c.simulator.latency_jitter_ms << "\n  failure_rate: " << c.simulator.failure_rate
+      << "\n  dedupe: " << (c.simulator.dedupe ? "true" : "false") << "\n";
   const auto& w = c.webhooks;
   out << "webhooks:\n  allow_cidrs: \"" << w.allow_cidrs << "\"\n  rotation_window_s: " << w.rotation_window_s
       << "\n  timeout_ms: " << w.timeout_ms << "\n  connect_timeout_ms: " << w.connect_timeout_ms

@@ -31,6 +31,7 @@ class Child {
   bool alive();
   std::string log() const;
   const std::string& log_path() const { return log_path_; }
+  int pid() const { return pid_; }
 
  private:
   int pid_ = -1;

@@ -27,6 +27,10 @@ TEST_CASE("config: documented file parses to its defaults", "[unit][config]") {
   sb::Config defaults;
   CHECK(c.kafka.partitions == defaults.kafka.partitions);
   CHECK(c.intake.max_body_bytes == 65536);
+  CHECK(c.intake.io_threads == 2);
+  CHECK(c.intake.blocking_threads == defaults.intake.blocking_threads);
+  CHECK(c.intake.idle_timeout_ms == defaults.intake.idle_timeout_ms);
+  CHECK(c.simulator.dedupe);
   CHECK(c.worker.max_in_flight == defaults.worker.max_in_flight);
   CHECK(c.schemas_dir == SWITCHBOARD_DEFAULT_SCHEMAS_DIR);
   auto dev = sb::load_config(std::string(SWITCHBOARD_DEFAULT_SCHEMAS_DIR) + "/../config/dev.yaml", &lookup);
@@ -36,13 +40,14 @@ TEST_CASE("config: documented file parses to its defaults", "[unit][config]") {
 TEST_CASE("config: values, env overrides and the librdkafka pass-through", "[unit][config]") {
   fake_env = {{"SWITCHBOARD_KAFKA_BROKERS", "k1:9092,k2:9092"}, {"SWITCHBOARD_WORKER_MAX_IN_FLIGHT", "7"}};
   auto c = sb::parse_config("kafka:\n  brokers: x:1\n  partitions: 6\n  librdkafka:\n    security.protocol: ssl\n"
-                            "worker:\n  max_in_flight: 99\nsimulator:\n  failure_rate: 0.25\n",
+                            "worker:\n  max_in_flight: 99\nsimulator:\n  failure_rate: 0.25\n  dedupe: false\n",
                             "test.yaml", &lookup);
   CHECK(c.kafka.brokers == "k1:9092,k2:9092");  // env wins over the file
   CHECK(c.kafka.partitions == 6);
   CHECK(c.worker.max_in_flight == 7);
   CHECK(c.kafka.librdkafka.at("security.protocol") == "ssl");
   CHECK(c.simulator.failure_rate == Approx(0.25));
+  CHECK_FALSE(c.simulator.dedupe);
   CHECK(c.topic("sb.events") == "sb.events");
   fake_env.clear();
 }
@@ -59,8 +64,12 @@ TEST_CASE("config: bad input names the key and what is allowed", "[unit][config]
   CHECK_THAT(error_of("kafka: [1, 2]\n"), Catch::Contains("'kafka' must be a mapping"));
   CHECK_THAT(error_of("kafka:\n  brokers: [a, b]\n"), Catch::Contains("'kafka.brokers' must be a single value"));
   CHECK_THAT(error_of("kafka: {\n"), Catch::Contains("not valid YAML"));
-  fake_env = {{"SWITCHBOARD_INTAKE_THREADS", "lots"}};
-  CHECK_THAT(error_of(""), Catch::Contains("env SWITCHBOARD_INTAKE_THREADS"));
+  fake_env = {{"SWITCHBOARD_INTAKE_IO_THREADS", "lots"}};
+  CHECK_THAT(error_of(""), Catch::Contains("env SWITCHBOARD_INTAKE_IO_THREADS"));
+  fake_env.clear();
+  // intake.threads (a thread per connection) is gone: the event-driven server has io_threads.
+  CHECK_THAT(error_of("intake:\n  threads: 64\n"), Catch::Contains("unknown config key 'intake.threads'"));
+  CHECK_THAT(error_of("simulator:\n  dedupe: maybe\n"), Catch::Contains("'simulator.dedupe'") && Catch::Contains("true, false"));
   fake_env.clear();
   CHECK_THROWS_AS(sb::load_config("/nonexistent/switchboard.yaml", &lookup), sb::ConfigError);
 }

@@ -38,7 +38,9 @@ struct LogConfig {
 
 struct IntakeConfig {
   std::string listen = "127.0.0.1:8080";
-  int threads = 128;                 // one per concurrent keep-alive connection
+  int io_threads = 2;                // event loop threads serving every connection (epoll)
+  int blocking_threads = 8;          // pool for handlers that wait on PostgreSQL
+  int idle_timeout_ms = 30000;       // an idle keep-alive connection is closed after this
   int max_body_bytes = 64 * 1024;
   int publish_timeout_ms = 5000;     // broker ack deadline before answering 503
   int retry_after_s = 2;
@@ -77,6 +79,7 @@ struct SimulatorConfig {
   int latency_ms = 5;
   int latency_jitter_ms = 5;
   double failure_rate = 0.0;
+  bool dedupe = true;                // false: every request is "sent" again (like Cloud API/WAHA)
 };
 
 struct WebhooksConfig {

@@ -50,9 +50,15 @@ std::string to_string(const TopicPartition& tp);
 [[noreturn]] void throw_error(rd_kafka_resp_err_t err, const std::string& what);
 bool is_retryable(rd_kafka_resp_err_t err);
 
+// Whether a record is on the broker (rd_kafka_message_status). A failed record is `Possibly`
+// persisted when it timed out after being sent: the broker may have written it. Only `Not`
+// may be treated as "never happened".
+enum class Persisted { Not, Possibly, Persisted };
+
 // The outcome of one produce, delivered once by the producer's poll thread.
 struct DeliveryResult {
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  Persisted persisted = Persisted::Not;
   std::string error;  // empty when ok
   std::string topic;
   int32_t partition = -1;

@@ -3,7 +3,7 @@
 //   GET /health        200 while the process runs (liveness)
 //   GET /health/ready  200 when its dependencies answer, else 503 with what is missing
 //   GET /metrics       Prometheus text exposition of the process's counters
-// Runs on its own thread; off when the listen address is empty.
+// Runs on its own IO thread (sb::http::Server); off when the listen address is empty.
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,8 +34,7 @@ class OpsServer {
   int port() const { return port_; }  // 0 when off
 
  private:
-  std::unique_ptr<HttpServer> server_;
-  std::thread thread_;
+  std::unique_ptr<http::Server> server_;
   int port_ = 0;
 };
 

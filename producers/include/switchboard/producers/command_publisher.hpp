@@ -16,6 +16,9 @@ class CommandPublisher {
   CommandPublisher(const Config& config, int ack_timeout_ms);
   // Throws Unavailable if the record can't even be queued; the future holds the broker's answer.
   std::future<kafka::DeliveryResult> publish(const SendCommand& command);
+  // Same, but `done` runs once on the producer's poll thread (must not throw or block long).
+  void publish(const SendCommand& command, kafka::Producer::Callback done);
+  bool flush(int timeout_ms) { return producer_.flush(timeout_ms); }
   // Publishes and waits for the ack; throws Unavailable when Kafka did not take it.
   kafka::DeliveryResult publish_and_wait(const SendCommand& command);
   bool reachable(int timeout_ms) { return producer_.reachable(timeout_ms); }

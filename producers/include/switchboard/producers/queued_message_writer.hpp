@@ -1,11 +1,17 @@
 #pragma once
 // Group commit for intake: concurrent requests' "queued" rows are inserted together, one
-// transaction per batch, so the database's commit rate doesn't cap request throughput.
+// transaction per batch, so the database's commit rate doesn't cap request throughput. Callers
+// never block: they hand over a row and a callback, which the writer thread runs once the batch
+// committed (or failed). Rows whose publish definitely failed are discarded here too, in the
+// same FIFO, so no request thread ever waits on PostgreSQL for it.
 #include <condition_variable>
 #include <deque>
-#include <future>
+#include <exception>
+#include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "switchboard/core/config.hpp"
 #include "switchboard/core/message_store.hpp"
@@ -14,26 +20,39 @@ namespace sb {
 
 class QueuedMessageWriter {
  public:
+  // Exactly one of outcome / error is meaningful: error is what the insert threw for this row
+  // (Unavailable, Conflict…), else outcome holds the result. Runs on the writer thread: must
+  // not throw, must not block long (publishing to Kafka is fine).
+  using Done = std::function<void(const InsertOutcome& outcome, std::exception_ptr error)>;
+
   QueuedMessageWriter(const IntakeConfig& config, MessageStore& store);
-  ~QueuedMessageWriter();
-  // The future throws what the insert threw (Unavailable, Conflict…) for this message only.
-  std::future<InsertOutcome> insert(NewMessage message);
+  ~QueuedMessageWriter();  // stop()
+
+  void insert(NewMessage message, Done done);
+  // Deletes a queued row whose command never reached Kafka (asynchronously; failures logged).
+  void discard(std::string id);
+  // Writes what is queued, then stops: later inserts fail with Unavailable at once, later
+  // discards run on the caller's thread.
+  void stop();
 
  private:
   struct Pending {
     NewMessage message;
-    std::promise<InsertOutcome> promise;
+    Done done;
   };
   void loop();
   void write(std::vector<Pending>& batch);
+  void discard_now(const std::string& id);
 
   IntakeConfig config_;
   MessageStore& store_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_;
+  std::vector<std::string> discards_;
   bool stopping_ = false;
-  std::thread thread_;
+  bool loop_done_ = false;
+  std::thread thread_;  // last: it reaches everything above
 };
 
 }  // namespace sb

@@ -16,7 +16,7 @@
 // Replay and redeliver only park rows in webhook_deliveries; the dispatcher's retry poller sends them.
 // URLs must be http(s) and must not resolve to loopback/private/link-local/metadata addresses
 // (webhooks.allow_cidrs excepted); unknown event types are refused.
-#include <httplib.h>
+#include "switchboard/core/http_server.hpp"
 
 #include <functional>
 #include <optional>
@@ -34,19 +34,19 @@ namespace sb {
 class WebhookApi {
  public:
   // Returns the caller's tenant id, or nullopt after writing the 401 itself.
-  using Authenticate = std::function<std::optional<std::string>(const httplib::Request&, httplib::Response&)>;
+  using Authenticate = std::function<std::optional<std::string>(const http::Request&, http::Response&)>;
   WebhookApi(const Config& config, pg::Pool& pool, const SchemaSet& schemas, Authenticate authenticate);
-  void mount(httplib::Server& server);
+  void mount(http::Server& server);
 
  private:
-  void create(const httplib::Request& req, httplib::Response& res);
-  void list(const httplib::Request& req, httplib::Response& res);
-  void get(const httplib::Request& req, httplib::Response& res);
-  void update(const httplib::Request& req, httplib::Response& res);
-  void remove(const httplib::Request& req, httplib::Response& res);
-  void attempts(const httplib::Request& req, httplib::Response& res);
-  void replay(const httplib::Request& req, httplib::Response& res);
-  void redeliver(const httplib::Request& req, httplib::Response& res);
+  void create(const http::Request& req, http::Response& res);
+  void list(const http::Request& req, http::Response& res);
+  void get(const http::Request& req, http::Response& res);
+  void update(const http::Request& req, http::Response& res);
+  void remove(const http::Request& req, http::Response& res);
+  void attempts(const http::Request& req, http::Response& res);
+  void replay(const http::Request& req, http::Response& res);
+  void redeliver(const http::Request& req, http::Response& res);
   // Empty when acceptable, else why not (for a 422 on field "url").
   std::string url_problem(const std::string& url) const;
 
