@@ -480,3 +480,36 @@ TEST_CASE("pipeline: a lane worker SIGKILLed: a surviving replica runs its parti
   CHECK(failover_ms <= 5000);
   CHECK(owned_partitions(b.log()).size() == 6);
 }
+
+TEST_CASE("pipeline: SIGTERM stops a worker within its drain bound though sends hang; a second SIGTERM at once",
+          "[integration][pipeline][stop]") {
+  TestStack stack("pipeline-stop", 6);
+  stack.config.worker.revoke_drain_timeout_ms = 2000;
+  stack.config.provider.timeout_ms = 120000;  // the provider hangs far longer than any stop may take
+  auto tenants = make_tenants(stack, 4);
+  auto front = start_front(stack, 60000);
+  post_messages(front.intake_port, tenants, 3, 2);
+  auto in_flight = [&] {
+    sb::pg::Pool pool(stack.config.postgres);
+    return pool.run([](pqxx::connection& c) {
+      pqxx::nontransaction tx(c);
+      return tx.exec("SELECT count(*) FROM messages WHERE status = 'sending'")[0][0].as<int>();
+    });
+  };
+  for (int round = 0; round < 2; ++round) {
+    auto w = stack.spawn("stuck-" + std::to_string(round), {"worker", "--lane", "default"});
+    REQUIRE(sbtest::eventually([&] { return in_flight() > 0; }, 30000, 100));  // calls are hanging at the provider
+    const auto t0 = std::chrono::steady_clock::now();
+    w.signal(SIGTERM);
+    if (round == 0) {
+      // Graceful: drains for at most revoke_drain_timeout_ms, gives the hanging calls up, leaves.
+      CHECK(w.wait(15000) == 0);
+      const auto took = std::chrono::steady_clock::now() - t0;
+      CHECK(took < std::chrono::milliseconds(2000 + 8000));
+      CHECK(w.log().find("worker.stopped") != std::string::npos);
+    } else {
+      w.signal(SIGTERM);  // an operator who can't wait
+      CHECK(w.wait(3000) == 128 + SIGTERM);
+    }
+  }
+}
