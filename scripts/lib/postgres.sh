@@ -7,6 +7,9 @@
 #   sb_pg_destroy NAME        stop and delete the cluster's data directory
 #   sb_pg_log NAME            path of the server log
 #
+# SB_PG_SERVER_OPTS (opt-in, used by scripts/bench): extra server options appended to the
+# postgres command line at start, e.g. "-c shared_preload_libraries=pg_stat_statements".
+#
 # PostgreSQL refuses to run as root, so when we are root every server-side command runs as the
 # `postgres` system user (created by the Debian package) and the data directory lives under
 # ${TMPDIR:-/tmp} (not in the repo, which may sit under a directory `postgres` cannot traverse,
@@ -105,7 +108,7 @@ sb_pg_start() {
     # setsid: own session, so a Ctrl-C in the terminal does not fast-shutdown the server behind
     # the caller's back (the caller's trap decides).
     if ! _sb_pg_run "$log" setsid -w "$bindir/pg_ctl" start -w -t "$SB_PG_START_TIMEOUT" -D "$dir" \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on"; then
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on ${SB_PG_SERVER_OPTS:-}"; then
       sb_die "PostgreSQL '$name' failed to start"
       sb_tail_log "$log" 40
       return 1
