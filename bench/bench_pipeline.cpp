@@ -18,7 +18,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -68,6 +68,8 @@ std::string fmt(double v, int decimals = 0) {
 // clients can be taken by a loopback connection between our check and the role's bind).
 bool port_free(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int yes = 1;  // as the roles bind: connections of an earlier run in TIME_WAIT don't count
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -81,7 +83,7 @@ bool port_free(int port) {
 
 // One process of the system under test: `switchboard --config CFG ARGS…`, output to a log file,
 // environment without SWITCHBOARD_* (settings come from the config file only). SIGKILLed if
-// still alive when destroyed.
+// still alive when destroyed, and by the kernel if the thread that started it ends first.
 class Proc {
  public:
   Proc(const std::string& label, const std::vector<std::string>& args, const std::string& log_path) : label_(label) {
@@ -94,14 +96,23 @@ class Proc {
     std::vector<char*> envp;
     for (auto& e : env) envp.push_back(e.data());
     envp.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    const int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) FAIL("cannot start " + args[0] + ": " + std::strerror(rc));
+    const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log_fd < 0) FAIL("cannot open " + log_path);
+    const int parent = getpid();
+    pid_ = fork();
+    if (pid_ == 0) {
+      // Never outlive the benchmark, however it ends (a failed REQUIRE, a crash, SIGKILL).
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+      const int null_fd = ::open("/dev/null", O_RDONLY);
+      dup2(null_fd, 0);
+      dup2(log_fd, 1);
+      dup2(log_fd, 2);
+      execve(argv[0], argv.data(), envp.data());
+      _exit(127);
+    }
+    ::close(log_fd);
+    if (pid_ < 0) FAIL("cannot start " + args[0] + ": fork failed");
   }
   ~Proc() {
     if (pid_ > 0) {
@@ -137,15 +148,27 @@ class Proc {
   int pid_ = -1;
 };
 
-// Runs a short CLI command to completion; returns its output (stdout+stderr) and checks rc 0.
+// Runs a short CLI command to completion; returns its output (stdout+stderr, also appended to
+// log_path) and fails unless it exits 0.
 std::string run_cli(const std::vector<std::string>& args, const std::string& log_path) {
-  const std::string out_path = log_path + ".out";
+  static std::atomic<int> serial{0};
+  static std::mutex log_mu;
+  const std::string out_path = log_path + ".tmp" + std::to_string(serial++);
+  int rc;
+  {
+    Proc p("cli", args, out_path);
+    rc = p.wait(120000);
+  }
+  std::string out;
+  {
+    std::ifstream in(out_path);
+    out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
   std::filesystem::remove(out_path);
-  Proc p("cli", args, out_path);
-  const int rc = p.wait(120000);
-  std::ifstream in(out_path);
-  std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::ofstream(log_path, std::ios::app) << out;
+  {
+    std::lock_guard lock(log_mu);
+    std::ofstream(log_path, std::ios::app) << "$ " << args[3] << (args.size() > 4 ? " " + args[4] : "") << "\n" << out;
+  }
   if (rc != 0) FAIL(args[3] + " exited " + std::to_string(rc) + ": " + out);
   return out;
 }
@@ -228,7 +251,15 @@ RawResult raw_two_hop(const std::string& brokers, const std::string& prefix, int
   rd_kafka_t* p2 = kafka_client(RD_KAFKA_PRODUCER, brokers, producer_props);
   rd_kafka_t* ca = assigned_reader(brokers, a, partitions);
   rd_kafka_t* cb = assigned_reader(brokers, b, partitions);
-  for (auto* c : {ca, cb})  // assigned and fetching before the clock starts
+  // Both producers have their idempotence PID, and both readers are assigned and fetching,
+  // before the clock starts.
+  const std::string warm = prefix + "bench.raw.warm";
+  create_topics(brokers, {warm}, 1);
+  for (auto* p : {p1, p2}) {
+    produce_one(p, warm, "w", 1, "w", 1);
+    REQUIRE(rd_kafka_flush(p, 60000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  for (auto* c : {ca, cb})
     for (int i = 0; i < 10; ++i)
       if (auto* m = rd_kafka_consumer_poll(c, 100)) rd_kafka_message_destroy(m);
 
@@ -308,7 +339,12 @@ class Load {
     double seconds = 0;
   };
 
-  // rate 0 = closed loop. Runs until stop() (closed) or for `seconds`.
+  ~Load() {
+    if (!threads_.empty()) stop();
+  }
+
+  // rate 0 = closed loop (as fast as answers come back), else open loop at `rate` requests/s.
+  // Runs until stop().
   void start(double rate) {
     rate_ = rate;
     stopping_ = false;
@@ -520,12 +556,14 @@ TEST_CASE("bench: end to end (HTTP accept → webhook received) vs raw librdkafk
   }
   const auto db_url = admin_url.substr(0, admin_url.rfind('/') + 1) + db;
   {
-    pqxx::connection c(db_url);
+    // The counters are read from the admin database (so the probe's own statements land there,
+    // not in the bench database); the view there covers every database.
+    pqxx::connection c(admin_url);
     pqxx::nontransaction tx(c);
     tx.exec("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
   }
   sbbench::Receiver rx;
-  const int base_port = env_int("SB_BENCH_BASE_PORT", 27100);
+  const int base_port = env_int("SB_BENCH_BASE_PORT", 24097);
   const int intake_port = base_port, sim_port = base_port + 1;
   for (int p : {intake_port, sim_port})
     if (!port_free(p)) FAIL("port " + std::to_string(p) + " is taken: set SB_BENCH_BASE_PORT");
@@ -560,11 +598,11 @@ TEST_CASE("bench: end to end (HTTP accept → webhook received) vs raw librdkafk
         for (int i = next++; i < tenant_count; i = next++) {
           auto& t = tenants[i];
           t.name = "bench-" + std::to_string(i);
-          const auto out = run_cli(sb_args({"tenant", "create", t.name}), cli_log + "." + std::to_string(i));
+          const auto out = run_cli(sb_args({"tenant", "create", t.name}), cli_log);
           auto trimmed = out.substr(0, out.find_last_not_of("\n") + 1);
           t.key = trimmed.substr(trimmed.rfind('\n') + 1);
           for (int s = 0; s < sessions; ++s)
-            run_cli(sb_args({"session", "create", t.name, "s" + std::to_string(s)}), cli_log + "." + std::to_string(i));
+            run_cli(sb_args({"session", "create", t.name, "s" + std::to_string(s)}), cli_log);
         }
       });
     for (auto& t : pool) t.join();
@@ -597,23 +635,28 @@ TEST_CASE("bench: end to end (HTTP accept → webhook received) vs raw librdkafk
   const auto redis_host_port = redis_url.substr(redis_url.find("://") + 3);
   sbbench::RedisCounters redis(redis_host_port.substr(0, redis_host_port.rfind(':')),
                                std::stoi(redis_host_port.substr(redis_host_port.rfind(':') + 1)));
-  auto begin_window = [&](Window& w) {
+  // The server counters are read around the fast ones (CPU, deliveries, accepted requests,
+  // the clock), which define the window.
+  auto begin_window = [&](Window& w, const Load& l) {
     pg.begin();
     redis.begin();
     w.kafka = jmx ? jmx->snapshot() : std::map<std::string, long long>{};
     w.cpu = sys.cpu();
     w.delivered = static_cast<long long>(rx.healthy());
-    w.accepted = 0;
+    w.accepted = l.accepted();
+    return Clock::now();
   };
-  auto end_window = [&](Window& w, double seconds, long long accepted) {
+  auto end_window = [&](Window& w, const Load& l, Clock::time_point from) {
+    const auto to = Clock::now();
     const auto cpu = sys.cpu();
     for (auto& [k, v] : w.cpu.ticks) v = cpu.ticks.at(k) - v;
     w.delivered = static_cast<long long>(rx.healthy()) - w.delivered;
-    w.accepted = accepted;
+    w.accepted = l.accepted() - w.accepted;
+    w.seconds = ms_between(from, to) / 1000.0;
     if (jmx) w.kafka = sbbench::delta(w.kafka, jmx->snapshot());
     w.pg = pg.end();
     w.redis = redis.end();
-    w.seconds = seconds;
+    return to;
   };
 
   // ---------------------------------------------------------------- warm-up
@@ -635,12 +678,9 @@ TEST_CASE("bench: end to end (HTTP accept → webhook received) vs raw librdkafk
 
   // ---------------------------------------------------------------- saturation (closed loop)
   Window sat;
-  const long long accepted0 = load.accepted();
-  const auto sat_from = Clock::now();
-  begin_window(sat);
+  const auto sat_from = begin_window(sat, load);
   std::this_thread::sleep_for(std::chrono::seconds(saturation_s));
-  const auto sat_to = Clock::now();
-  end_window(sat, ms_between(sat_from, sat_to) / 1000.0, load.accepted() - accepted0);
+  const auto sat_to = end_window(sat, load, sat_from);
   auto closed = load.stop();
   REQUIRE(drain(rx, static_cast<long long>(closed.sent.size()), 120000));
   const double sat_rate = sat.delivered / sat.seconds;
@@ -681,11 +721,9 @@ TEST_CASE("bench: end to end (HTTP accept → webhook received) vs raw librdkafk
   Window intake_w;
   load.start(0);
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  const long long iacc1 = load.accepted();
-  const auto ifrom = Clock::now();
-  begin_window(intake_w);
+  const auto ifrom = begin_window(intake_w, load);
   std::this_thread::sleep_for(std::chrono::seconds(intake_s));
-  end_window(intake_w, ms_between(ifrom, Clock::now()) / 1000.0, load.accepted() - iacc1);
+  end_window(intake_w, load, ifrom);
   auto intake_phase = load.stop();
   const double intake_rate = intake_w.accepted / intake_w.seconds;
   std::printf("bench e2e: intake only (%d connections, workers and dispatcher stopped): %.0f req/s, %.1f µs CPU/req "

@@ -123,6 +123,8 @@ class JmxCounters {
       // The single node is also its own KRaft controller: its heartbeats and registrations to
       // itself are not the system's traffic.
       if (name == "BrokerHeartbeat" || name == "BrokerRegistration" || name == "ControllerRegistration") continue;
+      // FetchConsumer and FetchFollower are the broker's split of Fetch: counted in it already.
+      if (name == "FetchConsumer" || name == "FetchFollower") continue;
       counts[name] = std::stoll(line.substr(sp + 1));
     }
     return counts;
@@ -222,7 +224,8 @@ class RedisCounters {
       const auto colon = line.find(':');
       const auto name = line.substr(8, colon - 8);
       const auto c = line.find("calls=", colon);
-      if (c == std::string::npos || name == "config" || name == "info") continue;
+      // Redis 7 names subcommands "config|resetstat".
+      if (c == std::string::npos || name.rfind("config", 0) == 0 || name == "info") continue;
       calls[name] = std::stoll(line.substr(c + 6));
     }
     return calls;
