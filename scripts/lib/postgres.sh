@@ -32,9 +32,13 @@ sb_pg_bindir() {
   printf '%s\n' "$best"
 }
 
-# sb_pg_datadir NAME: cluster directory (data + unix socket).
+# sb_pg_datadir NAME: cluster directory (data + unix socket). Outside the checkout (see above),
+# so it carries a checksum of this checkout's state directory: two checkouts' clusters of the
+# same NAME (e.g. test-pg) must never share, stop or wipe one directory.
 sb_pg_datadir() {
-  printf '%s\n' "${TMPDIR:-/tmp}/switchboard-pg-$1"
+  local tag
+  tag=$(printf '%s' "$SB_STATE_DIR" | cksum | cut -d' ' -f1)
+  printf '%s\n' "${TMPDIR:-/tmp}/switchboard-pg-$tag-$1"
 }
 
 sb_pg_log() {
