@@ -9,12 +9,14 @@ sb_build() {
   if [[ ! -f $SB_BUILD_DIR/build.ninja ]]; then
     sb_log "configuring $SB_BUILD_DIR"
     local -a launcher=()
-    # ccache (when installed) makes rebuilds in a second checkout or a sanitizer tree cheap.
+    # ccache (when installed) makes rebuilds cheap. No CCACHE_BASEDIR: it rewrites the
+    # compiler's absolute paths to relative ones, so __FILE__ (which tests use to find
+    # tests/tools/) would be relative to the build dir and not resolve from ctest's working dir.
     command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
     cmake -S "$SB_ROOT" -B "$SB_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >&2 || return 1
   fi
   sb_log "building"
-  CCACHE_BASEDIR=$SB_ROOT cmake --build "$SB_BUILD_DIR" -j2 >&2 || return 1
+  cmake --build "$SB_BUILD_DIR" -j2 >&2 || return 1
 }
 
 # sb_build_sanitized NAME SANITIZERS [TARGET...]: configure (once) and build $SB_ROOT/build-NAME
@@ -36,6 +38,6 @@ sb_build_sanitized() {
       -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" "${launcher[@]}" >&2 || return 1
   fi
   sb_log "building ${targets[*]} in $dir"
-  CCACHE_BASEDIR=$SB_ROOT cmake --build "$dir" -j2 --target "${targets[@]}" >&2 || return 1
+  cmake --build "$dir" -j2 --target "${targets[@]}" >&2 || return 1
   printf '%s\n' "$dir"
 }
