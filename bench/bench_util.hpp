@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
+#include <thread>
 #include <vector>
 
 namespace sbbench {
@@ -24,6 +26,16 @@ inline double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
+}
+
+// Polls until f() is true or the timeout passes; returns f()'s last value.
+inline bool eventually(const std::function<bool()>& f, int timeout_ms, int step_ms = 50) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Clock::now() < deadline) {
+    if (f()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(step_ms));
+  }
+  return f();
 }
 
 }  // namespace sbbench

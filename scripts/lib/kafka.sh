@@ -7,6 +7,9 @@
 #   sb_kafka_stop NAME                    SIGTERM, up to 20 s grace, then SIGKILL
 #   sb_kafka_destroy NAME                 stop and delete NAME's data (logs are kept)
 #   sb_kafka_log NAME                     path of NAME's main server log
+#
+# SB_KAFKA_JMX_PORT=PORT (opt-in, used by scripts/bench): the broker also serves JMX on
+# 127.0.0.1:PORT (no auth, no TLS: loopback only), so tools/JmxCount.java can read its counters.
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -171,6 +174,18 @@ sb_kafka_start() {
   mkdir -p "$dir/data"
   _sb_kafka_write_config "$dir" "$port" "$cport"
   local -a java_opts=(-Dlog4j.configuration="file:$dir/log4j.properties" -Djava.awt.headless=true)
+  local -a jmx_opts=()
+  if [[ -n ${SB_KAFKA_JMX_PORT:-} ]]; then
+    if sb_port_open 127.0.0.1 "$SB_KAFKA_JMX_PORT"; then
+      sb_die "JMX port $SB_KAFKA_JMX_PORT is already in use; cannot start Kafka '$name'"
+      return 1
+    fi
+    # One port for both the registry and the RMI server, bound to loopback.
+    jmx_opts=(-Dcom.sun.management.jmxremote -Dcom.sun.management.jmxremote.port="$SB_KAFKA_JMX_PORT"
+      -Dcom.sun.management.jmxremote.rmi.port="$SB_KAFKA_JMX_PORT" -Dcom.sun.management.jmxremote.host=127.0.0.1
+      -Dcom.sun.management.jmxremote.local.only=true -Dcom.sun.management.jmxremote.authenticate=false
+      -Dcom.sun.management.jmxremote.ssl=false -Djava.rmi.server.hostname=127.0.0.1)
+  fi
 
   if [[ ! -f $dir/data/meta.properties ]]; then
     uuid=$(java "${java_opts[@]}" -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>>"$dir/storage.out") \
@@ -190,7 +205,7 @@ sb_kafka_start() {
   # The inner shell records its pid and execs java, so the pid file names the JVM itself.
   # shellcheck disable=SC2016  # expanded by the inner shell
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" \
-    java -Xms512m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 "${java_opts[@]}" \
+    java -Xms512m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 "${java_opts[@]}" "${jmx_opts[@]}" \
     -Dkafka.logs.dir="$dir" -cp "$libs/*" kafka.Kafka "$dir/server.properties" \
     </dev/null >"$dir/broker.out" 2>&1 &
   local launcher=$!

@@ -7,6 +7,9 @@
 #   sb_pg_destroy NAME        stop and delete the cluster's data directory
 #   sb_pg_log NAME            path of the server log
 #
+# SB_PG_SERVER_OPTS (opt-in, used by scripts/bench): extra server options appended to the
+# postgres command line at start, e.g. "-c shared_preload_libraries=pg_stat_statements".
+#
 # PostgreSQL refuses to run as root, so when we are root every server-side command runs as the
 # `postgres` system user (created by the Debian package) and the data directory lives under
 # ${TMPDIR:-/tmp} (not in the repo, which may sit under a directory `postgres` cannot traverse,
@@ -29,9 +32,13 @@ sb_pg_bindir() {
   printf '%s\n' "$best"
 }
 
-# sb_pg_datadir NAME: cluster directory (data + unix socket).
+# sb_pg_datadir NAME: cluster directory (data + unix socket). Outside the checkout (see above),
+# so it carries a checksum of this checkout's state directory: two checkouts' clusters of the
+# same NAME (e.g. test-pg) must never share, stop or wipe one directory.
 sb_pg_datadir() {
-  printf '%s\n' "${TMPDIR:-/tmp}/switchboard-pg-$1"
+  local tag
+  tag=$(printf '%s' "$SB_STATE_DIR" | cksum | cut -d' ' -f1)
+  printf '%s\n' "${TMPDIR:-/tmp}/switchboard-pg-$tag-$1"
 }
 
 sb_pg_log() {
@@ -105,7 +112,7 @@ sb_pg_start() {
     # setsid: own session, so a Ctrl-C in the terminal does not fast-shutdown the server behind
     # the caller's back (the caller's trap decides).
     if ! _sb_pg_run "$log" setsid -w "$bindir/pg_ctl" start -w -t "$SB_PG_START_TIMEOUT" -D "$dir" \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on"; then
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on ${SB_PG_SERVER_OPTS:-}"; then
       sb_die "PostgreSQL '$name' failed to start"
       sb_tail_log "$log" 40
       return 1

@@ -155,7 +155,7 @@ int closed_port() {
 
 }  // namespace
 
-TEST_CASE("async http: 200 concurrent POSTs each complete once with their own echo", "[unit][http_async]") {
+TEST_CASE("async http: 200 concurrent POSTs each complete once with their own echo", "[unit][http_async][concurrency]") {
   Server srv;
   sb::AsyncHttpClient::Options opt;
   opt.max_host_connections = 16;  // the rest wait for a free connection and reuse it
@@ -182,7 +182,7 @@ TEST_CASE("async http: 200 concurrent POSTs each complete once with their own ec
   }
 }
 
-TEST_CASE("async http: a slow endpoint times out without holding up fast requests", "[unit][http_async]") {
+TEST_CASE("async http: a slow endpoint times out without holding up fast requests", "[unit][http_async][concurrency]") {
   Server srv;
   std::mutex mu;
   std::condition_variable cv;
@@ -227,7 +227,7 @@ TEST_CASE("async http: a slow endpoint times out without holding up fast request
   }
 }
 
-TEST_CASE("async http: connection refused is a transport error", "[unit][http_async]") {
+TEST_CASE("async http: connection refused is a transport error", "[unit][http_async][concurrency]") {
   Results res;  // before the client: its destructor may still run callbacks
   sb::AsyncHttpClient client({});
   sb::HttpRequest rq;
@@ -241,7 +241,7 @@ TEST_CASE("async http: connection refused is a transport error", "[unit][http_as
   CHECK_THAT(r.error, Contains("refused"));
 }
 
-TEST_CASE("async http: the address guard refuses loopback unless allowed", "[unit][http_async][ssrf]") {
+TEST_CASE("async http: the address guard refuses loopback unless allowed", "[unit][http_async][concurrency][ssrf]") {
   Server srv;
   {
     const sb::AddressGuard strict;
@@ -274,7 +274,7 @@ TEST_CASE("async http: the address guard refuses loopback unless allowed", "[uni
   }
 }
 
-TEST_CASE("async http: destroying the client fails running and queued transfers exactly once", "[unit][http_async]") {
+TEST_CASE("async http: destroying the client fails running and queued transfers exactly once", "[unit][http_async][concurrency]") {
   Server srv;
   Results res;
   constexpr int kRunning = 8, kQueued = 5;
@@ -298,7 +298,7 @@ TEST_CASE("async http: destroying the client fails running and queued transfers 
   }
 }
 
-TEST_CASE("async http: response body is capped at max_body_bytes", "[unit][http_async]") {
+TEST_CASE("async http: response body is capped at max_body_bytes", "[unit][http_async][concurrency]") {
   Server srv;
   Results res;  // before the client: its destructor may still run callbacks
   sb::AsyncHttpClient client({});
@@ -319,7 +319,7 @@ TEST_CASE("async http: response body is capped at max_body_bytes", "[unit][http_
   CHECK(capped.body == full.body.substr(0, 1000));
 }
 
-TEST_CASE("async http: sequential requests reuse a kept-alive connection", "[unit][http_async]") {
+TEST_CASE("async http: sequential requests reuse a kept-alive connection", "[unit][http_async][concurrency]") {
   Server srv;
   std::mutex mu;
   std::condition_variable cv;
@@ -351,7 +351,7 @@ TEST_CASE("async http: sequential requests reuse a kept-alive connection", "[uni
   CHECK(srv.remote_ports.size() <= 2);
 }
 
-TEST_CASE("async http: a throwing callback is contained", "[unit][http_async]") {
+TEST_CASE("async http: a throwing callback is contained", "[unit][http_async][concurrency]") {
   Server srv;
   Results res;  // before the client: its destructor may still run callbacks
   sb::AsyncHttpClient client({});

@@ -8,7 +8,7 @@
 
 using sb::OffsetTracker;
 
-TEST_CASE("offset tracker: commits only the contiguous finished prefix", "[unit][offsets]") {
+TEST_CASE("offset tracker: commits only the contiguous finished prefix", "[unit][offsets][concurrency]") {
   OffsetTracker t;
   for (int64_t o = 10; o < 15; ++o) t.track(o);
   CHECK_FALSE(t.committable());
@@ -28,7 +28,7 @@ TEST_CASE("offset tracker: commits only the contiguous finished prefix", "[unit]
   CHECK(t.pending() == 0);
 }
 
-TEST_CASE("offset tracker: gaps, duplicates and unknown offsets", "[unit][offsets]") {
+TEST_CASE("offset tracker: gaps, duplicates and unknown offsets", "[unit][offsets][concurrency]") {
   OffsetTracker t;
   t.track(100);
   t.track(105);  // offsets 101-104 compacted away
@@ -42,7 +42,7 @@ TEST_CASE("offset tracker: gaps, duplicates and unknown offsets", "[unit][offset
   CHECK(t.pending() == 0);
 }
 
-TEST_CASE("offset tracker: random completion order never commits past an unfinished record", "[unit][offsets]") {
+TEST_CASE("offset tracker: random completion order never commits past an unfinished record", "[unit][offsets][concurrency]") {
   std::mt19937 rng(42);
   for (int round = 0; round < 50; ++round) {
     OffsetTracker t;
@@ -66,7 +66,7 @@ TEST_CASE("offset tracker: random completion order never commits past an unfinis
 }
 
 TEST_CASE("partition progress: late completions of a lost partition are ignored; idle waits; hysteresis",
-          "[unit][offsets]") {
+          "[unit][offsets][concurrency]") {
   sb::PartitionProgress p;
   const sb::kafka::TopicPartition tp{"t", 0};
   p.assign({tp});

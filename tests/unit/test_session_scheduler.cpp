@@ -10,7 +10,7 @@
 
 using Sched = sb::SessionScheduler<int>;
 
-TEST_CASE("scheduler: one session runs in order, one job at a time", "[unit][scheduler]") {
+TEST_CASE("scheduler: one session runs in order, one job at a time", "[unit][scheduler][concurrency]") {
   Sched s;
   s.enqueue("a", 1);
   s.enqueue("a", 2);
@@ -31,7 +31,7 @@ TEST_CASE("scheduler: one session runs in order, one job at a time", "[unit][sch
   CHECK(s.buffered() == 0);
 }
 
-TEST_CASE("scheduler: queued jobs can be dropped, running ones are not", "[unit][scheduler]") {
+TEST_CASE("scheduler: queued jobs can be dropped, running ones are not", "[unit][scheduler][concurrency]") {
   Sched s;
   for (int i = 0; i < 5; ++i) s.enqueue("a", i);
   s.enqueue("b", 100);
@@ -48,7 +48,7 @@ TEST_CASE("scheduler: queued jobs can be dropped, running ones are not", "[unit]
 }
 
 TEST_CASE("scheduler: a slow session does not stall the others; per-session order holds under threads",
-          "[unit][scheduler]") {
+          "[unit][scheduler][concurrency]") {
   Sched s;
   std::mutex mu;
   std::map<std::string, std::vector<int>> order;
