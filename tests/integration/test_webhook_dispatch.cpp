@@ -8,6 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -644,4 +647,33 @@ TEST_CASE("ops endpoints: dispatcher and worker answer /health, /health/ready an
   auto worker_metrics = worker_ops.Get("/metrics");
   REQUIRE(worker_metrics);
   CHECK(worker_metrics->body.find("switchboard_worker_received_total{lane=\"low\"} 0") != std::string::npos);
+}
+
+TEST_CASE("webhooks: ops_listen on a port already bound exits with code 2 and says why (no std::terminate)",
+          "[integration][webhooks][ops]") {
+  sbtest::TestStack stack("ops_taken", 1);
+  tune(stack);
+  // Hold a listening socket on a loopback port for the whole test: the dispatcher can't bind it.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(fd, 16) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const std::string taken = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  stack.config.webhooks.ops_listen = taken;
+  stack.write_config();
+
+  auto dispatcher = stack.spawn("webhooks", {"webhooks"});
+  const int code = dispatcher.wait(60000);
+  close(fd);
+  INFO(dispatcher.log());
+  CHECK(code == 2);  // ConfigError; std::terminate would be 134 (SIGABRT)
+  const auto log = dispatcher.log();
+  CHECK(log.find("webhooks.ops_listen") != std::string::npos);
+  CHECK(log.find(taken) != std::string::npos);
+  CHECK(log.find("terminate") == std::string::npos);
 }
