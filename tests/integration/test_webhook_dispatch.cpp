@@ -168,7 +168,14 @@ std::string shell_quote(const std::string& s) {
 std::string oracle(const std::string& secret, const Received& r, const std::string& body) {
   const char* py = std::getenv("SWITCHBOARD_TEST_PYTHON");
   if (!py || !*py) FAIL("SWITCHBOARD_TEST_PYTHON is not set: run through scripts/test");
-  const auto script = std::filesystem::path(__FILE__).parent_path().parent_path() / "tools" / "verify_standard_webhook.py";
+  // __FILE__ may be relative (ccache's CCACHE_BASEDIR rewrites it to "../tests/..."): then look
+  // for the script from the working directory upwards.
+  auto script = std::filesystem::path(__FILE__).parent_path().parent_path() / "tools" / "verify_standard_webhook.py";
+  for (auto dir = std::filesystem::current_path(); !std::filesystem::exists(script) && dir.has_parent_path();
+       dir = dir.parent_path()) {
+    script = dir / "tests" / "tools" / "verify_standard_webhook.py";
+    if (dir == dir.parent_path()) break;
+  }
   char tmpl[] = "/tmp/sb-dispatch-oracle-XXXXXX";
   const int fd = mkstemp(tmpl);
   REQUIRE(fd >= 0);

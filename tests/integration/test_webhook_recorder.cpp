@@ -53,7 +53,7 @@ sb::StoredEvent stored(const std::string& tenant, const std::string& id) {
 
 }  // namespace
 
-TEST_CASE("webhook recorder: a refused row is split out and moved aside; the rest of its batch is durable",
+TEST_CASE("webhook recorder: a refused row is split out and moved aside, the rest of its batch is durable",
           "[integration][webhooks][concurrency]") {
   sbtest::TestStack stack("webhook-recorder", 1);
   stack.config.webhooks.record_linger_ms = 200;  // one batch for everything submitted below
