@@ -382,7 +382,7 @@ TEST_CASE("webhooks: per_session ordering holds back only the failing session", 
   CHECK(b.back().at < a.front().at);
 }
 
-TEST_CASE("webhooks: SIGKILL mid-load loses nothing; duplicates carry the same webhook-id",
+TEST_CASE("webhooks: SIGKILL mid-load loses nothing, duplicates carry the same webhook-id",
           "[integration][webhooks][dispatch]") {
   sbtest::TestStack stack("wh-kill", 6);
   tune(stack);
@@ -683,4 +683,57 @@ TEST_CASE("webhooks: ops_listen on a port already bound exits with code 2 and sa
   CHECK(log.find("webhooks.ops_listen") != std::string::npos);
   CHECK(log.find(taken) != std::string::npos);
   CHECK(log.find("terminate") == std::string::npos);
+}
+
+TEST_CASE("webhooks: a slow-but-successful endpoint does not hold the commit point (C10)",
+          "[integration][webhooks][dispatch]") {
+  sbtest::TestStack stack("wh-slow", 1);
+  tune(stack);
+  auto& w = stack.config.webhooks;
+  w.timeout_ms = 3000;  // also the longest a live delivery waits in its endpoint's line
+  w.max_in_flight_per_endpoint = 1;
+  w.max_queued_per_endpoint = 1000;
+  const int ops_port = sbtest::free_port();
+  w.ops_listen = "127.0.0.1:" + std::to_string(ops_port);
+  stack.write_config();
+  auto tenant = stack.create_tenant("acme");
+  // Every answer is a success, each after 400 ms: 40 events take ~16 s through a cap of 1.
+  Receiver rx([](const std::string&, const json&, int) { return Receiver::Reply{200, {}, 400}; });
+  add_endpoint(stack, tenant.id, rx.url("/slow"));
+  sb::kafka::Producer producer(stack.config.kafka);
+  constexpr int kEvents = 40;
+  std::set<std::string> published;
+  for (int n = 0; n < kEvents; ++n) published.insert(publish_event(producer, stack, tenant.id)["id"]);
+  auto dispatcher = stack.spawn("webhooks", {"webhooks"});
+
+  // Every event is finished (its offset committable) while the endpoint still works through
+  // its backlog: the deliveries that waited too long in its line moved to the schedule.
+  httplib::Client ops("127.0.0.1", ops_port);
+  auto metric_is = [&](const std::string& line) {
+    auto m = ops.Get("/metrics");
+    return m && m->status == 200 && m->body.find("\n" + line + "\n") != std::string::npos;
+  };
+  std::size_t received_when_finished = 0;
+  REQUIRE(sbtest::eventually([&] {
+    if (!metric_is("switchboard_webhooks_events_total " + std::to_string(kEvents)) ||
+        !metric_is("switchboard_webhooks_buffered_events 0"))
+      return false;
+    received_when_finished = rx.count("/slow");
+    return true;
+  }, 60000));
+  INFO("deliveries received when every event was finished: " << received_when_finished);
+  CHECK(received_when_finished < static_cast<std::size_t>(kEvents));
+
+  // And nothing is lost: every event still arrives, the schedule empties.
+  auto delivered = [&] {
+    std::set<std::string> ok;
+    for (const auto& r : rx.received("/slow"))
+      if (r.status == 200) ok.insert(r.id);
+    return ok;
+  };
+  REQUIRE(sbtest::eventually([&] { return delivered().size() == published.size(); }, 90000));
+  CHECK(delivered() == published);
+  REQUIRE(sbtest::eventually([&] { return parked(stack) == 0; }, 20000));
+  dispatcher.signal(SIGTERM);
+  CHECK(dispatcher.wait(20000) == 0);
 }

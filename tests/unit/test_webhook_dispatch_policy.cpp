@@ -207,7 +207,7 @@ TEST_CASE("delivery engine: a slow endpoint gets at most its cap, a bounded line
   CHECK(rx.slow_count == 4);
 }
 
-TEST_CASE("delivery engine: an endpoint failing most attempts trips its breaker; others keep flowing",
+TEST_CASE("delivery engine: an endpoint failing most attempts trips its breaker, others keep flowing",
           "[unit][webhooks][concurrency]") {
   Receiver rx;
   sb::WebhooksConfig config;
