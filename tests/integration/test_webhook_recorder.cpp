@@ -71,6 +71,18 @@ TEST_CASE("webhook recorder: a refused row is split out and moved aside, the res
   std::atomic<int> durable{0};
   auto count = [&] { ++durable; };
   const std::string delivered_id = sb::new_uuid_v7(), retried_id = sb::new_uuid_v7(), good_event = sb::new_uuid_v7();
+  // A row claimed from the schedule whose delivery succeeded but whose log line is refused:
+  // the row must still be completed (else it comes back after its lease and is sent again).
+  sb::WebhookDeliveryStore schedule(pool);
+  sb::ScheduledDelivery row;
+  row.endpoint_id = e.id;
+  row.tenant_id = e.tenant_id;
+  row.event_id = sb::new_uuid_v7();
+  row.event_type = "message.sent";
+  row.body = "{}";
+  REQUIRE(schedule.schedule({row}) == 1);
+  auto claimed = schedule.claim_due(10, 60);
+  REQUIRE(claimed.size() == 1);
   {
     sb::DeliveryRecorder recorder(stack.config, pool, producer, publisher, {});
     auto ok = live_delivery(e, delivered_id);
@@ -79,12 +91,17 @@ TEST_CASE("webhook recorder: a refused row is split out and moved aside, the res
     recorder.submit(bad, outcome(bad, sb::Decision::Action::Delivered), count);
     auto retry = live_delivery(e, retried_id);
     recorder.submit(retry, outcome(retry, sb::Decision::Action::Retry), count);
+    auto again = live_delivery(e, claimed[0].event_id);
+    again.scheduled_id = claimed[0].id;
+    auto again_outcome = outcome(again, sb::Decision::Action::Delivered);
+    again_outcome.log->event_id = "also-not-a-uuid";
+    recorder.submit(again, again_outcome, count);
     recorder.record_event(stored(tenant.id, good_event), count);
     recorder.record_event(stored(tenant.id, "nope"), count);  // refused: moved aside
     // Every item is released (durable or moved aside); nothing waits behind the refused rows.
-    REQUIRE(sbtest::eventually([&] { return durable.load() == 5; }, 20000));
-    CHECK(recorder.stats().refused == 2);
-    CHECK(recorder.stats().delivered == 2);
+    REQUIRE(sbtest::eventually([&] { return durable.load() == 6; }, 20000));
+    CHECK(recorder.stats().refused == 3);
+    CHECK(recorder.stats().delivered == 3);
     CHECK(recorder.stats().failed == 1);
   }
   sb::WebhookDeliveryStore deliveries(pool);
@@ -94,6 +111,6 @@ TEST_CASE("webhook recorder: a refused row is split out and moved aside, the res
     CHECK((a.event_id == delivered_id || a.event_id == retried_id));
     CHECK(a.response_excerpt == std::optional<std::string>("okk"));
   }
-  CHECK(deliveries.pending_count() == 1);  // the failed one is parked for its retry
+  CHECK(deliveries.pending_count() == 1);  // the failed one is parked for its retry; the claimed row is done
   CHECK(sb::EventStore(pool).get(tenant.id, good_event));
 }

@@ -266,7 +266,30 @@ void DeliveryRecorder::write(Batch& batch) {
         return;
       }
       if (b < n_out) {
-        refused(batch.outcomes[b], err.what());
+        auto& o = batch.outcomes[b];
+        if (o.decision.log) {
+          // Most likely the attempt-log line is what PostgreSQL refuses: keep the schedule
+          // change (park / complete) durable without it, so the delivery is neither lost nor
+          // attempted again.
+          sb::log::error("webhooks.attempt_log_refused", {{"endpoint", o.delivery.endpoint.id},
+                                                          {"event_id", o.delivery.event_id}, {"detail", err.what()}});
+          o.decision.log.reset();
+          try {
+            const auto changes = changes_of(b, e);
+            if (changes.empty() || with_retries("deliveries", 1, [&] { deliveries_.apply(changes); })) {
+              ++stats_.refused;  // its log line is lost, the rest is durable
+              written[b] = true;
+              return;
+            }
+            interrupted = true;
+            return;
+          } catch (const std::exception& again) {
+            refused(o, again.what());
+            written[b] = true;
+            return;
+          }
+        }
+        refused(o, err.what());
       } else {
         ++stats_.refused;
         sb::log::error("webhooks.event_refused", {{"event_id", batch.events[b - n_out].id}, {"detail", err.what()}});

@@ -250,49 +250,36 @@ void WebhookDispatcher::deliver_live(Delivery d, const Progress& ev) {
     });
     return;
   }
-  // per_session: one delivery of a (endpoint, session) in flight at a time; later ones wait in
-  // line, and behind a parked one in the durable schedule.
-  LineKey key{d.endpoint.id, d.session.value_or("")};
-  auto park_behind = [this](Delivery pd, const Progress& pev) {
-    auto dec = decide_now(pd, std::nullopt);
-    dec.due_in_s = 0;  // claimable only once the earlier ones are done
-    recorder_.submit(std::move(pd), std::move(dec), [this, pev] { finish_one(pev); });
-  };
-  {
-    std::lock_guard lock(lines_mu_);
-    auto it = lines_.find(key);
-    if (it != lines_.end()) {
-      if (!it->second.parking) {
-        it->second.waiting.emplace_back(std::move(d), ev);
-        return;
-      }
-      // Submitted after the head: the recorder writes rows in submission order.
-      park_behind(std::move(d), ev);
-      return;
-    }
-  }
+  // per_session: one delivery of a (endpoint, session) in flight at a time (SessionLines).
+  const Lines::Key key{d.endpoint.id, d.session.value_or("")};
+  Lined item{std::move(d), ev};
+  if (lines_.join(key, item, [this](Lined l) { park_behind(std::move(l)); })) return;
   // Unknown (PostgreSQL refuses, or a stop ends the back-off): park behind, which is always
   // safe — the schedule releases an ordered row only after the earlier ones of its session.
+  // (Only the intake thread opens lines, so nothing can open this one in between.)
   bool parked_earlier = true;
   for (int attempt = 1;; ++attempt) {
     try {
-      parked_earlier = deliveries_.has_pending(d.endpoint.id, d.session);
+      parked_earlier = deliveries_.has_pending(item.first.endpoint.id, item.first.session);
       break;
     } catch (const std::exception& e) {
       const auto dec = policy_.after(e, attempt, rng());
-      log::warn("webhooks.schedule_unavailable", {{"endpoint", d.endpoint.id}, {"detail", e.what()},
+      log::warn("webhooks.schedule_unavailable", {{"endpoint", item.first.endpoint.id}, {"detail", e.what()},
                                                   {"attempt", std::to_string(attempt)}});
       if (!dec.retry || !stopper_.sleep_for(dec.delay)) break;
     }
   }
-  if (parked_earlier) return park_behind(std::move(d), ev);
-  {
-    std::lock_guard lock(lines_mu_);
-    lines_[key].waiting.emplace_back(d, ev);
-  }
-  engine_.submit(std::move(d), [this, ev](Delivery dd, std::optional<DeliveryAttempt> a) {
+  if (parked_earlier) return park_behind(std::move(item));
+  lines_.open(key, item);
+  engine_.submit(std::move(item.first), [this, ev](Delivery dd, std::optional<DeliveryAttempt> a) {
     on_ordered_attempt(std::move(dd), std::move(a), ev);
   });
+}
+
+void WebhookDispatcher::park_behind(Lined l) {
+  auto dec = decide_now(l.first, std::nullopt);
+  dec.due_in_s = 0;  // claimable only once the earlier ones are done
+  recorder_.submit(std::move(l.first), std::move(dec), [this, ev = l.second] { finish_one(ev); });
 }
 
 void WebhookDispatcher::on_live_attempt(Delivery d, std::optional<DeliveryAttempt> a, const Progress& ev) {
@@ -303,38 +290,19 @@ void WebhookDispatcher::on_live_attempt(Delivery d, std::optional<DeliveryAttemp
 void WebhookDispatcher::on_ordered_attempt(Delivery d, std::optional<DeliveryAttempt> a, const Progress& ev) {
   auto dec = decide_now(d, a);
   const bool parked = dec.action == Decision::Action::Retry || dec.action == Decision::Action::Park;
-  LineKey key{d.endpoint.id, d.session.value_or("")};
-  std::deque<std::pair<Delivery, Progress>> behind;
-  std::optional<std::pair<Delivery, Progress>> next;
-  std::unique_lock lock(lines_mu_);  // held while submitting: later arrivals queue after these rows
-  auto it = lines_.find(key);
-  if (it != lines_.end()) {
-    auto& line = it->second;
-    if (!line.waiting.empty()) line.waiting.pop_front();  // this delivery
-    if (parked) {
-      behind.swap(line.waiting);
-      line.parking = true;
-    } else if (!line.waiting.empty()) {
-      next = line.waiting.front();  // stays in line as the new head
-    } else {
-      lines_.erase(it);
-    }
-  }
+  const Lines::Key key{d.endpoint.id, d.session.value_or("")};
   // The head first: the schedule keeps insertion order, and later events queue behind it. The
   // line is dropped only once the head's row is written (has_pending sees it from then on).
-  recorder_.submit(std::move(d), std::move(dec), [this, ev, key, parked] {
-    if (parked) {
-      std::lock_guard l(lines_mu_);
-      if (auto i = lines_.find(key); i != lines_.end() && i->second.parking) lines_.erase(i);
-    }
-    finish_one(ev);
-  });
-  for (auto& [bd, bev] : behind) {
-    auto bdec = decide_now(bd, std::nullopt);
-    bdec.due_in_s = 0;
-    recorder_.submit(std::move(bd), std::move(bdec), [this, bev = bev] { finish_one(bev); });
-  }
-  lock.unlock();  // the engine may call back at once (parking): never under this lock
+  auto next = lines_.head_done(
+      key, parked,
+      [&] {
+        recorder_.submit(std::move(d), std::move(dec), [this, ev, key, parked] {
+          if (parked) lines_.parked_durable(key);
+          finish_one(ev);
+        });
+      },
+      [this](Lined l) { park_behind(std::move(l)); });
+  // Outside the lines' lock: the engine may call back at once (parking).
   if (next)
     engine_.submit(std::move(next->first), [this, nev = next->second](Delivery dd, std::optional<DeliveryAttempt> na) {
       on_ordered_attempt(std::move(dd), std::move(na), nev);

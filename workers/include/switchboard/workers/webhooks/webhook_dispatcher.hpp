@@ -38,6 +38,7 @@
 #include "switchboard/workers/webhooks/delivery_recorder.hpp"
 #include "switchboard/workers/webhooks/endpoint_directory.hpp"
 #include "switchboard/workers/webhooks/retry_schedule.hpp"
+#include "switchboard/workers/webhooks/session_lines.hpp"
 
 namespace sb {
 
@@ -66,7 +67,6 @@ class WebhookDispatcher : private RecordHandler {
     std::atomic<int> remaining{0};
   };
   using Progress = std::shared_ptr<EventProgress>;
-  using LineKey = std::pair<std::string, std::string>;  // (endpoint id, session) of a per_session endpoint
 
   // RecordHandler (poll thread): hand over / drop what has not started.
   void on_records(std::vector<ConsumedRecord> records) override;
@@ -77,6 +77,8 @@ class WebhookDispatcher : private RecordHandler {
   void deliver_live(Delivery d, const Progress& ev);
   void on_live_attempt(Delivery d, std::optional<DeliveryAttempt> a, const Progress& ev);
   void on_ordered_attempt(Delivery d, std::optional<DeliveryAttempt> a, const Progress& ev);
+  // Into the schedule behind the earlier deliveries of its (endpoint, session).
+  void park_behind(std::pair<Delivery, Progress> l);
   void finish_one(const Progress& ev);
   void dead_letter_record(const ConsumedRecord& r, const std::string& reason, const std::string& detail);
   void retry_loop(const std::atomic<bool>& stop);
@@ -108,15 +110,10 @@ class WebhookDispatcher : private RecordHandler {
   std::mutex finish_mu_;
   bool closed_ = false;
 
-  // The live deliveries of one (endpoint, session) of a per_session endpoint: the head is in
-  // flight, the rest wait. Once the head is being parked, later ones are parked behind it
-  // until its row is written (after that the schedule itself holds them back).
-  struct Line {
-    std::deque<std::pair<Delivery, Progress>> waiting;  // front: in flight
-    bool parking = false;
-  };
-  std::mutex lines_mu_;
-  std::map<LineKey, Line> lines_;
+  // per_session endpoints: the ordering protocol (in flight / waiting / parked behind).
+  using Lined = std::pair<Delivery, Progress>;
+  using Lines = SessionLines<Lined>;
+  Lines lines_;
 
   // Records handed over by the poll thread, not yet started (released on revoke).
   std::mutex intake_mu_;
