@@ -3,6 +3,7 @@
 // loopback that fail, hang, answer 410 or 429 on purpose. Signatures are checked with the
 // official Standard Webhooks library (tests/tools/verify_standard_webhook.py).
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "stack.hpp"
+#include "switchboard/core/event_store.hpp"
 #include "switchboard/core/http_server.hpp"
 #include "switchboard/core/ids.hpp"
 #include "switchboard/core/pg.hpp"
@@ -512,6 +514,15 @@ TEST_CASE("webhooks: replay and redeliver through the API reach the endpoint aga
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) ids.push_back(publish_event(producer, stack, acme.id)["id"]);
   REQUIRE(sbtest::eventually([&] { return rx.count("/r") == 3; }, 30000));
+  // A delivery may reach the receiver before its event is stored for replay (both happen before
+  // the offset finishes, in either order): wait for the store, not for the receiver.
+  {
+    sb::pg::Pool pool(stack.config.postgres);
+    sb::EventStore events(pool);
+    REQUIRE(sbtest::eventually([&] {
+      return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) { return events.get(acme.id, id).has_value(); });
+    }, 10000));
+  }
 
   // Another tenant can't replay or redeliver acme's.
   auto foreign = http.Post(("/v1/webhooks/" + endpoint_id + "/replay").c_str(), sbtest::bearer(globex.api_key),
