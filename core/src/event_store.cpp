@@ -24,7 +24,7 @@ StoredEvent from_row(const pqxx::row& r) {
 
 }  // namespace
 
-void EventStore::record(const std::vector<StoredEvent>& events) {
+void EventStore::insert(pqxx::transaction_base& tx, const std::vector<StoredEvent>& events) {
   if (events.empty()) return;
   std::vector<std::string> ids, tenants, types, occurred, bodies;
   std::vector<std::optional<std::string>> sessions;
@@ -36,16 +36,20 @@ void EventStore::record(const std::vector<StoredEvent>& events) {
     occurred.push_back(e.occurred_at);
     bodies.push_back(e.body);
   }
+  tx.exec_params(R"SQL(
+    INSERT INTO events (id, tenant_id, type, session, occurred_at, body)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+    ON CONFLICT (id) DO NOTHING
+  )SQL",
+                 pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(types),
+                 pg::array_literal_nullable(sessions), pg::array_literal(occurred), pg::array_literal(bodies));
+}
+
+void EventStore::record(const std::vector<StoredEvent>& events) {
+  if (events.empty()) return;
   pool_.run([&](pqxx::connection& c) {
-    pqxx::work tx(c);
-    tx.exec_params(R"SQL(
-      INSERT INTO events (id, tenant_id, type, session, occurred_at, body)
-      SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
-      ON CONFLICT (id) DO NOTHING
-    )SQL",
-                   pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(types),
-                   pg::array_literal_nullable(sessions), pg::array_literal(occurred), pg::array_literal(bodies));
-    tx.commit();
+    pqxx::nontransaction tx(c);  // one statement: atomic on its own
+    insert(tx, events);
   });
 }
 
@@ -82,13 +86,12 @@ std::vector<StoredEvent> EventStore::since(const std::string& tenant_id, const s
 
 std::size_t EventStore::purge_older_than(int days, int limit) {
   return pool_.run([&](pqxx::connection& c) {
-    pqxx::work tx(c);
+    pqxx::nontransaction tx(c);  // one statement
     auto r = tx.exec_params(R"SQL(
       DELETE FROM events WHERE id IN (
         SELECT id FROM events WHERE recorded_at < now() - make_interval(days => $1)
         ORDER BY recorded_at LIMIT $2)
     )SQL", days, limit);
-    tx.commit();
     return static_cast<std::size_t>(r.affected_rows());
   });
 }

@@ -1,10 +1,21 @@
 #include "switchboard/core/webhook_delivery_store.hpp"
 
+#include <algorithm>
+
 namespace sb {
 
 namespace {
 
-std::size_t insert_scheduled(pqxx::work& tx, const std::vector<ScheduledDelivery>& ds) {
+// PostgreSQL text cannot hold NUL: a receiver answering with one must not make the attempt
+// log refuse the whole batch.
+std::optional<std::string> storable(const std::optional<std::string>& s, std::size_t max = std::string::npos) {
+  if (!s) return s;
+  std::string out = s->substr(0, max);
+  out.erase(std::remove(out.begin(), out.end(), '\0'), out.end());
+  return out;
+}
+
+std::size_t insert_scheduled(pqxx::transaction_base& tx, const std::vector<ScheduledDelivery>& ds) {
   if (ds.empty()) return 0;
   std::vector<std::string> endpoints, tenants, events, types, bodies, attempts, delays, ordered;
   std::vector<std::optional<std::string>> sessions;
@@ -34,7 +45,7 @@ std::size_t insert_scheduled(pqxx::work& tx, const std::vector<ScheduledDelivery
   return static_cast<std::size_t>(r.affected_rows());
 }
 
-void insert_attempts(pqxx::work& tx, const std::vector<AttemptRecord>& as) {
+void insert_attempts(pqxx::transaction_base& tx, const std::vector<AttemptRecord>& as) {
   if (as.empty()) return;
   std::vector<std::string> endpoints, tenants, events, types, numbers, outcomes, latencies;
   std::vector<std::optional<std::string>> statuses, errors, excerpts;
@@ -47,8 +58,8 @@ void insert_attempts(pqxx::work& tx, const std::vector<AttemptRecord>& as) {
     outcomes.push_back(a.outcome);
     latencies.push_back(std::to_string(a.latency_ms));
     statuses.push_back(a.http_status ? std::optional<std::string>(std::to_string(*a.http_status)) : std::nullopt);
-    errors.push_back(a.error);
-    excerpts.push_back(a.response_excerpt ? std::optional<std::string>(a.response_excerpt->substr(0, 2048)) : std::nullopt);
+    errors.push_back(storable(a.error));
+    excerpts.push_back(storable(a.response_excerpt, 2048));
   }
   tx.exec_params(R"SQL(
     INSERT INTO webhook_attempts (endpoint_id, tenant_id, event_id, event_type, attempt, outcome, http_status, error,
@@ -67,18 +78,16 @@ void insert_attempts(pqxx::work& tx, const std::vector<AttemptRecord>& as) {
 std::size_t WebhookDeliveryStore::schedule(const std::vector<ScheduledDelivery>& ds) {
   if (ds.empty()) return 0;
   return pool_.run([&](pqxx::connection& c) {
-    pqxx::work tx(c);
-    const auto n = insert_scheduled(tx, ds);
-    tx.commit();
-    return n;
+    pqxx::nontransaction tx(c);  // one statement
+    return insert_scheduled(tx, ds);
   });
 }
 
 void WebhookDeliveryStore::apply(const DeliveryChanges& ch) {
   if (ch.empty()) return;
-  pool_.run([&](pqxx::connection& c) {
-    pqxx::work tx(c);
+  auto statements = [&](pqxx::transaction_base& tx) {
     insert_attempts(tx, ch.attempts);
+    EventStore::insert(tx, ch.events);
     if (!ch.complete.empty()) {
       std::vector<std::string> ids;
       for (auto id : ch.complete) ids.push_back(std::to_string(id));
@@ -97,6 +106,15 @@ void WebhookDeliveryStore::apply(const DeliveryChanges& ch) {
       )SQL", pg::array_literal(ids), pg::array_literal(attempts), pg::array_literal(delays));
     }
     insert_scheduled(tx, ch.schedule);
+  };
+  pool_.run([&](pqxx::connection& c) {
+    if (ch.statements() == 1) {  // atomic on its own: skip the BEGIN/COMMIT round trips
+      pqxx::nontransaction tx(c);
+      statements(tx);
+      return;
+    }
+    pqxx::work tx(c);
+    statements(tx);
     tx.commit();
   });
 }
@@ -119,7 +137,7 @@ std::size_t WebhookDeliveryStore::pending_count() {
 
 std::vector<ScheduledDelivery> WebhookDeliveryStore::claim_due(int limit, int lease_s) {
   return pool_.run([&](pqxx::connection& c) {
-    pqxx::work tx(c);
+    pqxx::nontransaction tx(c);  // one statement: the claim is atomic on its own
     auto rows = tx.exec_params(R"SQL(
       UPDATE webhook_deliveries SET claimed_until = now() + make_interval(secs => $2)
       WHERE id IN (
@@ -132,7 +150,6 @@ std::vector<ScheduledDelivery> WebhookDeliveryStore::claim_due(int limit, int le
         FOR UPDATE SKIP LOCKED)
       RETURNING id, endpoint_id::text, tenant_id::text, event_id::text, event_type, session, body, attempts, ordered
     )SQL", limit, lease_s);
-    tx.commit();
     std::vector<ScheduledDelivery> out;
     for (const auto& r : rows) {
       ScheduledDelivery d;
@@ -154,9 +171,8 @@ std::vector<ScheduledDelivery> WebhookDeliveryStore::claim_due(int limit, int le
 void WebhookDeliveryStore::record_attempts(const std::vector<AttemptRecord>& as) {
   if (as.empty()) return;
   pool_.run([&](pqxx::connection& c) {
-    pqxx::work tx(c);
+    pqxx::nontransaction tx(c);  // one statement
     insert_attempts(tx, as);
-    tx.commit();
   });
 }
 
@@ -193,12 +209,11 @@ std::vector<AttemptRecord> WebhookDeliveryStore::attempts(const std::string& ten
 
 std::size_t WebhookDeliveryStore::purge_attempts_older_than(int days, int limit) {
   return pool_.run([&](pqxx::connection& c) {
-    pqxx::work tx(c);
+    pqxx::nontransaction tx(c);  // one statement
     auto r = tx.exec_params(R"SQL(
       DELETE FROM webhook_attempts WHERE id IN (
         SELECT id FROM webhook_attempts WHERE at < now() - make_interval(days => $1) ORDER BY at LIMIT $2)
     )SQL", days, limit);
-    tx.commit();
     return static_cast<std::size_t>(r.affected_rows());
   });
 }

@@ -111,7 +111,7 @@ TEST_CASE("webhook attempts: logged in batches, listed newest first, filtered, p
   CHECK(store.attempts(globex.id, ep.id, 10, std::nullopt).empty());
 }
 
-TEST_CASE("webhook deliveries: ordered rows are claimed one per (endpoint, session); old attempts are purged",
+TEST_CASE("webhook deliveries: ordered rows are claimed one per (endpoint, session), old attempts are purged",
           "[integration][webhooks]") {
   sbtest::TestStack stack("webhook-ordered");
   auto tenant = stack.create_tenant("acme");

@@ -3,16 +3,21 @@
 // loopback that fail, hang, answer 410 or 429 on purpose. Signatures are checked with the
 // official Standard Webhooks library (tests/tools/verify_standard_webhook.py).
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 
 #include "stack.hpp"
+#include "switchboard/core/event_store.hpp"
 #include "switchboard/core/http_server.hpp"
 #include "switchboard/core/ids.hpp"
 #include "switchboard/core/pg.hpp"
@@ -165,7 +170,14 @@ std::string shell_quote(const std::string& s) {
 std::string oracle(const std::string& secret, const Received& r, const std::string& body) {
   const char* py = std::getenv("SWITCHBOARD_TEST_PYTHON");
   if (!py || !*py) FAIL("SWITCHBOARD_TEST_PYTHON is not set: run through scripts/test");
-  const auto script = std::filesystem::path(__FILE__).parent_path().parent_path() / "tools" / "verify_standard_webhook.py";
+  // __FILE__ may be relative (ccache's CCACHE_BASEDIR rewrites it to "../tests/..."): then look
+  // for the script from the working directory upwards.
+  auto script = std::filesystem::path(__FILE__).parent_path().parent_path() / "tools" / "verify_standard_webhook.py";
+  for (auto dir = std::filesystem::current_path(); !std::filesystem::exists(script) && dir.has_parent_path();
+       dir = dir.parent_path()) {
+    script = dir / "tests" / "tools" / "verify_standard_webhook.py";
+    if (dir == dir.parent_path()) break;
+  }
   char tmpl[] = "/tmp/sb-dispatch-oracle-XXXXXX";
   const int fd = mkstemp(tmpl);
   REQUIRE(fd >= 0);
@@ -372,7 +384,7 @@ TEST_CASE("webhooks: per_session ordering holds back only the failing session", 
   CHECK(b.back().at < a.front().at);
 }
 
-TEST_CASE("webhooks: SIGKILL mid-load loses nothing; duplicates carry the same webhook-id",
+TEST_CASE("webhooks: SIGKILL mid-load loses nothing, duplicates carry the same webhook-id",
           "[integration][webhooks][dispatch]") {
   sbtest::TestStack stack("wh-kill", 6);
   tune(stack);
@@ -502,6 +514,15 @@ TEST_CASE("webhooks: replay and redeliver through the API reach the endpoint aga
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) ids.push_back(publish_event(producer, stack, acme.id)["id"]);
   REQUIRE(sbtest::eventually([&] { return rx.count("/r") == 3; }, 30000));
+  // A delivery may reach the receiver before its event is stored for replay (both happen before
+  // the offset finishes, in either order): wait for the store, not for the receiver.
+  {
+    sb::pg::Pool pool(stack.config.postgres);
+    sb::EventStore events(pool);
+    REQUIRE(sbtest::eventually([&] {
+      return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) { return events.get(acme.id, id).has_value(); });
+    }, 10000));
+  }
 
   // Another tenant can't replay or redeliver acme's.
   auto foreign = http.Post(("/v1/webhooks/" + endpoint_id + "/replay").c_str(), sbtest::bearer(globex.api_key),
@@ -644,4 +665,86 @@ TEST_CASE("ops endpoints: dispatcher and worker answer /health, /health/ready an
   auto worker_metrics = worker_ops.Get("/metrics");
   REQUIRE(worker_metrics);
   CHECK(worker_metrics->body.find("switchboard_worker_received_total{lane=\"low\"} 0") != std::string::npos);
+}
+
+TEST_CASE("webhooks: ops_listen on a port already bound exits with code 2 and says why (no std::terminate)",
+          "[integration][webhooks][ops]") {
+  sbtest::TestStack stack("ops_taken", 1);
+  tune(stack);
+  // Hold a listening socket on a loopback port for the whole test: the dispatcher can't bind it.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(fd, 16) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const std::string taken = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  stack.config.webhooks.ops_listen = taken;
+  stack.write_config();
+
+  auto dispatcher = stack.spawn("webhooks", {"webhooks"});
+  const int code = dispatcher.wait(60000);
+  close(fd);
+  INFO(dispatcher.log());
+  CHECK(code == 2);  // ConfigError; std::terminate would be 134 (SIGABRT)
+  const auto log = dispatcher.log();
+  CHECK(log.find("webhooks.ops_listen") != std::string::npos);
+  CHECK(log.find(taken) != std::string::npos);
+  CHECK(log.find("terminate") == std::string::npos);
+}
+
+TEST_CASE("webhooks: a slow-but-successful endpoint does not hold the commit point (C10)",
+          "[integration][webhooks][dispatch]") {
+  sbtest::TestStack stack("wh-slow", 1);
+  tune(stack);
+  auto& w = stack.config.webhooks;
+  w.timeout_ms = 3000;  // also the longest a live delivery waits in its endpoint's line
+  w.max_in_flight_per_endpoint = 1;
+  w.max_queued_per_endpoint = 1000;
+  const int ops_port = sbtest::free_port();
+  w.ops_listen = "127.0.0.1:" + std::to_string(ops_port);
+  stack.write_config();
+  auto tenant = stack.create_tenant("acme");
+  // Every answer is a success, each after 400 ms: 40 events take ~16 s through a cap of 1.
+  Receiver rx([](const std::string&, const json&, int) { return Receiver::Reply{200, {}, 400}; });
+  add_endpoint(stack, tenant.id, rx.url("/slow"));
+  sb::kafka::Producer producer(stack.config.kafka);
+  constexpr int kEvents = 40;
+  std::set<std::string> published;
+  for (int n = 0; n < kEvents; ++n) published.insert(publish_event(producer, stack, tenant.id)["id"]);
+  auto dispatcher = stack.spawn("webhooks", {"webhooks"});
+
+  // Every event is finished (its offset committable) while the endpoint still works through
+  // its backlog: the deliveries that waited too long in its line moved to the schedule.
+  httplib::Client ops("127.0.0.1", ops_port);
+  auto metric_is = [&](const std::string& line) {
+    auto m = ops.Get("/metrics");
+    return m && m->status == 200 && m->body.find("\n" + line + "\n") != std::string::npos;
+  };
+  std::size_t received_when_finished = 0;
+  REQUIRE(sbtest::eventually([&] {
+    if (!metric_is("switchboard_webhooks_events_total " + std::to_string(kEvents)) ||
+        !metric_is("switchboard_webhooks_buffered_events 0"))
+      return false;
+    received_when_finished = rx.count("/slow");
+    return true;
+  }, 60000));
+  INFO("deliveries received when every event was finished: " << received_when_finished);
+  CHECK(received_when_finished < static_cast<std::size_t>(kEvents));
+
+  // And nothing is lost: every event still arrives, the schedule empties.
+  auto delivered = [&] {
+    std::set<std::string> ok;
+    for (const auto& r : rx.received("/slow"))
+      if (r.status == 200) ok.insert(r.id);
+    return ok;
+  };
+  REQUIRE(sbtest::eventually([&] { return delivered().size() == published.size(); }, 90000));
+  CHECK(delivered() == published);
+  REQUIRE(sbtest::eventually([&] { return parked(stack) == 0; }, 20000));
+  dispatcher.signal(SIGTERM);
+  CHECK(dispatcher.wait(20000) == 0);
 }

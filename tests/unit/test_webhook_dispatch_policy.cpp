@@ -167,7 +167,7 @@ struct Results {
 }  // namespace
 
 TEST_CASE("delivery engine: a slow endpoint gets at most its cap, a bounded line, and never delays another",
-          "[unit][webhooks]") {
+          "[unit][webhooks][concurrency]") {
   Receiver rx;
   sb::WebhooksConfig config;
   config.max_in_flight_per_endpoint = 2;
@@ -207,8 +207,8 @@ TEST_CASE("delivery engine: a slow endpoint gets at most its cap, a bounded line
   CHECK(rx.slow_count == 4);
 }
 
-TEST_CASE("delivery engine: an endpoint failing most attempts trips its breaker; others keep flowing",
-          "[unit][webhooks]") {
+TEST_CASE("delivery engine: an endpoint failing most attempts trips its breaker, others keep flowing",
+          "[unit][webhooks][concurrency]") {
   Receiver rx;
   sb::WebhooksConfig config;
   config.breaker_window = 4;
@@ -234,7 +234,8 @@ TEST_CASE("delivery engine: an endpoint failing most attempts trips its breaker;
   CHECK(rx.ok_count == 1);
 }
 
-TEST_CASE("delivery engine: the process-wide cap is never exceeded and endpoints take turns", "[unit][webhooks]") {
+TEST_CASE("delivery engine: the process-wide cap is never exceeded and endpoints take turns",
+          "[unit][webhooks][concurrency]") {
   Receiver rx;
   sb::WebhooksConfig config;
   config.max_in_flight = 3;
@@ -257,4 +258,62 @@ TEST_CASE("delivery engine: the process-wide cap is never exceeded and endpoints
   CHECK(results.parked == 0);
   std::lock_guard rlock(rx.mu);
   CHECK(rx.max_in_flight == 3);
+}
+
+TEST_CASE("delivery engine: live deliveries waiting in a slow endpoint's line past the bound are parked (C10)",
+          "[unit][webhooks][concurrency]") {
+  // Injected time: "long" waits without waiting. The endpoint is slow but succeeds: without the
+  // bound its line would hold its events' offsets for max_queued x timeout / cap.
+  Receiver rx;
+  sb::WebhooksConfig config;
+  config.max_in_flight_per_endpoint = 1;
+  config.max_queued_per_endpoint = 100;
+  config.timeout_ms = 10000;
+  sb::AddressGuard guard({"127.0.0.0/8"});
+  std::mutex clock_mu;
+  auto fake_now = sb::DeliveryEngine::Clock::now();
+  auto now = [&] {
+    std::lock_guard lock(clock_mu);
+    return fake_now;
+  };
+  auto advance = [&](std::chrono::milliseconds d) {
+    std::lock_guard lock(clock_mu);
+    fake_now += d;
+  };
+  Results results;
+  {
+    sb::DeliveryEngine engine(config, guard, 5000ms, now);
+    for (int i = 0; i < 4; ++i) engine.submit(delivery(rx.url("/slow"), 1, "slow"), results.sink());
+    auto scheduled = delivery(rx.url("/slow"), 2, "slow");
+    scheduled.scheduled_id = 42;  // claimed from the schedule: holds a lease, not an offset
+    engine.submit(std::move(scheduled), results.sink());
+    {
+      std::unique_lock lock(rx.mu);
+      REQUIRE(rx.cv.wait_for(lock, 10s, [&] { return rx.in_flight == 1; }));
+    }
+    CHECK(engine.outstanding() == 5);
+    advance(4999ms);  // not yet over the bound: a new arrival parks nothing
+    engine.submit(delivery(rx.url("/slow"), 1, "slow"), results.sink());
+    {
+      std::lock_guard lock(results.mu);
+      CHECK(results.parked == 0);
+    }
+    advance(1ms);  // the first four have now waited 5 s (one of them is in flight)
+    engine.submit(delivery(rx.url("/slow"), 1, "slow"), results.sink());
+    REQUIRE(results.wait_total(3));
+    {
+      std::lock_guard lock(results.mu);
+      CHECK(results.parked == 3);  // the three live ones waiting; not the scheduled one, not the new ones
+      CHECK(results.attempted == 0);
+    }
+    CHECK(engine.outstanding() == 4);  // in flight + scheduled + the two younger ones
+    rx.release();
+    REQUIRE(results.wait_total(7));
+    std::lock_guard lock(results.mu);
+    CHECK(results.delivered == 4);
+    CHECK(results.parked == 3);
+  }
+  std::lock_guard lock(rx.mu);
+  CHECK(rx.max_in_flight == 1);
+  CHECK(rx.slow_count == 4);
 }

@@ -32,8 +32,13 @@ AsyncHttpClient::Options http_options(const WebhooksConfig& c, const AddressGuar
 
 }  // namespace
 
-DeliveryEngine::DeliveryEngine(const WebhooksConfig& config, const AddressGuard& guard)
-    : config_(config), breaker_settings_(breaker_settings(config)), http_(http_options(config, guard)) {}
+DeliveryEngine::DeliveryEngine(const WebhooksConfig& config, const AddressGuard& guard,
+                               std::chrono::milliseconds max_line_wait, Now now)
+    : config_(config),
+      max_line_wait_(max_line_wait.count() > 0 ? max_line_wait : std::chrono::milliseconds(config.timeout_ms)),
+      now_(std::move(now)),
+      breaker_settings_(breaker_settings(config)),
+      http_(http_options(config, guard)) {}
 
 std::size_t DeliveryEngine::outstanding() const {
   std::lock_guard lock(mu_);
@@ -44,7 +49,7 @@ int DeliveryEngine::park_delay_s(const std::string& endpoint_id) const {
   std::lock_guard lock(mu_);
   auto it = endpoints_.find(endpoint_id);
   if (it == endpoints_.end()) return kLineFullParkS;
-  const auto left = it->second->breaker.remaining_open(CircuitBreaker::Clock::now());
+  const auto left = it->second->breaker.remaining_open(now_());
   if (left <= CircuitBreaker::Clock::duration::zero()) return kLineFullParkS;
   return std::max(kLineFullParkS, static_cast<int>(std::chrono::ceil<std::chrono::seconds>(left).count()));
 }
@@ -60,7 +65,7 @@ bool DeliveryEngine::has_room(const EndpointState& st) const {
 }
 
 void DeliveryEngine::submit(Delivery delivery, Done done) {
-  const auto now = CircuitBreaker::Clock::now();
+  const auto now = now_();
   Plan plan;
   {
     std::lock_guard lock(mu_);
@@ -70,7 +75,7 @@ void DeliveryEngine::submit(Delivery delivery, Done done) {
       plan.park.push_back({std::move(delivery), std::move(done)});  // line full: park, don't wait
     } else {
       ++outstanding_;
-      st.waiting.push_back({std::move(delivery), std::move(done)});
+      st.waiting.push_back({std::move(delivery), std::move(done), now});
       refill(id, st, plan, now);
     }
   }
@@ -79,6 +84,24 @@ void DeliveryEngine::submit(Delivery delivery, Done done) {
 
 void DeliveryEngine::refill(const std::string& endpoint_id, EndpointState& st, Plan& plan,
                             CircuitBreaker::Clock::time_point now) {
+  // Live deliveries that waited too long go to the schedule: each holds its event's offset, and
+  // a slow-but-successful endpoint would otherwise hold the commit point for
+  // ~max_queued_per_endpoint x timeout / cap (C10). The line is FIFO, so the expired ones are a
+  // prefix; scheduled deliveries (they hold only a lease) keep their place.
+  if (!st.waiting.empty() && now - st.waiting.front().since >= max_line_wait_) {
+    std::deque<Waiting> keep;
+    while (!st.waiting.empty() && now - st.waiting.front().since >= max_line_wait_) {
+      auto& w = st.waiting.front();
+      if (w.delivery.live()) {
+        plan.park.push_back(std::move(w));
+        --outstanding_;
+      } else {
+        keep.push_back(std::move(w));
+      }
+      st.waiting.pop_front();
+    }
+    for (auto it = keep.rbegin(); it != keep.rend(); ++it) st.waiting.push_front(std::move(*it));
+  }
   while (!st.waiting.empty() && has_room(st)) {
     if (!st.breaker.allow(now)) {
       // Open (or its one probe is out): park the whole line rather than hold it here.
@@ -118,8 +141,7 @@ void DeliveryEngine::start(Delivery delivery, Done done) {
     DeliveryAttempt a;
     a.error = std::string("cannot sign: ") + e.what();
     const std::string id = delivery.endpoint.id;
-    done(std::move(delivery), a);
-    finished(id, false);
+    finished(id, false, std::move(delivery), std::move(a), done);
     return;
   }
   auto shared = std::make_shared<Waiting>(Waiting{std::move(delivery), std::move(done)});
@@ -127,17 +149,16 @@ void DeliveryEngine::start(Delivery delivery, Done done) {
     DeliveryAttempt a = classify(response);
     const bool ok = a.verdict == DeliveryAttempt::Verdict::Delivered;
     const std::string id = shared->delivery.endpoint.id;
-    shared->done(std::move(shared->delivery), std::move(a));
-    finished(id, ok);
+    finished(id, ok, std::move(shared->delivery), std::move(a), shared->done);
   });
 }
 
-void DeliveryEngine::finished(const std::string& endpoint_id, bool success) {
-  const auto now = CircuitBreaker::Clock::now();
+void DeliveryEngine::finished(const std::string& endpoint_id, bool success, Delivery delivery,
+                              std::optional<DeliveryAttempt> attempt, Done& done) {
+  const auto now = now_();
   Plan plan;
   {
     std::lock_guard lock(mu_);
-    --outstanding_;
     --total_in_flight_;
     EndpointState& st = state(endpoint_id);
     --st.in_flight;
@@ -154,6 +175,13 @@ void DeliveryEngine::finished(const std::string& endpoint_id, bool success) {
     if (st.in_flight == 0 && st.waiting.empty() && !st.starved &&
         st.breaker.state(now) == CircuitBreaker::State::Closed && endpoints_.size() > 10000)
       endpoints_.erase(endpoint_id);  // bound the map; a fresh breaker for an idle healthy endpoint is fine
+  }
+  done(std::move(delivery), std::move(attempt));
+  {
+    // After the report: a caller waiting for outstanding() == 0 (the dispatcher's stop) sees
+    // every result already handed on.
+    std::lock_guard lock(mu_);
+    --outstanding_;
   }
   carry_out(plan);
 }

@@ -20,8 +20,12 @@ struct StoredEvent {
 class EventStore {
  public:
   explicit EventStore(pg::Pool& pool) : pool_(pool) {}
-  // Idempotent on the event id (a replayed record is recorded once). One transaction.
+  // Idempotent on the event id (a replayed record is recorded once). One multi-row statement
+  // (autocommit: no BEGIN/COMMIT round trips).
   void record(const std::vector<StoredEvent>& events);
+  // The same statement inside the caller's transaction (the dispatcher stores a batch's events
+  // together with its delivery changes).
+  static void insert(pqxx::transaction_base& tx, const std::vector<StoredEvent>& events);
   std::optional<StoredEvent> get(const std::string& tenant_id, const std::string& event_id);
   // The tenant's events with occurred_at >= since (RFC 3339), oldest first, at most `limit`.
   std::vector<StoredEvent> since(const std::string& tenant_id, const std::string& since, int limit);

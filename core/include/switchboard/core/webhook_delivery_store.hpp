@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "switchboard/core/event_store.hpp"
 #include "switchboard/core/pg.hpp"
 
 namespace sb {
@@ -35,13 +36,20 @@ struct Rescheduled {
   int due_in_s = 0;
 };
 
-// Everything one batch of delivery outcomes changes, applied in one transaction.
+// Everything one batch of delivery outcomes changes, applied in one transaction with one
+// multi-row statement per kind (a single statement runs in autocommit instead).
 struct DeliveryChanges {
   std::vector<AttemptRecord> attempts;
   std::vector<ScheduledDelivery> schedule;  // parked, in this order (ordering relies on it)
   std::vector<Rescheduled> reschedule;
   std::vector<int64_t> complete;
-  bool empty() const { return attempts.empty() && schedule.empty() && reschedule.empty() && complete.empty(); }
+  std::vector<StoredEvent> events;  // consumed events kept for replay (EventStore's table)
+  bool empty() const {
+    return attempts.empty() && schedule.empty() && reschedule.empty() && complete.empty() && events.empty();
+  }
+  int statements() const {
+    return !attempts.empty() + !schedule.empty() + !reschedule.empty() + !complete.empty() + !events.empty();
+  }
 };
 
 class WebhookDeliveryStore {

@@ -6,6 +6,7 @@
 #include <random>
 #include <string>
 
+#include "switchboard/core/kafka.hpp"
 #include "switchboard/core/webhook_delivery_store.hpp"
 #include "switchboard/core/webhook_store.hpp"
 #include "switchboard/workers/webhooks/retry_schedule.hpp"
@@ -20,6 +21,8 @@ struct Delivery {
   std::shared_ptr<const std::string> body;  // shared by an event's fan-out
   int attempt = 1;                          // number of this attempt (1 = first)
   int64_t scheduled_id = 0;                 // 0: live from Kafka; else its webhook_deliveries row
+  kafka::TopicPartition source{};           // the sb.events record (live ones; for DLQ headers)
+  int64_t source_offset = -1;               // -1: unknown (claimed from the schedule)
   bool live() const { return scheduled_id == 0; }
   bool ordered() const { return endpoint.ordering == "per_session"; }
 };

@@ -3,8 +3,10 @@
 // reused) while keeping endpoints apart: each endpoint has its own concurrency cap, its own
 // waiting line and its own circuit breaker, so a slow or dead endpoint only delays itself.
 // The process-wide cap (webhooks.max_in_flight) is shared fairly: endpoints blocked only by it
-// take turns in arrival order. A delivery that can't go out soon (breaker open, line full)
-// comes back un-attempted, to be parked in the durable schedule.
+// take turns in arrival order. A delivery that can't go out soon (breaker open, line full, or a
+// live one that waited in its line longer than max_line_wait) comes back un-attempted, to be
+// parked in the durable schedule: a slow endpoint's backlog waits in PostgreSQL, not in memory
+// where it would hold its events' Kafka offsets (review C10).
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -29,8 +31,13 @@ class DeliveryEngine {
   // long). Runs on the engine's network thread (or the caller's, for an immediate park): must
   // be quick and must not throw.
   using Done = std::function<void(Delivery, std::optional<DeliveryAttempt>)>;
+  using Clock = CircuitBreaker::Clock;
+  using Now = std::function<Clock::time_point()>;
 
-  DeliveryEngine(const WebhooksConfig& config, const AddressGuard& guard);
+  // max_line_wait: a live delivery (its event's offset waits for it) that waited this long in
+  // its endpoint's line is parked instead (0: webhooks.timeout_ms). `now` is injectable for tests.
+  DeliveryEngine(const WebhooksConfig& config, const AddressGuard& guard, std::chrono::milliseconds max_line_wait = {},
+                 Now now = &Clock::now);
   void submit(Delivery delivery, Done done);
   // Seconds a parked delivery of this endpoint should wait: until its breaker's probe when
   // open, else a moment (its line was only full).
@@ -43,6 +50,7 @@ class DeliveryEngine {
   struct Waiting {
     Delivery delivery;
     Done done;
+    Clock::time_point since{};  // when it joined its endpoint's line
   };
   struct EndpointState {
     int in_flight = 0;
@@ -62,9 +70,14 @@ class DeliveryEngine {
   void refill(const std::string& endpoint_id, EndpointState& st, Plan& plan, CircuitBreaker::Clock::time_point now);
   void carry_out(Plan& plan);
   void start(Delivery delivery, Done done);  // with a slot taken
-  void finished(const std::string& endpoint_id, bool success);
+  // An attempt ended: counted (breaker, slots) *before* it is reported, so whoever sees the
+  // result also sees its effect on the endpoint; outstanding() drops only after the report.
+  void finished(const std::string& endpoint_id, bool success, Delivery delivery, std::optional<DeliveryAttempt> attempt,
+                Done& done);
 
   const WebhooksConfig& config_;
+  std::chrono::milliseconds max_line_wait_;
+  Now now_;
   CircuitBreaker::Settings breaker_settings_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<EndpointState>> endpoints_;
