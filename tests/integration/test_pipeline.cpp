@@ -481,7 +481,7 @@ TEST_CASE("pipeline: a lane worker SIGKILLed: a surviving replica runs its parti
   CHECK(owned_partitions(b.log()).size() == 6);
 }
 
-TEST_CASE("pipeline: SIGTERM stops a worker within its drain bound though sends hang; a second SIGTERM at once",
+TEST_CASE("pipeline: SIGTERM stops a worker within its drain bound though sends hang, a second SIGTERM at once",
           "[integration][pipeline][stop]") {
   TestStack stack("pipeline-stop", 6);
   stack.config.worker.revoke_drain_timeout_ms = 2000;

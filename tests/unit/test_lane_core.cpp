@@ -234,7 +234,7 @@ struct Harness {
 
 }  // namespace
 
-TEST_CASE("lane core: a session's commands run one at a time in order; sessions run side by side",
+TEST_CASE("lane core: a session's commands run one at a time in order, sessions run side by side",
           "[unit][lane][concurrency]") {
   Harness h;
   h.provider.hold = true;
@@ -278,7 +278,7 @@ TEST_CASE("lane core C1: a non-retryable dependency error ends the command, the 
   CHECK(h.sent_ids("a") == std::vector<std::string>{second});  // after it, in order
 }
 
-TEST_CASE("lane core C2: an outcome PostgreSQL refuses is evented and dead-lettered; the rest flow",
+TEST_CASE("lane core C2: an outcome PostgreSQL refuses is evented and dead-lettered, the rest flow",
           "[unit][lane]") {
   Harness h;
   const auto bad = sb::new_uuid_v7();
@@ -294,7 +294,7 @@ TEST_CASE("lane core C2: an outcome PostgreSQL refuses is evented and dead-lette
   CHECK(h.sink.dead[0].second == "outcome_unrecordable");
 }
 
-TEST_CASE("lane core: invalid records and unknown sessions go to the DLQ; replays are not sent again",
+TEST_CASE("lane core: invalid records and unknown sessions go to the DLQ, replays are not sent again",
           "[unit][lane]") {
   Harness h;
   const auto replay = sb::new_uuid_v7(), ghost = sb::new_uuid_v7();
@@ -377,7 +377,7 @@ TEST_CASE("lane core: retryable provider errors back off and give up after the a
   CHECK(h.ledger.recorded[id].reason == std::optional<std::string>("provider_failed"));
 }
 
-TEST_CASE("lane core: a revoke drops what has not started; the running command finishes", "[unit][lane][concurrency]") {
+TEST_CASE("lane core: a revoke drops what has not started, the running command finishes", "[unit][lane][concurrency]") {
   Harness h;
   h.provider.hold = true;
   h.submit("a");

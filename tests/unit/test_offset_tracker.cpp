@@ -65,7 +65,7 @@ TEST_CASE("offset tracker: random completion order never commits past an unfinis
   }
 }
 
-TEST_CASE("partition progress: late completions of a lost partition are ignored; idle waits; hysteresis",
+TEST_CASE("partition progress: late completions of a lost partition are ignored, idle waits, hysteresis",
           "[unit][offsets][concurrency]") {
   sb::PartitionProgress p;
   const sb::kafka::TopicPartition tp{"t", 0};

@@ -8,7 +8,7 @@
 
 using namespace std::chrono_literals;
 
-TEST_CASE("retry policy: retryable errors back off exponentially, capped; poison gives up at once", "[unit][retry]") {
+TEST_CASE("retry policy: retryable errors back off exponentially, capped, poison gives up at once", "[unit][retry]") {
   std::mt19937_64 rng(7);
   sb::RetryPolicy p({100ms, 1000ms, 2.0, 0.0, 0});
   const sb::Unavailable down("postgres is down");
@@ -28,7 +28,7 @@ TEST_CASE("retry policy: retryable errors back off exponentially, capped; poison
   CHECK(p.after(std::make_exception_ptr(down), 1, rng).retry);
 }
 
-TEST_CASE("retry policy: an attempt cap ends retryable failures too; jitter stays in bounds", "[unit][retry]") {
+TEST_CASE("retry policy: an attempt cap ends retryable failures too, jitter stays in bounds", "[unit][retry]") {
   std::mt19937_64 rng(42);
   sb::RetryPolicy p({200ms, 10s, 2.0, 0.2, 3});
   CHECK(p.after_retryable("503", 1, rng).retry);

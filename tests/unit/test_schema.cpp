@@ -86,7 +86,7 @@ TEST_CASE("events: envelope matches its schema and replays keep the event id", "
   CHECK(field_of("events/event", e2) != "valid");
 }
 
-TEST_CASE("ids: uuid v7 are unique, ordered and well formed; secrets are distinct", "[unit][idempotency]") {
+TEST_CASE("ids: uuid v7 are unique, ordered and well formed, secrets are distinct", "[unit][idempotency]") {
   auto a = sb::new_uuid_v7();
   auto b = sb::new_uuid_v7();
   CHECK(a != b);
