@@ -199,6 +199,15 @@ std::vector<SendClaim> MessageStore::claim_for_send(const std::vector<SendComman
   return out;
 }
 
+void MessageStore::release_claims(const std::vector<std::string>& ids) {
+  if (ids.empty()) return;
+  pool_.run([&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    tx.exec_params("UPDATE messages SET status = 'queued', updated_at = now() WHERE id = ANY($1::uuid[]) AND status = 'sending'",
+                   pg::array_literal(ids));
+  });
+}
+
 void MessageStore::record_outcomes(const std::vector<MessageOutcome>& outcomes) {
   if (outcomes.empty()) return;
   std::vector<std::string> ids, tenants, sessions, tos, texts, prios, statuses, ats;

@@ -61,6 +61,14 @@ struct FakeLedger : sb::CommandLedger {
     }
     done(claim, nullptr);
   }
+  std::vector<std::string> unclaimed;
+  void unclaim(const std::vector<std::string>& ids, Recorded done) override {
+    {
+      std::lock_guard l(w.mu);
+      unclaimed.insert(unclaimed.end(), ids.begin(), ids.end());
+    }
+    done(nullptr);
+  }
   void record(const sb::MessageOutcome& o, Recorded done) override {
     bool poison;
     {
@@ -392,6 +400,27 @@ TEST_CASE("lane core: a revoke drops what has not started, the running command f
   // The started one ends as usual (its offset finish is ignored by epoch after the revoke).
   REQUIRE(h.w.wait([&] { return h.ledger.recorded.size() == 1; }));
   CHECK(h.provider.sends.size() == 1);
+}
+
+TEST_CASE("lane core: a claimed command revoked during a retry back-off gets its mark back (not sent twice, not uncertain)",
+          "[unit][lane]") {
+  sb::LaneCore::Options o;
+  o.provider_retry = sb::RetryPolicy({std::chrono::hours(1), std::chrono::hours(1), 2.0, 0.0, 3});
+  Harness h(o);
+  const auto refused = sb::new_uuid_v7(), timed_out = sb::new_uuid_v7();
+  h.provider.answers[refused] = {sb::SendResult::Status::RetryableError, {}, "HTTP 503", false};  // certainly not sent
+  h.provider.answers[timed_out] = {sb::SendResult::Status::RetryableError, {}, "timeout", true};   // maybe sent
+  h.provider.lookups[timed_out] = {sb::ReconcileResult::Status::NotSent, {}, {}};
+  h.submit("a", refused);
+  h.submit("b", timed_out);
+  // Both wait an hour for their retry: 'refused' after its 503, 'timed_out' after the provider said "not sent".
+  REQUIRE(poll_until([&] { return h.core->load().queued == 2; }));
+  h.core->on_revoking({kPart});
+  std::lock_guard l(h.w.mu);
+  CHECK(h.sink.released_count == 2);
+  // Neither request is out (the provider said so): both marks go back for the next owner.
+  std::set<std::string> back(h.ledger.unclaimed.begin(), h.ledger.unclaimed.end());
+  CHECK(back == std::set<std::string>{refused, timed_out});
 }
 
 TEST_CASE("lane core: a paced session waits on a timer without slowing 1,000 other sessions",

@@ -1,5 +1,7 @@
 #include "switchboard/workers/lane_core.hpp"
 
+#include <future>
+
 #include "switchboard/core/ids.hpp"
 #include "switchboard/core/log.hpp"
 
@@ -12,6 +14,7 @@ struct LaneCore::Job : EngineJob {
   int dependency_attempt = 0;  // pacing / claim failures in a row
   bool paced = false;          // a pacing slot is reserved for the next send
   bool claimed = false;        // our 'sending' mark is durable
+  bool maybe_out = false;      // a request may have reached the provider (in flight, or a maybe-delivered failure)
 };
 
 namespace {
@@ -72,13 +75,31 @@ void LaneCore::on_records(std::vector<ConsumedRecord> records) {
   });
 }
 
+std::vector<std::string> LaneCore::marks_to_return(const std::vector<JobPtr>& jobs) {
+  std::vector<std::string> ids;
+  for (const auto& j : jobs)
+    if (j->claimed && !j->maybe_out) ids.push_back(j->command.id);
+  return ids;
+}
+
 void LaneCore::on_revoking(const std::vector<kafka::TopicPartition>& parts) {
-  std::map<std::pair<kafka::TopicPartition, uint64_t>, std::size_t> dropped;
+  std::vector<JobPtr> dropped;
   loop_.run_sync([&] {
     for (const auto& tp : parts) live_.erase(tp);
-    dropped = engine_.drop(parts);
+    for (auto& e : engine_.drop(parts)) dropped.push_back(std::static_pointer_cast<Job>(e));
   });
-  for (const auto& [key, n] : dropped) {
+  // Marks of commands that never reached the provider go back before the partitions do: the
+  // next owner must see them as unsent, not as interrupted.
+  if (const auto ids = marks_to_return(dropped); !ids.empty()) {
+    auto returned = std::make_shared<std::promise<void>>();
+    auto fut = returned->get_future();
+    ledger_.unclaim(ids, [returned](std::exception_ptr) { returned->set_value(); });
+    if (fut.wait_for(std::chrono::seconds(5)) != std::future_status::ready)
+      log::warn("worker.unclaim_slow", {{"lane", options_.lane}, {"count", std::to_string(ids.size())}});
+  }
+  std::map<std::pair<kafka::TopicPartition, uint64_t>, std::size_t> counts;
+  for (const auto& j : dropped) ++counts[{j->source, j->epoch}];
+  for (const auto& [key, n] : counts) {
     stats_.released += n;
     sink_.released(key.first, key.second, n);
   }
@@ -99,8 +120,11 @@ bool LaneCore::live(const Job& j) const {
 
 void LaneCore::release(const JobPtr& j) {
   ++stats_.released;
-  sink_.released(j->source, j->epoch, 1);  // revoked: the next owner redoes it
   engine_.done(j);
+  auto give_back = [this, j] { sink_.released(j->source, j->epoch, 1); };  // revoked: the next owner redoes it
+  const auto ids = marks_to_return({j});
+  if (ids.empty()) return give_back();
+  ledger_.unclaim(ids, [give_back](std::exception_ptr) { give_back(); });
 }
 
 SendRequest LaneCore::request_of(const Job& j) const {
@@ -151,7 +175,6 @@ void LaneCore::on_claimed(const JobPtr& j, const SendClaim& c, std::exception_pt
   switch (c.status) {
     case SendClaim::Status::Fresh:
       j->claimed = true;
-      if (!live(*j)) return release(j);  // the mark stays: the next owner reconciles it
       return send(j);
     case SendClaim::Status::Final: {
       // A replay of a command whose outcome is recorded: not sent again; its event is
@@ -173,14 +196,16 @@ void LaneCore::on_claimed(const JobPtr& j, const SendClaim& c, std::exception_pt
 }
 
 void LaneCore::send(const JobPtr& j) {
-  if (!live(*j)) return release(j);
+  if (!live(*j)) return release(j);  // its mark (if any) is given back: nothing reached the provider
   ++j->provider_attempt;
+  j->maybe_out = true;
   j->paced = false;  // a retry takes a new pacing slot
   provider_.send(request_of(*j), [this, j](SendResult r) { later([this, j, r = std::move(r)] { on_sent(j, r); }); });
 }
 
 void LaneCore::on_sent(const JobPtr& j, const SendResult& r) {
   const auto& cmd = j->command;
+  j->maybe_out = r.status == SendResult::Status::RetryableError && r.maybe_delivered;
   if (r.status == SendResult::Status::Sent) {
     auto o = outcome_of(*j, "sent");
     o.provider_message_id = r.provider_message_id;
@@ -222,6 +247,7 @@ void LaneCore::on_reconciled(const JobPtr& j, const ReconcileResult& r, const st
                                     {"provider_message_id", r.provider_message_id}});
     return conclude(j, std::move(o));
   }
+  if (r.status == ReconcileResult::Status::NotSent) j->maybe_out = false;  // the provider says nothing went out
   if (r.status == ReconcileResult::Status::NotSent || options_.on_uncertain == OnUncertain::Resend) {
     // Safe (or allowed) to send again — within the provider attempts, like any retry.
     const auto d = options_.provider_retry.after_retryable(why, std::max(1, j->provider_attempt), rng_);

@@ -31,13 +31,22 @@ void PgCommandLedger::record(const MessageOutcome& outcome, Recorded done) {
   cv_.notify_one();
 }
 
+void PgCommandLedger::unclaim(const std::vector<std::string>& ids, Recorded done) {
+  {
+    std::lock_guard lock(mu_);
+    unclaims_.emplace_back(ids, std::move(done));
+  }
+  cv_.notify_one();
+}
+
 void PgCommandLedger::loop() {
   while (!stopper_.stopping()) {
     std::vector<PendingClaim> claims;
     std::vector<PendingRecord> records;
+    std::deque<std::pair<std::vector<std::string>, Recorded>> unclaims;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stopper_.stopping() || !claims_.empty() || !records_.empty(); });
+      cv_.wait(lock, [&] { return stopper_.stopping() || !claims_.empty() || !records_.empty() || !unclaims_.empty(); });
       if (stopper_.stopping()) return;
       if (options_.linger_ms > 0) {
         cv_.wait_for(lock, std::chrono::milliseconds(options_.linger_ms), [&] {
@@ -52,7 +61,10 @@ void PgCommandLedger::loop() {
         records.push_back(std::move(records_.front()));
         records_.pop_front();
       }
+      unclaims.swap(unclaims_);
     }
+    // Rare (revokes): one statement for all of them.
+    if (!unclaims.empty()) write_unclaims(unclaims);
     // Outcomes first: they free 'sending' marks a claim in the same turn may be waiting on.
     if (!records.empty()) write_records(records);
     if (!claims.empty()) write_claims(claims);
@@ -118,6 +130,17 @@ void PgCommandLedger::write_claims(std::vector<PendingClaim>& batch) {
     c.known.status = "sending";
     batch[i].done(c, nullptr);
   }
+}
+
+void PgCommandLedger::write_unclaims(std::deque<std::pair<std::vector<std::string>, Recorded>>& batch) {
+  std::vector<std::string> ids;
+  for (const auto& [part, _] : batch) ids.insert(ids.end(), part.begin(), part.end());
+  std::exception_ptr error;
+  auto write = [&](std::size_t, std::size_t) { store_.release_claims(ids); };
+  auto fail = [&](std::size_t, std::exception_ptr err) { error = err; };
+  run_split(0, 1, write, fail);  // all or nothing: an UPDATE of our own marks has no bad rows
+  if (stopper_.stopping()) return;
+  for (auto& [_, done] : batch) done(error);
 }
 
 void PgCommandLedger::write_records(std::vector<PendingRecord>& batch) {

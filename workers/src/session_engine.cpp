@@ -114,9 +114,8 @@ void SessionEngine::maybe_forget(const std::string& key) {
   sessions_.erase(it);
 }
 
-std::map<std::pair<kafka::TopicPartition, uint64_t>, std::size_t> SessionEngine::drop(
-    const std::vector<kafka::TopicPartition>& partitions) {
-  std::map<std::pair<kafka::TopicPartition, uint64_t>, std::size_t> dropped;
+std::vector<EngineJobPtr> SessionEngine::drop(const std::vector<kafka::TopicPartition>& partitions) {
+  std::vector<EngineJobPtr> dropped;
   auto matches = [&](const EngineJob& j) {
     return std::find(partitions.begin(), partitions.end(), j.source) != partitions.end();
   };
@@ -132,7 +131,7 @@ std::map<std::pair<kafka::TopicPartition, uint64_t>, std::size_t> SessionEngine:
       j->next = nullptr;
       const bool running = first && s.busy;
       if (!running && matches(*j)) {
-        ++dropped[{j->source, j->epoch}];
+        dropped.push_back(j);
         --queued_;
       } else {
         if (keep_tail) keep_tail->next = j;

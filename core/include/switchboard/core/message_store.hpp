@@ -83,6 +83,8 @@ class MessageStore {
   // a command published straight to Kafka, if its session exists) unless it is already past
   // 'queued', and says which case each one is. Results in input order; ids must be distinct.
   std::vector<SendClaim> claim_for_send(const std::vector<SendCommand>& commands);
+  // Gives 'sending' marks back ('queued') for commands that never reached the provider.
+  void release_claims(const std::vector<std::string>& ids);
   // One statement for the batch: the outcomes (upserted: a command published straight to
   // Kafka may have no row yet) and their history; a message already final is left as it is.
   void record_outcomes(const std::vector<MessageOutcome>& outcomes);

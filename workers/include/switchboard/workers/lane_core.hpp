@@ -44,6 +44,9 @@ class CommandLedger {
   virtual ~CommandLedger() = default;
   virtual void claim(const SendCommand& command, Claimed done) = 0;
   virtual void record(const MessageOutcome& outcome, Recorded done) = 0;
+  // Takes our 'sending' marks back (to 'queued') for commands given up before any request
+  // reached the provider, so their next owner sends them instead of failing them as uncertain.
+  virtual void unclaim(const std::vector<std::string>& message_ids, Recorded done) = 0;
 };
 
 // The Kafka side: events, dead letters and offsets. Thread-safe.
@@ -122,6 +125,8 @@ class LaneCore : public RecordHandler {
   void dependency_failed(const JobPtr& j, std::exception_ptr err, const char* step);
   bool live(const Job& j) const;
   void release(const JobPtr& j);
+  // The ids among `jobs` whose 'sending' mark is ours and no request of theirs is out.
+  static std::vector<std::string> marks_to_return(const std::vector<JobPtr>& jobs);
   MessageOutcome outcome_of(const Job& j, std::string status) const;
   SendRequest request_of(const Job& j) const;
   // Posts `fn` to the loop from another thread's callback.

@@ -30,6 +30,7 @@ class PgCommandLedger : public CommandLedger {
 
   void claim(const SendCommand& command, Claimed done) override;
   void record(const MessageOutcome& outcome, Recorded done) override;
+  void unclaim(const std::vector<std::string>& message_ids, Recorded done) override;
   struct Counters {
     std::atomic<uint64_t> claim_statements{0}, record_statements{0}, poison{0}, outages{0};
   };
@@ -47,6 +48,7 @@ class PgCommandLedger : public CommandLedger {
   void loop();
   void write_claims(std::vector<PendingClaim>& batch);
   void write_records(std::vector<PendingRecord>& batch);
+  void write_unclaims(std::deque<std::pair<std::vector<std::string>, Recorded>>& batch);
   // Runs `write` over [begin, end) with outage retries; splits on poison. `fail(i, err)` hands
   // item i its error.
   template <typename Write, typename Fail>
@@ -61,6 +63,7 @@ class PgCommandLedger : public CommandLedger {
   std::condition_variable cv_;
   std::deque<PendingClaim> claims_;
   std::deque<PendingRecord> records_;
+  std::deque<std::pair<std::vector<std::string>, Recorded>> unclaims_;
   std::thread thread_;  // last
 };
 

@@ -48,9 +48,9 @@ class SessionEngine {
   // The running job can't proceed yet (pacing wait, back-off): it stays at the head of its
   // session, the slot is freed, and it is started again at `when`.
   void retry_at(const EngineJobPtr& job, Clock::time_point when);
-  // Removes jobs not started (or waiting on a retry) of `partitions`; returns how many per
-  // partition and epoch. Jobs running now are left to finish.
-  std::map<std::pair<kafka::TopicPartition, uint64_t>, std::size_t> drop(const std::vector<kafka::TopicPartition>& partitions);
+  // Removes jobs not started (or waiting on a retry) of `partitions` and returns them. Jobs
+  // running now are left to finish.
+  std::vector<EngineJobPtr> drop(const std::vector<kafka::TopicPartition>& partitions);
 
   std::size_t sessions() const { return sessions_.size(); }
   std::size_t queued() const { return queued_; }   // submitted, not started (waiting included)
