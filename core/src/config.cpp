@@ -113,6 +113,7 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("intake.auth_cache_ttl_ms", c.intake.auth_cache_ttl_ms, 0, 3600000);
   t.integer("intake.insert_batch_max", c.intake.insert_batch_max, 1, 10000);
   t.integer("intake.insert_linger_ms", c.intake.insert_linger_ms, 0, 1000);
+  t.integer("intake.insert_writers", c.intake.insert_writers, 1, 16);
   t.integer("worker.max_in_flight", c.worker.max_in_flight, 1, 4096);
   t.integer("worker.max_buffered", c.worker.max_buffered, 1, 1000000);
   t.integer("worker.commit_interval_ms", c.worker.commit_interval_ms, 10, 600000);
