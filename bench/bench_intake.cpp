@@ -154,6 +154,18 @@ TEST_CASE("bench: intake alone at 64 keep-alive connections, and idle connection
               connections, total, load.seconds, total / load.seconds, percentile(load.ms, 0.5), percentile(load.ms, 0.99),
               load.failures, cpu_load * 1e6 / total);
   CHECK(load.failures == 0);
+  // Where a request's time goes, from intake's own counters (whole run, warm-up included).
+  auto metric = [&](const std::string& text, const std::string& name) {
+    const auto at = text.find("\n" + name + " ");
+    return at == std::string::npos ? 0.0 : std::stod(text.substr(at + name.size() + 2));
+  };
+  if (auto m = api.Get("/metrics")) {
+    const double batches = metric(m->body, "sb_intake_insert_batches_total"), rows = metric(m->body, "sb_intake_insert_rows_total");
+    const double acks = metric(m->body, "sb_intake_kafka_acks_total");
+    std::printf("  group commit: %.0f batches, %.1f rows each, %.2f ms per batch; Kafka: %.2f ms produce→ack on average\n",
+                batches, rows / std::max(1.0, batches), metric(m->body, "sb_intake_insert_seconds_total") * 1e3 / std::max(1.0, batches),
+                metric(m->body, "sb_intake_kafka_ack_seconds_total") * 1e3 / std::max(1.0, acks));
+  }
 
   // Idle keep-alive connections: each made one request, then stays open.
   const double quiet0 = cpu_seconds(intake.pid());

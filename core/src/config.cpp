@@ -85,13 +85,6 @@ class FieldTable {
                         "': allowed values are " + list);
     }});
   }
-  void flag(const std::string& path, bool& dst) {
-    fields_.push_back({path, [&dst, path](const std::string& v, const std::string& where) {
-      if (v == "true" || v == "1" || v == "yes" || v == "on") dst = true;
-      else if (v == "false" || v == "0" || v == "no" || v == "off") dst = false;
-      else throw ConfigError("config key '" + path + "' (" + where + ") = '" + v + "': expected true or false");
-    }});
-  }
   const std::vector<Field>& fields() const { return fields_; }
 
  private:
@@ -120,6 +113,7 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("intake.auth_cache_ttl_ms", c.intake.auth_cache_ttl_ms, 0, 3600000);
   t.integer("intake.insert_batch_max", c.intake.insert_batch_max, 1, 10000);
   t.integer("intake.insert_linger_ms", c.intake.insert_linger_ms, 0, 1000);
+  t.integer("intake.insert_writers", c.intake.insert_writers, 1, 16);
   t.integer("worker.max_in_flight", c.worker.max_in_flight, 1, 100000);
   t.choice("worker.on_uncertain", c.worker.on_uncertain, {"fail", "resend"});
   t.integer("worker.max_buffered", c.worker.max_buffered, 1, 1000000);
@@ -133,7 +127,7 @@ void bind_all(FieldTable& t, Config& c) {
   t.text("worker.ops_listen", c.worker.ops_listen);
   t.text("provider.url", c.provider.url);
   t.integer("provider.timeout_ms", c.provider.timeout_ms, 10, 600000);
-  t.flag("provider.reconcile", c.provider.reconcile);
+  t.boolean("provider.reconcile", c.provider.reconcile);
   t.text("simulator.listen", c.simulator.listen);
   t.integer("simulator.latency_ms", c.simulator.latency_ms, 0, 600000);
   t.integer("simulator.latency_jitter_ms", c.simulator.latency_jitter_ms, 0, 600000);

@@ -99,6 +99,7 @@ struct IntakeServer::Impl {
   QueuedMessageWriter writer;
   CommandPublisher publisher;  // after the writer: its delivery callbacks queue discards there
   std::atomic<int> bound_port{0};
+  std::atomic<uint64_t> acks{0}, ack_us{0};  // broker acknowledgements and their summed latency
 
   explicit Impl(const Config& c)
       : config(c),
@@ -219,8 +220,11 @@ struct IntakeServer::Impl {
       respond(std::move(res));
     };
     try {
-      publisher.publish(cmd, [this, respond, replay, failed, cmd](const kafka::DeliveryResult& r) {
+      const auto t0 = SteadyClock::now();
+      publisher.publish(cmd, [this, respond, replay, failed, cmd, t0](const kafka::DeliveryResult& r) {
         if (!r.ok()) return failed(r.persisted, r.error, &cmd);
+        ++acks;
+        ack_us += std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count();
         log::debug("intake.queued", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id}, {"priority", cmd.priority}});
         http::Response res;
         if (replay) res.set_header("Idempotent-Replayed", "true");
@@ -360,7 +364,19 @@ struct IntakeServer::Impl {
     });
     server.async_route("GET", "/metrics", [this](const http::Request&, http::Responder respond) {
       http::Response res;
-      res.set_content(metrics.render(), "text/plain; version=0.0.4");
+      const auto w = writer.stats();
+      std::string out = metrics.render();
+      out += "# HELP sb_intake_insert_batches_total Group-committed insert transactions.\n"
+             "# TYPE sb_intake_insert_batches_total counter\nsb_intake_insert_batches_total " + std::to_string(w.batches) +
+             "\n# HELP sb_intake_insert_rows_total Rows in them.\n# TYPE sb_intake_insert_rows_total counter\n"
+             "sb_intake_insert_rows_total " + std::to_string(w.rows) +
+             "\n# HELP sb_intake_insert_seconds_total Time spent writing them.\n# TYPE sb_intake_insert_seconds_total counter\n"
+             "sb_intake_insert_seconds_total " + std::to_string(w.write_us / 1e6) +
+             "\n# HELP sb_intake_kafka_acks_total Commands acknowledged by the broker.\n# TYPE sb_intake_kafka_acks_total counter\n"
+             "sb_intake_kafka_acks_total " + std::to_string(acks.load()) +
+             "\n# HELP sb_intake_kafka_ack_seconds_total Summed produce-to-ack latency.\n# TYPE sb_intake_kafka_ack_seconds_total counter\n"
+             "sb_intake_kafka_ack_seconds_total " + std::to_string(ack_us.load() / 1e6) + "\n";
+      res.set_content(std::move(out), "text/plain; version=0.0.4");
       respond(std::move(res));
     });
 

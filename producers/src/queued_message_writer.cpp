@@ -2,10 +2,15 @@
 
 #include "switchboard/core/log.hpp"
 
+#include <algorithm>
+
 namespace sb {
 
 QueuedMessageWriter::QueuedMessageWriter(const IntakeConfig& config, MessageStore& store)
-    : config_(config), store_(store), thread_([this] { loop(); }) {}
+    : config_(config), store_(store) {
+  running_loops_ = std::max(1, config.insert_writers);
+  for (int i = 0; i < running_loops_; ++i) threads_.emplace_back([this] { loop(); });
+}
 
 QueuedMessageWriter::~QueuedMessageWriter() { stop(); }
 
@@ -15,7 +20,8 @@ void QueuedMessageWriter::stop() {
     stopping_ = true;
     cv_.notify_one();
   }
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  for (auto& t : threads_)
+    if (t.joinable() && t.get_id() != std::this_thread::get_id()) t.join();
 }
 
 void QueuedMessageWriter::insert(NewMessage message, Done done) {
@@ -70,14 +76,20 @@ void QueuedMessageWriter::loop() {
         queue_.pop_front();
       }
     }
-    if (!batch.empty()) write(batch);
+    if (!batch.empty()) {
+      const auto t0 = std::chrono::steady_clock::now();
+      write(batch);
+      ++batches_;
+      rows_ += batch.size();
+      write_us_ += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+    }
   }
   // Discards queued by callbacks that ran after the loop's last look.
   std::vector<std::string> rest;
   {
     std::lock_guard lock(mu_);
     rest.swap(discards_);
-    loop_done_ = true;  // from now on discard() runs on its caller's thread
+    if (--running_loops_ == 0) loop_done_ = true;  // from now on discard() runs on its caller's thread
   }
   for (const auto& id : rest) discard_now(id);
 }

@@ -47,6 +47,7 @@ struct IntakeConfig {
   int auth_cache_ttl_ms = 30000;
   int insert_batch_max = 500;
   int insert_linger_ms = 2;
+  int insert_writers = 2;            // group-commit batches in flight at once
 };
 
 struct WorkerConfig {
