@@ -18,7 +18,7 @@ void QueuedMessageWriter::stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
-    cv_.notify_one();
+    cv_.notify_all();  // every writer thread must see it, not just one
   }
   for (auto& t : threads_)
     if (t.joinable() && t.get_id() != std::this_thread::get_id()) t.join();

@@ -55,6 +55,16 @@ void LaneWorker::Sink::dead_letter(const ConsumedRecord& r, const std::string& r
                      acked, [acked](const Error&) { acked(); });
 }
 
+void LaneWorker::Sink::finished(const ConsumedRecord& r) {
+  std::lock_guard lock(mu_);
+  if (consumer_) consumer_->finished(r);
+}
+
+void LaneWorker::Sink::released(const kafka::TopicPartition& tp, uint64_t epoch, std::size_t n) {
+  std::lock_guard lock(mu_);
+  if (consumer_) consumer_->released(tp, epoch, n);
+}
+
 LaneWorker::LaneWorker(const Config& config, const std::string& lane, std::unique_ptr<Provider> provider)
     : config_(config),
       lane_(validate_lane(lane)),
@@ -69,14 +79,14 @@ LaneWorker::LaneWorker(const Config& config, const std::string& lane, std::uniqu
                                                   config.worker.result_linger_ms, RetryPolicy()}),
       provider_(std::move(provider)),
       consumer_(config.kafka, consumer_options(config, lane_), core_) {
-  sink_.consumer = &consumer_;
+  sink_.attach(&consumer_);
   if (config.worker.session_rate_per_s > 0) {
     pacer_ = std::make_unique<RedisPacer>(config.redis, config.worker.session_rate_per_s);
     core_.set_pacer(pacer_.get());
   }
 }
 
-LaneWorker::~LaneWorker() = default;
+LaneWorker::~LaneWorker() { sink_.attach(nullptr); }
 
 void LaneWorker::run(const std::atomic<bool>& stop) {
   OpsServer ops(

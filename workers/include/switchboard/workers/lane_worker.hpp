@@ -8,6 +8,7 @@
 // HTTP loop, the producer's poll thread, and the pacer (when on). Member order is destruction
 // order reversed: whatever runs callbacks is declared after what those callbacks reach.
 #include <atomic>
+#include <mutex>
 #include <memory>
 #include <string>
 
@@ -44,11 +45,18 @@ class LaneWorker {
     void publish_event(const MessageOutcome& o, std::function<void()> acked, std::function<void(const Error&)> failed) override;
     void dead_letter(const ConsumedRecord& r, const std::string& reason, const std::string& detail,
                      std::function<void()> acked) override;
-    void finished(const ConsumedRecord& r) override { consumer->finished(r); }
-    void released(const kafka::TopicPartition& tp, uint64_t epoch, std::size_t n) override { consumer->released(tp, epoch, n); }
-    PartitionedConsumer* consumer = nullptr;  // set once the consumer exists (it is built last)
+    void finished(const ConsumedRecord& r) override;
+    void released(const kafka::TopicPartition& tp, uint64_t epoch, std::size_t n) override;
+    // Set once the consumer exists (it is built last) and cleared before it goes: a Kafka ack
+    // arriving during shutdown then finds no consumer instead of a destroyed one.
+    void attach(PartitionedConsumer* c) {
+      std::lock_guard lock(mu_);
+      consumer_ = c;
+    }
 
    private:
+    std::mutex mu_;
+    PartitionedConsumer* consumer_ = nullptr;
     kafka::ReliablePublisher& publisher_;
     std::string events_topic_, dlq_topic_;
   };
