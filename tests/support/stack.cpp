@@ -215,8 +215,10 @@ void TestStack::write_config() {
       << "worker:\n  max_in_flight: " << c.worker.max_in_flight << "\n  revoke_drain_timeout_ms: "
       << c.worker.revoke_drain_timeout_ms << "\n  session_rate_per_s: " << c.worker.session_rate_per_s
       << "\n  commit_interval_ms: " << c.worker.commit_interval_ms << "\n  provider_attempts: " << c.worker.provider_attempts
-      << "\n  provider_backoff_ms: " << c.worker.provider_backoff_ms << "\n  ops_listen: \"" << c.worker.ops_listen << "\"\n"
-      << "provider:\n  url: \"" << c.provider.url << "\"\n  timeout_ms: " << c.provider.timeout_ms << "\n"
+      << "\n  provider_backoff_ms: " << c.worker.provider_backoff_ms << "\n  on_uncertain: " << c.worker.on_uncertain
+      << "\n  ops_listen: \"" << c.worker.ops_listen << "\"\n"
+      << "provider:\n  url: \"" << c.provider.url << "\"\n  timeout_ms: " << c.provider.timeout_ms
+      << "\n  reconcile: " << (c.provider.reconcile ? "true" : "false") << "\n"
       << "simulator:\n  listen: \"" << c.simulator.listen << "\"\n  latency_ms: " << c.simulator.latency_ms
       << "\n  latency_jitter_ms: " << c.simulator.latency_jitter_ms << "\n  failure_rate: " << c.simulator.failure_rate
       << "\n  dedupe: " << (c.simulator.dedupe ? "true" : "false") << "\n";
