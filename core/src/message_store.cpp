@@ -1,5 +1,7 @@
 #include "switchboard/core/message_store.hpp"
 
+#include <algorithm>
+#include <memory>
 #include <regex>
 #include <set>
 
@@ -23,8 +25,15 @@ std::vector<InsertOutcome> MessageStore::insert_queued(const std::vector<NewMess
     keys.push_back(m.idempotency_key);
   }
   std::vector<InsertOutcome> out(batch.size());
+  // Without idempotency keys the batch is one INSERT: autocommit makes it its own transaction,
+  // saving BEGIN and COMMIT (two of intake's three statements per batch). With keys, a second
+  // statement may read the earlier messages, so both share one transaction.
+  const bool keyed = std::any_of(batch.begin(), batch.end(), [](const NewMessage& m) { return m.idempotency_key.has_value(); });
   pool_.run([&](pqxx::connection& c) {
-    pqxx::work tx(c);
+    std::unique_ptr<pqxx::transaction_base> txp;
+    if (keyed) txp = std::make_unique<pqxx::work>(c);
+    else txp = std::make_unique<pqxx::nontransaction>(c);
+    auto& tx = *txp;
     auto inserted = tx.exec_params(R"SQL(
       WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
@@ -68,7 +77,7 @@ std::vector<InsertOutcome> MessageStore::insert_queued(const std::vector<NewMess
         if (!created.count(batch[i].id) && batch[i].idempotency_key)
           out[i] = by_key.at({batch[i].tenant_id, *batch[i].idempotency_key});
     }
-    tx.commit();
+    if (keyed) static_cast<pqxx::work&>(tx).commit();
   });
   for (std::size_t i = 0; i < batch.size(); ++i)
     if (out[i].id.empty()) throw Error(ErrorKind::Internal, "message " + batch[i].id + " was neither inserted nor found");
