@@ -12,29 +12,49 @@
 
 using nlohmann::json;
 
+namespace {
+// An in-process intake whose Kafka is librdkafka's mock cluster (owned by a throw-away client
+// handle), so a test can take the broker down or slow it; PostgreSQL is the real server.
+struct MockKafkaIntake {
+  sb::kafka::HandlePtr mock_owner;
+  rd_kafka_mock_cluster_t* mock = nullptr;
+  sb::Config config;
+  std::unique_ptr<sb::IntakeServer> intake;
+  std::thread serving;
+
+  MockKafkaIntake(const sb::Config& base, int publish_timeout_ms) : config(base) {
+    auto conf = sb::kafka::make_conf(sb::KafkaConfig{}, {{"test.mock.num.brokers", "1"}});
+    char errstr[512];
+    mock_owner.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.release(), errstr, sizeof errstr));
+    REQUIRE(mock_owner);
+    mock = rd_kafka_handle_mock_cluster(mock_owner.get());
+    REQUIRE(mock);
+    REQUIRE(rd_kafka_mock_topic_create(mock, "sb.commands.default", 4, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    config.kafka.brokers = rd_kafka_mock_cluster_bootstraps(mock);
+    config.kafka.topic_prefix = "";
+    config.kafka.librdkafka.clear();
+    config.intake.listen = "127.0.0.1:0";
+    config.intake.publish_timeout_ms = publish_timeout_ms;
+    intake = std::make_unique<sb::IntakeServer>(config);
+    serving = std::thread([this] { intake->run(); });
+    REQUIRE(intake->wait_until_ready(10000));
+  }
+  ~MockKafkaIntake() {
+    intake->stop();
+    if (serving.joinable()) serving.join();
+  }
+  int port() const { return intake->port(); }
+};
+}  // namespace
+
 TEST_CASE("intake: 503 with Retry-After (never 202) while the broker is down", "[integration][intake][faults]") {
   sbtest::TestStack stack("broker-down");
   auto tenant = stack.create_tenant("acme");
 
-  // A mock cluster owned by a throw-away client handle.
-  auto conf = sb::kafka::make_conf(sb::KafkaConfig{}, {{"test.mock.num.brokers", "1"}});
-  char errstr[512];
-  sb::kafka::HandlePtr mock_owner(rd_kafka_new(RD_KAFKA_PRODUCER, conf.release(), errstr, sizeof errstr));
-  REQUIRE(mock_owner);
-  rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(mock_owner.get());
-  REQUIRE(mock);
-  REQUIRE(rd_kafka_mock_topic_create(mock, "sb.commands.default", 4, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
-
-  sb::Config config = stack.config;
-  config.kafka.brokers = rd_kafka_mock_cluster_bootstraps(mock);
-  config.kafka.topic_prefix = "";
-  config.kafka.librdkafka.clear();
-  config.intake.listen = "127.0.0.1:0";
-  config.intake.publish_timeout_ms = 1500;
-  sb::IntakeServer intake(config);
-  std::thread serving([&] { intake.run(); });
-  REQUIRE(intake.wait_until_ready(10000));
-  httplib::Client http("127.0.0.1", intake.port());
+  MockKafkaIntake mk(stack.config, 1500);
+  auto* mock = mk.mock;
+  const auto& config = mk.config;
+  httplib::Client http("127.0.0.1", mk.port());
   http.set_read_timeout(20, 0);
   const std::string body = R"({"to":"+15551234567","text":"hi"})";
   auto send = [&] { return http.Post("/v1/sessions/main/messages", sbtest::bearer(tenant.api_key), body, "application/json"); };
@@ -59,8 +79,6 @@ TEST_CASE("intake: 503 with Retry-After (never 202) while the broker is down", "
   rd_kafka_mock_broker_set_up(mock, 1);
   CHECK(sbtest::eventually([&] { auto r = send(); return r && r->status == 202; }, 20000, 200));
 
-  intake.stop();
-  serving.join();
 }
 
 // C11: a record that times out *in flight* may have been written by the broker (librdkafka:
@@ -72,24 +90,10 @@ TEST_CASE("intake: a possibly persisted publish keeps its message and the idempo
   sbtest::TestStack stack("possibly-persisted");
   auto tenant = stack.create_tenant("acme");
 
-  auto conf = sb::kafka::make_conf(sb::KafkaConfig{}, {{"test.mock.num.brokers", "1"}});
-  char errstr[512];
-  sb::kafka::HandlePtr mock_owner(rd_kafka_new(RD_KAFKA_PRODUCER, conf.release(), errstr, sizeof errstr));
-  REQUIRE(mock_owner);
-  rd_kafka_mock_cluster_t* mock = rd_kafka_handle_mock_cluster(mock_owner.get());
-  REQUIRE(mock);
-  REQUIRE(rd_kafka_mock_topic_create(mock, "sb.commands.default", 4, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
-
-  sb::Config config = stack.config;
-  config.kafka.brokers = rd_kafka_mock_cluster_bootstraps(mock);
-  config.kafka.topic_prefix = "";
-  config.kafka.librdkafka.clear();
-  config.intake.listen = "127.0.0.1:0";
-  config.intake.publish_timeout_ms = 1000;
-  sb::IntakeServer intake(config);
-  std::thread serving([&] { intake.run(); });
-  REQUIRE(intake.wait_until_ready(10000));
-  httplib::Client http("127.0.0.1", intake.port());
+  MockKafkaIntake mk(stack.config, 1000);
+  auto* mock = mk.mock;
+  const auto& config = mk.config;
+  httplib::Client http("127.0.0.1", mk.port());
   http.set_read_timeout(20, 0);
   const std::string body = R"({"to":"+15551234567","text":"hi"})";
   httplib::Headers headers = sbtest::bearer(tenant.api_key);
@@ -131,6 +135,4 @@ TEST_CASE("intake: a possibly persisted publish keeps its message and the idempo
   }, 20000, 200));
   CHECK(retried_id == id);
 
-  intake.stop();
-  serving.join();
 }

@@ -350,6 +350,15 @@ TEST_CASE("pipeline: poison records go to sb.dlq with the reason, the partition 
 }
 
 namespace {
+// Messages whose "sending" mark is set and whose outcome is not recorded: calls in flight.
+int count_sending(const sb::Config& config) {
+  sb::pg::Pool pool(config.postgres);
+  return pool.run([](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    return tx.exec("SELECT count(*) FROM messages WHERE status = 'sending'")[0][0].as<int>();
+  });
+}
+
 // Terminal statuses (and errors) straight from PostgreSQL, the system of record.
 std::map<std::string, std::pair<std::string, std::string>> outcomes(const sb::Config& config) {
   sb::pg::Pool pool(config.postgres);
@@ -385,13 +394,7 @@ TEST_CASE("pipeline: workers SIGKILLed under load, provider without dedupe: noth
     }
     return ids;
   };
-  auto sending = [&] {
-    sb::pg::Pool pool(stack.config.postgres);
-    return pool.run([](pqxx::connection& c) {
-      pqxx::nontransaction tx(c);
-      return tx.exec("SELECT count(*) FROM messages WHERE status = 'sending'")[0][0].as<int>();
-    });
-  };
+  auto sending = [&] { return count_sending(stack.config); };
   // Two generations of workers die while calls are in flight at the provider; the third finishes.
   for (int gen = 0; gen < 2; ++gen) {
     std::vector<Child> workers;
@@ -500,13 +503,7 @@ TEST_CASE("pipeline: SIGTERM stops a worker within its drain bound though sends 
   auto tenants = make_tenants(stack, 4);
   auto front = start_front(stack, 60000);
   post_messages(front.intake_port, tenants, 3, 2);
-  auto in_flight = [&] {
-    sb::pg::Pool pool(stack.config.postgres);
-    return pool.run([](pqxx::connection& c) {
-      pqxx::nontransaction tx(c);
-      return tx.exec("SELECT count(*) FROM messages WHERE status = 'sending'")[0][0].as<int>();
-    });
-  };
+  auto in_flight = [&] { return count_sending(stack.config); };
   for (int round = 0; round < 2; ++round) {
     auto w = stack.spawn("stuck-" + std::to_string(round), {"worker", "--lane", "default"});
     REQUIRE(sbtest::eventually([&] { return in_flight() > 0; }, 30000, 100));  // calls are hanging at the provider
