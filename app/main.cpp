@@ -99,16 +99,38 @@ void run_dev(const sb::Config& c) {
   ensure_topics(c);
   sb::Simulator simulator(c.simulator);
   sb::IntakeServer intake(c);
-  on_stop([&] { simulator.stop(); intake.stop(); });
-  std::thread sim([&] { simulator.run(); });
-  std::thread api([&] { intake.run(); });
-  std::vector<std::thread> workers;
-  for (const char* lane : sb::kLanes) workers.emplace_back([&c, lane] { run_worker(c, lane); });
-  workers.emplace_back([&c] { run_webhooks(c); });
+  // Each role runs on its own thread; the first one to fail (a port taken, say) stops the
+  // others and its error becomes the process's (exit 2 for a config error), never a terminate.
+  std::mutex failed_mu;
+  std::exception_ptr failed;
+  auto stop_all = [&] {
+    g_stop = true;
+    simulator.stop();
+    intake.stop();
+  };
+  auto role = [&](const char* name, std::function<void()> body) {
+    return std::thread([&, name, body = std::move(body)] {
+      try {
+        body();
+      } catch (const std::exception& e) {
+        sb::log::error("dev.role_failed", {{"role", name}, {"detail", e.what()}});
+        {
+          std::lock_guard lock(failed_mu);
+          if (!failed) failed = std::current_exception();
+        }
+        stop_all();
+      }
+    });
+  };
+  on_stop(stop_all);
+  std::vector<std::thread> roles;
+  roles.push_back(role("simulator", [&] { simulator.run(); }));
+  roles.push_back(role("intake", [&] { intake.run(); }));
+  for (const char* lane : sb::kLanes) roles.push_back(role(lane, [&c, lane] { run_worker(c, lane); }));
+  roles.push_back(role("webhooks", [&c] { run_webhooks(c); }));
   sb::log::info("dev.started", {{"intake", c.intake.listen}, {"simulator", c.simulator.listen}, {"kafka", c.kafka.brokers}});
-  api.join();
-  sim.join();
-  for (auto& w : workers) w.join();
+  for (auto& r : roles) r.join();
+  if (failed) std::rethrow_exception(failed);
 }
 
 }  // namespace
