@@ -1,8 +1,6 @@
 #include "switchboard/core/redis.hpp"
 
-#include <chrono>
 #include <regex>
-#include <thread>
 
 #include "switchboard/core/errors.hpp"
 #include "switchboard/core/log.hpp"
@@ -67,26 +65,6 @@ bool RedisClient::ping() {
     return r->type == REDIS_REPLY_STATUS;
   } catch (const Error&) {
     return false;
-  }
-}
-
-bool SessionRateLimiter::acquire(const std::string& tenant_id, const std::string& session, int max_wait_ms) {
-  if (per_second_ <= 0) return true;
-  // INCR + PEXPIRE atomically; the window key expires on its own.
-  static const std::string script =
-      "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], 2000) end return n";
-  thread_local std::unique_ptr<RedisClient> client;
-  if (!client) client = std::make_unique<RedisClient>(config_);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(max_wait_ms);
-  for (;;) {
-    const auto now = std::chrono::system_clock::now().time_since_epoch();
-    const auto second = std::chrono::duration_cast<std::chrono::seconds>(now).count();
-    const auto key = "sb:rate:" + tenant_id + ":" + session + ":" + std::to_string(second);
-    auto reply = client->command({"EVAL", script, "1", key});
-    if (reply->type == REDIS_REPLY_INTEGER && reply->integer <= per_second_) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    const auto into_second = std::chrono::duration_cast<std::chrono::milliseconds>(now).count() % 1000;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1000 - into_second + 1));
   }
 }
 

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <thread>
 
+#include "mock_kafka.hpp"
 #include "stack.hpp"
 #include "switchboard/core/pg.hpp"
 #include "switchboard/producers/intake_server.hpp"
@@ -16,21 +17,14 @@ namespace {
 // An in-process intake whose Kafka is librdkafka's mock cluster (owned by a throw-away client
 // handle), so a test can take the broker down or slow it; PostgreSQL is the real server.
 struct MockKafkaIntake {
-  sb::kafka::HandlePtr mock_owner;
-  rd_kafka_mock_cluster_t* mock = nullptr;
+  sbtest::MockCluster cluster{"sb.commands.default", 4};
+  rd_kafka_mock_cluster_t* mock = cluster.mock;
   sb::Config config;
   std::unique_ptr<sb::IntakeServer> intake;
   std::thread serving;
 
   MockKafkaIntake(const sb::Config& base, int publish_timeout_ms) : config(base) {
-    auto conf = sb::kafka::make_conf(sb::KafkaConfig{}, {{"test.mock.num.brokers", "1"}});
-    char errstr[512];
-    mock_owner.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.release(), errstr, sizeof errstr));
-    REQUIRE(mock_owner);
-    mock = rd_kafka_handle_mock_cluster(mock_owner.get());
-    REQUIRE(mock);
-    REQUIRE(rd_kafka_mock_topic_create(mock, "sb.commands.default", 4, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    config.kafka.brokers = rd_kafka_mock_cluster_bootstraps(mock);
+    config.kafka.brokers = cluster.bootstraps();
     config.kafka.topic_prefix = "";
     config.kafka.librdkafka.clear();
     config.intake.listen = "127.0.0.1:0";

@@ -8,26 +8,18 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "../support/mock_kafka.hpp"
 #include "switchboard/core/kafka_publisher.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
-struct MockCluster {
-  sb::kafka::HandlePtr owner;
-  rd_kafka_mock_cluster_t* mock = nullptr;
-  MockCluster() {
-    auto conf = sb::kafka::make_conf(sb::KafkaConfig{}, {{"test.mock.num.brokers", "1"}});
-    char errstr[512];
-    owner.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.release(), errstr, sizeof errstr));
-    REQUIRE(owner);
-    mock = rd_kafka_handle_mock_cluster(owner.get());
-    REQUIRE(mock);
-    REQUIRE(rd_kafka_mock_topic_create(mock, "events", 2, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
-  }
+// The publisher's topic on a one-broker mock cluster.
+struct MockCluster : sbtest::MockCluster {
+  MockCluster() : sbtest::MockCluster("events", 2) {}
   sb::KafkaConfig config() const {
     sb::KafkaConfig c;
-    c.brokers = rd_kafka_mock_cluster_bootstraps(mock);
+    c.brokers = bootstraps();
     return c;
   }
 };

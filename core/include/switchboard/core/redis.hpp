@@ -37,19 +37,4 @@ class RedisClient {
   std::unique_ptr<redisContext, RedisContextDeleter> ctx_;
 };
 
-// Shared per-session send rate (fixed one-second windows in Redis), so every replica of every
-// lane sees the same budget for a session.
-class SessionRateLimiter {
- public:
-  SessionRateLimiter(const RedisConfig& config, int per_second) : config_(config), per_second_(per_second) {}
-  // Blocks until the session may send (at most ~max_wait_ms), returns false if it gave up.
-  // One RedisClient per calling thread.
-  bool acquire(const std::string& tenant_id, const std::string& session, int max_wait_ms = 30000);
-  int per_second() const { return per_second_; }
-
- private:
-  RedisConfig config_;
-  int per_second_;
-};
-
 }  // namespace sb
