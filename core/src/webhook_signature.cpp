@@ -1,15 +1,14 @@
 #include "switchboard/core/webhook_signature.hpp"
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include <charconv>
 #include <memory>
 
 #include "switchboard/core/errors.hpp"
+#include "switchboard/core/hmac.hpp"
 
 namespace sb {
 namespace {
@@ -81,40 +80,10 @@ bool base64_decode(std::string_view input, std::string& out, std::string& why) {
   return true;
 }
 
-struct MacCtxDeleter {
-  void operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
-};
-
-// The HMAC algorithm object, fetched once: fetching is a provider lookup, and an EVP_MAC is
-// safe to share between threads (each call gets its own EVP_MAC_CTX).
-EVP_MAC* hmac_algorithm() {
-  static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  if (mac == nullptr) throw Error(ErrorKind::Internal, "OpenSSL: EVP_MAC_fetch(HMAC) failed");
-  return mac;
-}
-
 // base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")), fed in pieces so the body is not copied.
 std::string signature_for(const std::string& key, std::string_view signed_prefix,
                           std::string_view body) {
-  std::unique_ptr<EVP_MAC_CTX, MacCtxDeleter> ctx(EVP_MAC_CTX_new(hmac_algorithm()));
-  if (!ctx) throw Error(ErrorKind::Internal, "OpenSSL: EVP_MAC_CTX_new failed");
-  char digest_name[] = "SHA256";
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
-      OSSL_PARAM_construct_end(),
-  };
-  unsigned char out[EVP_MAX_MD_SIZE];
-  std::size_t out_len = 0;
-  if (EVP_MAC_init(ctx.get(), reinterpret_cast<const unsigned char*>(key.data()), key.size(),
-                   params) != 1 ||
-      EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(signed_prefix.data()),
-                     signed_prefix.size()) != 1 ||
-      EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(body.data()), body.size()) !=
-          1 ||
-      EVP_MAC_final(ctx.get(), out, &out_len, sizeof out) != 1) {
-    throw Error(ErrorKind::Internal, "OpenSSL: HMAC-SHA256 failed");
-  }
-  return base64_encode(std::string_view(reinterpret_cast<const char*>(out), out_len));
+  return base64_encode(hmac_raw(HmacDigest::Sha256, key, {signed_prefix, body}));
 }
 
 std::string signed_prefix(const std::string& msg_id, std::string_view timestamp) {
@@ -205,7 +174,7 @@ bool verify_webhook(const std::vector<WebhookSecret>& secrets, const std::string
     const std::string_view sig = token.substr(comma + 1);
     for (const auto& e : expected) {
       // Lengths are public (always 44 for SHA-256); only the contents need constant time.
-      if (sig.size() == e.size() && CRYPTO_memcmp(sig.data(), e.data(), e.size()) == 0) {
+      if (equal_constant_time(sig, e)) {
         matched = true;
       }
     }
