@@ -16,8 +16,9 @@
 #include "switchboard/core/tenant_store.hpp"
 #include "switchboard/producers/command_publisher.hpp"
 #include "switchboard/producers/intake_server.hpp"
-#include "switchboard/workers/http_provider.hpp"
+#include "switchboard/workers/callbacks/callback_worker.hpp"
 #include "switchboard/workers/lane_worker.hpp"
+#include "switchboard/workers/providers/routing_provider.hpp"
 #include "switchboard/workers/simulator.hpp"
 #include "switchboard/workers/webhooks/webhook_dispatcher.hpp"
 
@@ -68,6 +69,7 @@ std::vector<sb::kafka::TopicSpec> all_topics(const sb::Config& c) {
   specs.push_back({c.topic("sb.events"), c.kafka.partitions, c.kafka.replication_factor, {}});
   specs.push_back({c.topic("sb.dlq"), c.kafka.partitions, c.kafka.replication_factor, {{"retention.ms", "1209600000"}}});
   specs.push_back({c.topic("sb.webhooks.dlq"), c.kafka.partitions, c.kafka.replication_factor, {{"retention.ms", "1209600000"}}});
+  specs.push_back({c.topic("sb.callbacks"), c.kafka.partitions, c.kafka.replication_factor, {}});
   return specs;
 }
 
@@ -85,7 +87,12 @@ void migrate(const sb::Config& c) {
 }
 
 void run_worker(const sb::Config& c, const std::string& lane) {
-  sb::LaneWorker worker(c, lane, std::make_unique<sb::HttpProvider>(c.provider));
+  sb::LaneWorker worker(c, lane, sb::make_session_provider(c));
+  worker.run(g_stop);
+}
+
+void run_callbacks(const sb::Config& c) {
+  sb::CallbackWorker worker(c);
   worker.run(g_stop);
 }
 
@@ -127,6 +134,7 @@ void run_dev(const sb::Config& c) {
   roles.push_back(role("simulator", [&] { simulator.run(); }));
   roles.push_back(role("intake", [&] { intake.run(); }));
   for (const char* lane : sb::kLanes) roles.push_back(role(lane, [&c, lane] { run_worker(c, lane); }));
+  roles.push_back(role("callbacks", [&c] { run_callbacks(c); }));
   roles.push_back(role("webhooks", [&c] { run_webhooks(c); }));
   sb::log::info("dev.started", {{"intake", c.intake.listen}, {"simulator", c.simulator.listen}, {"kafka", c.kafka.brokers}});
   for (auto& r : roles) r.join();
@@ -170,7 +178,8 @@ int main(int argc, char** argv) {
   worker_cmd->add_option("--lane", lane, "high, default or low")->required()->check(CLI::IsMember({"high", "default", "low"}));
   auto* sim_cmd = app.add_subcommand("simulator", "serve a simulated messaging provider over HTTP");
   auto* webhooks_cmd = app.add_subcommand("webhooks", "deliver events from sb.events to tenants' webhook endpoints");
-  auto* dev_cmd = app.add_subcommand("dev", "run simulator, intake, the three lane workers and the webhook dispatcher in one process");
+  auto* callbacks_cmd = app.add_subcommand("callbacks", "turn provider callbacks (sb.callbacks) into receipts, inbound messages and session statuses");
+  auto* dev_cmd = app.add_subcommand("dev", "run simulator, intake, the three lane workers, the callbacks worker and the webhook dispatcher in one process");
 
   auto* publish_cmd = app.add_subcommand("publish", "publish a send command straight to its lane topic (no HTTP)");
   std::string to, text, priority = "default", message_id;
@@ -232,6 +241,8 @@ int main(int argc, char** argv) {
       run_worker(config, lane);
     } else if (*webhooks_cmd) {
       run_webhooks(config);
+    } else if (*callbacks_cmd) {
+      run_callbacks(config);
     } else if (*sim_cmd) {
       sb::Simulator simulator(config.simulator);
       on_stop([&] { simulator.stop(); });

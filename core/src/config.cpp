@@ -104,6 +104,7 @@ void bind_all(FieldTable& t, Config& c) {
   t.choice("log.level", c.log.level, {"trace", "debug", "info", "warn", "error"});
   t.choice("log.format", c.log.format, {"json", "text"});
   t.text("intake.listen", c.intake.listen);
+  t.text("intake.public_url", c.intake.public_url);
   t.integer("intake.io_threads", c.intake.io_threads, 1, 64);
   t.integer("intake.blocking_threads", c.intake.blocking_threads, 1, 256);
   t.integer("intake.idle_timeout_ms", c.intake.idle_timeout_ms, 1000, 3600000);
@@ -158,9 +159,52 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("webhooks.replay_max_events", c.webhooks.replay_max_events, 1, 10000000);
   t.text("webhooks.ops_listen", c.webhooks.ops_listen);
   t.text("paths.schemas", c.schemas_dir);
+  t.text("secrets.key", c.secrets.key);
+  t.choice("sessions.not_working", c.sessions.not_working, {"hold", "fail"});
+  t.integer("sessions.hold_max_s", c.sessions.hold_max_s, 0, 7 * 86400);
+  t.integer("sessions.hold_poll_ms", c.sessions.hold_poll_ms, 50, 600000);
+  t.text("engine.default_node", c.engine.default_node);
+  t.integer("engine.timeout_ms", c.engine.timeout_ms, 100, 600000);
+  t.text("cloud_api.graph_url", c.cloud_api.graph_url);
+  t.text("cloud_api.version", c.cloud_api.version);
+  t.text("cloud_api.app_secret", c.cloud_api.app_secret);
+  t.text("cloud_api.verify_token", c.cloud_api.verify_token);
+  t.integer("cloud_api.timeout_ms", c.cloud_api.timeout_ms, 100, 600000);
+  t.integer("callbacks.unmatched_retry_s", c.callbacks.unmatched_retry_s, 0, 86400);
+  t.integer("callbacks.batch_max", c.callbacks.batch_max, 1, 100000);
+  t.integer("callbacks.linger_ms", c.callbacks.linger_ms, 0, 1000);
+  t.text("callbacks.ops_listen", c.callbacks.ops_listen);
 }
 
 const std::string kNotScalar = "\x01<list>";
+
+// engine.nodes: a mapping of node names to {url, api_key, webhook_hmac_key}.
+void parse_engine_nodes(const YAML::Node& node, const std::string& origin, EngineConfig& engine) {
+  if (node.IsNull()) return;
+  if (!node.IsMap()) throw ConfigError(origin + ": 'engine.nodes' must map node names to {url, api_key, webhook_hmac_key}");
+  for (const auto& kv : node) {
+    EngineNode n;
+    n.name = kv.first.as<std::string>();
+    const std::string where = origin + ": engine.nodes." + n.name;
+    if (n.name.empty() || n.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != std::string::npos)
+      throw ConfigError(where + ": a node name is 1+ of A-Z, a-z, 0-9, '_', '-' (it is part of the callback URL)");
+    if (!kv.second.IsMap()) throw ConfigError(where + " must be a mapping with url, api_key, webhook_hmac_key");
+    for (const auto& f : kv.second) {
+      const auto key = f.first.as<std::string>();
+      if (!f.second.IsScalar()) throw ConfigError(where + "." + key + " must be a single value");
+      const auto v = f.second.as<std::string>();
+      if (key == "url") n.url = v;
+      else if (key == "api_key") n.api_key = v;
+      else if (key == "webhook_hmac_key") n.webhook_hmac_key = v;
+      else throw ConfigError(where + ": unknown key '" + key + "' (known keys here: url, api_key, webhook_hmac_key)");
+    }
+    if (n.url.rfind("http://", 0) != 0 && n.url.rfind("https://", 0) != 0)
+      throw ConfigError(where + ".url must be an http:// or https:// URL, got '" + n.url + "'");
+    if (n.webhook_hmac_key.empty())
+      throw ConfigError(where + ".webhook_hmac_key must be set: the node's callbacks are verified with it (X-Webhook-Hmac)");
+    engine.nodes[n.name] = std::move(n);
+  }
+}
 
 // Flattens the YAML mapping into dotted leaf paths; kafka.librdkafka is a free-form map.
 void flatten(const YAML::Node& node, const std::string& prefix, const std::string& origin,
@@ -176,6 +220,10 @@ void flatten(const YAML::Node& node, const std::string& prefix, const std::strin
         throw ConfigError(origin + ": 'kafka.librdkafka' must be a mapping of librdkafka properties");
       if (kv.second.IsMap())
         for (const auto& p : kv.second) c.kafka.librdkafka[p.first.as<std::string>()] = p.second.as<std::string>();
+      continue;
+    }
+    if (path == "engine.nodes") {
+      parse_engine_nodes(kv.second, origin, c.engine);
       continue;
     }
     if (kv.second.IsMap()) {
@@ -241,6 +289,8 @@ Config parse_config(const std::string& yaml_text, const std::string& origin, Env
   if (c.kafka.brokers.empty()) throw ConfigError("config key 'kafka.brokers' must not be empty");
   if (c.postgres.url.empty()) throw ConfigError("config key 'postgres.url' must not be empty");
   if (c.schemas_dir.empty()) c.schemas_dir = SWITCHBOARD_DEFAULT_SCHEMAS_DIR;
+  if (!c.engine.default_node.empty() && !c.engine.node(c.engine.default_node))
+    throw ConfigError("config key 'engine.default_node' = '" + c.engine.default_node + "' names no node of engine.nodes");
   return c;
 }
 
@@ -253,6 +303,11 @@ Config load_config(const std::string& path, EnvLookup env) {
   std::stringstream ss;
   ss << in.rdbuf();
   return parse_config(ss.str(), path, env);
+}
+
+const EngineNode* EngineConfig::placement() const {
+  if (!default_node.empty()) return node(default_node);
+  return nodes.empty() ? nullptr : &nodes.begin()->second;
 }
 
 std::vector<std::string> WebhooksConfig::allowed_cidrs() const {

@@ -18,4 +18,33 @@ nlohmann::json message_event(const MessageOutcome& o) {
           {"data", data}};
 }
 
+nlohmann::json make_event(const std::string& type, const std::string& tenant, const std::optional<std::string>& session,
+                          const std::string& occurred_at, nlohmann::json data, const std::string& id_seed) {
+  return {{"id", uuid_from_name(id_seed + ":" + type)},
+          {"type", type},
+          {"tenant", tenant},
+          {"session", session ? nlohmann::json(*session) : nlohmann::json(nullptr)},
+          {"occurred_at", occurred_at},
+          {"data", std::move(data)}};
+}
+
+namespace {
+nlohmann::json nullable(const std::optional<std::string>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); }
+}  // namespace
+
+nlohmann::json session_status_event(const std::string& tenant, const std::string& session, const std::string& status,
+                                    const std::optional<std::string>& previous, const std::optional<std::string>& reason,
+                                    const std::optional<std::string>& raw_status, const std::optional<std::string>& account,
+                                    const std::string& at) {
+  nlohmann::json data = {{"status", status}, {"previous", nullable(previous)}, {"reason", nullable(reason)}};
+  if (raw_status) data["raw_status"] = *raw_status;
+  if (account) data["account"] = *account;
+  return make_event("session.status", tenant, session, at, std::move(data), tenant + "/" + session + "/" + status + "/" + at);
+}
+
+nlohmann::json session_qr_event(const std::string& tenant, const std::string& session, const std::string& value,
+                                const std::string& at) {
+  return make_event("session.qr", tenant, session, at, {{"value", value}}, tenant + "/" + session + "/qr/" + value);
+}
+
 }  // namespace sb

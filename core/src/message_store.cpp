@@ -175,31 +175,48 @@ std::vector<SendClaim> MessageStore::claim_for_send(const std::vector<SendComman
       WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
           AS t(id, tenant_id, session, recipient, body, priority)
+      ), sess AS (
+        SELECT s.tenant_id, s.name, s.status, s.deleting, s.provider, s.node, s.engine_name, s.phone_number_id, s.secrets
+        FROM sessions s JOIN (SELECT DISTINCT tenant_id, session FROM input) k ON s.tenant_id = k.tenant_id AND s.name = k.session
       ), claimed AS (
         INSERT INTO messages (id, tenant_id, session, recipient, body, priority, status)
         SELECT i.id, i.tenant_id, i.session, i.recipient, i.body, i.priority, 'sending'
-        FROM input i JOIN sessions s ON s.tenant_id = i.tenant_id AND s.name = i.session
+        FROM input i JOIN sess s ON s.tenant_id = i.tenant_id AND s.name = i.session
+        WHERE s.status = 'WORKING' AND NOT s.deleting
         ON CONFLICT (id) DO UPDATE SET status = 'sending', updated_at = now() WHERE messages.status = 'queued'
         RETURNING id
       )
       SELECT i.id::text, c.id IS NOT NULL, m.status, m.provider_message_id, m.error,
-             to_char(m.updated_at AT TIME ZONE 'UTC', ')SQL") + kUtcMillis + R"SQL(')
+             to_char(m.updated_at AT TIME ZONE 'UTC', ')SQL") + kUtcMillis + R"SQL('),
+             s.status, s.deleting, s.provider, s.node, s.engine_name, s.phone_number_id, s.secrets
       FROM input i LEFT JOIN claimed c ON c.id = i.id LEFT JOIN messages m ON m.id = i.id
+                   LEFT JOIN sess s ON s.tenant_id = i.tenant_id AND s.name = i.session
     )SQL",
                             pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(sessions),
                             pg::array_literal(tos), pg::array_literal(texts), pg::array_literal(prios));
     std::map<std::string, SendClaim> by_id;
     for (const auto& row : r) {
       SendClaim claim;
+      const bool session_known = !row[6].is_null();
+      if (session_known) {
+        claim.session_status = row[6].as<std::string>();
+        claim.provider = row[8].as<std::string>();
+        auto text = [&](int k) { return row[k].is_null() ? std::string() : row[k].as<std::string>(); };
+        claim.node = text(9);
+        claim.engine_name = text(10);
+        claim.phone_number_id = text(11);
+        claim.secrets = text(12);
+        if (row[7].as<bool>()) claim.session_status = "DELETING";
+      }
       if (row[1].as<bool>()) {
         claim.status = SendClaim::Status::Fresh;
-      } else if (row[2].is_null()) {
+      } else if (!row[2].is_null() && row[2].as<std::string>() != "queued") {
+        claim.known = known_from(row, 2);
+        claim.status = claim.known.status == "sending" ? SendClaim::Status::InProgress : SendClaim::Status::Final;
+      } else if (!session_known) {
         claim.status = SendClaim::Status::UnknownSession;
       } else {
-        claim.known = known_from(row, 2);
-        claim.status = claim.known.status == "sending"  ? SendClaim::Status::InProgress
-                       : claim.known.status == "queued" ? SendClaim::Status::UnknownSession
-                                                        : SendClaim::Status::Final;
+        claim.status = SendClaim::Status::NotWorking;  // queued (or no row yet), its session not WORKING
       }
       by_id[row[0].as<std::string>()] = claim;
     }

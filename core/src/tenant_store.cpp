@@ -68,7 +68,10 @@ void TenantStore::create_session(const std::string& tenant_id, const std::string
     throw InvalidInput("session name '" + session + "' is invalid: use 1-64 of A-Z, a-z, 0-9, '_', '.', '-'", "session");
   pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    auto r = tx.exec_params("INSERT INTO sessions (tenant_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING name",
+    // A simulator session: nothing to pair, so it is WORKING from the start (as before sessions
+    // had a lifecycle). Engine and Cloud API sessions come through POST /v1/sessions.
+    auto r = tx.exec_params("INSERT INTO sessions (tenant_id, name, provider, status) VALUES ($1, $2, 'simulator', 'WORKING') "
+                            "ON CONFLICT DO NOTHING RETURNING name",
                             tenant_id, session);
     if (r.empty()) throw Conflict("session '" + session + "' already exists for this tenant");
     tx.commit();

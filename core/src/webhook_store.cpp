@@ -10,7 +10,9 @@ namespace sb {
 namespace {
 
 // Exact types we emit today; families may grow (session.* arrives with session lifecycle).
-const std::vector<std::string> kEventTypes = {"message.sent", "message.failed", "webhook.endpoint.disabled"};
+const std::vector<std::string> kEventTypes = {"message.sent",     "message.failed", "message.delivered", "message.read",
+                                              "message.received", "session.status", "session.qr",        "session.deleted",
+                                              "webhook.endpoint.disabled"};
 const std::vector<std::string> kFamilies = {"message", "session", "webhook"};
 
 const char* kColumns = R"SQL(

@@ -30,4 +30,19 @@ kafka::DeliveryResult CommandPublisher::publish_and_wait(const SendCommand& comm
   return result;
 }
 
+void CommandPublisher::publish_record(const std::string& topic_base, const std::string& key, std::string value,
+                                      kafka::Headers headers, kafka::Producer::Callback done) {
+  producer_.produce(config_.topic(topic_base), key, std::move(value), std::move(headers), std::move(done));
+}
+
+kafka::DeliveryResult CommandPublisher::publish_and_wait(const SessionCommand& command) {
+  auto fut = producer_.produce(config_.topic(lane_topic_base(kLifecycleLane)), command.tenant, to_json(command).dump(),
+                               {{"sb-command-type", "session." + command.action}, {"sb-session", command.session}});
+  if (fut.wait_for(std::chrono::milliseconds(ack_timeout_ms_ + 2000)) != std::future_status::ready)
+    throw Unavailable("Kafka did not acknowledge session command " + command.id + " in time");
+  auto result = fut.get();
+  if (!result.ok()) kafka::throw_error(result.err, "publishing session command " + command.id);
+  return result;
+}
+
 }  // namespace sb

@@ -18,6 +18,8 @@
 #include "switchboard/core/tenant_store.hpp"
 #include "switchboard/producers/command_publisher.hpp"
 #include "switchboard/producers/queued_message_writer.hpp"
+#include "switchboard/producers/callback_api.hpp"
+#include "switchboard/producers/session_api.hpp"
 #include "switchboard/producers/webhook_api.hpp"
 
 namespace sb {
@@ -72,7 +74,10 @@ class RequestMetrics {
 
 // Bounded label set: request paths carry ids, and unknown paths are anyone's to invent.
 std::string route_label(const std::string& path) {
-  if (path.rfind("/v1/sessions/", 0) == 0) return "send_message";
+  if (path.rfind("/v1/sessions/", 0) == 0 && path.size() > 9 && path.compare(path.size() - 9, 9, "/messages") == 0)
+    return "send_message";
+  if (path.rfind("/v1/sessions", 0) == 0) return "sessions";
+  if (path.rfind("/v1/providers/", 0) == 0) return "provider_callbacks";
   if (path.rfind("/v1/messages/", 0) == 0) return "get_message";
   if (path.rfind("/v1/webhooks", 0) == 0) return "webhooks";
   if (path.rfind("/v1/events/", 0) == 0) return "events";
@@ -98,6 +103,8 @@ struct IntakeServer::Impl {
   http::Server server;
   QueuedMessageWriter writer;
   CommandPublisher publisher;  // after the writer: its delivery callbacks queue discards there
+  SessionApi session_api;      // publishes lifecycle commands through the publisher
+  CallbackApi callback_api;    // provider callbacks onto sb.callbacks, through the publisher
   std::atomic<int> bound_port{0};
   std::atomic<uint64_t> acks{0}, ack_us{0};  // broker acknowledgements and their summed latency
 
@@ -112,7 +119,9 @@ struct IntakeServer::Impl {
         webhooks(c, pool, schemas, [this](const auto& req, auto& res) { return authenticate_or_401(req, res); }),
         server(server_options(c.intake)),
         writer(c.intake, messages),
-        publisher(c, c.intake.publish_timeout_ms) {
+        publisher(c, c.intake.publish_timeout_ms),
+        session_api(c, pool, schemas, publisher, [this](const auto& req, auto& res) { return authenticate_or_401(req, res); }),
+        callback_api(c, pool, publisher) {
     routes();
   }
 
@@ -351,6 +360,8 @@ struct IntakeServer::Impl {
                        [this](const http::Request& req, http::Responder respond) { send_message(req, respond, false); });
     server.Get(R"(/v1/messages/([^/]+))", [this](const auto& req, auto& res) { get_message(req, res); });
     webhooks.mount(server);
+    session_api.mount(server);
+    callback_api.mount(server);
     server.async_route("GET", "/health", [](const http::Request&, http::Responder respond) {
       http::Response res;
       reply(res, 200, {{"status", "ok"}});

@@ -45,7 +45,7 @@ bool events_known(const std::vector<std::string>& events, http::Response& res) {
   for (const auto& p : events)
     if (!valid_event_pattern(p)) {
       reply_error(res, 422,
-                  "unknown event type '" + p + "': use message.sent, message.failed, webhook.endpoint.disabled, "
+                  "unknown event type '" + p + "': use message.sent, message.failed, message.delivered, message.read, message.received, session.status, session.qr, session.deleted, webhook.endpoint.disabled, "
                   "a family such as session.* or message.*, or *",
                   "events");
       return false;

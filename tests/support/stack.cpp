@@ -1,5 +1,7 @@
 #include "stack.hpp"
 
+#include "switchboard/core/secret_box.hpp"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -166,6 +168,7 @@ TestStack::TestStack(const std::string& name, int partitions) {
   // Faster failover than production defaults, so SIGKILL tests don't wait long for the group.
   config.kafka.librdkafka["session.timeout.ms"] = "6000";
   config.redis.url = require_env("SWITCHBOARD_TEST_REDIS_URL");
+  config.secrets.key = sb::SecretBox::new_key();  // a fresh key per stack: credentials at rest are sealed
   config.log.format = "text";
   config.log.level = "info";
   config.worker.revoke_drain_timeout_ms = 5000;
@@ -186,6 +189,7 @@ TestStack::TestStack(const std::string& name, int partitions) {
   topics.push_back({topic("sb.events"), partitions, 1, {}});
   topics.push_back({topic("sb.dlq"), partitions, 1, {}});
   topics.push_back({topic("sb.webhooks.dlq"), partitions, 1, {}});
+  topics.push_back({topic("sb.callbacks"), partitions, 1, {}});
   sb::kafka::ensure_topics(config.kafka, topics);
   write_config();
 }
@@ -211,6 +215,7 @@ void TestStack::write_config() {
       << "redis:\n  url: \"" << c.redis.url << "\"\n"
       << "log:\n  level: " << c.log.level << "\n  format: " << c.log.format << "\n"
       << "intake:\n  listen: \"" << c.intake.listen << "\"\n  io_threads: " << c.intake.io_threads << "\n"
+      << "  public_url: \"" << c.intake.public_url << "\"\n"
       << "  publish_timeout_ms: " << c.intake.publish_timeout_ms << "\n"
       << "worker:\n  max_in_flight: " << c.worker.max_in_flight << "\n  revoke_drain_timeout_ms: "
       << c.worker.revoke_drain_timeout_ms << "\n  session_rate_per_s: " << c.worker.session_rate_per_s
@@ -235,6 +240,19 @@ void TestStack::write_config() {
       << "\n  breaker_cool_down_s: " << w.breaker_cool_down_s << "\n  breaker_max_cool_down_s: " << w.breaker_max_cool_down_s
       << "\n  disable_after_s: " << w.disable_after_s << "\n  event_retention_days: " << w.event_retention_days
       << "\n  replay_max_events: " << w.replay_max_events << "\n  ops_listen: \"" << w.ops_listen << "\"\n";
+  out << "secrets:\n  key: \"" << c.secrets.key << "\"\n"
+      << "sessions:\n  not_working: " << c.sessions.not_working << "\n  hold_max_s: " << c.sessions.hold_max_s
+      << "\n  hold_poll_ms: " << c.sessions.hold_poll_ms << "\n"
+      << "cloud_api:\n  graph_url: \"" << c.cloud_api.graph_url << "\"\n  version: \"" << c.cloud_api.version
+      << "\"\n  app_secret: \"" << c.cloud_api.app_secret << "\"\n  verify_token: \"" << c.cloud_api.verify_token << "\"\n"
+      << "callbacks:\n  unmatched_retry_s: " << c.callbacks.unmatched_retry_s << "\n  ops_listen: \"" << c.callbacks.ops_listen << "\"\n"
+      << "engine:\n  default_node: \"" << c.engine.default_node << "\"\n  timeout_ms: " << c.engine.timeout_ms << "\n";
+  if (!c.engine.nodes.empty()) {
+    out << "  nodes:\n";
+    for (const auto& [name, n] : c.engine.nodes)
+      out << "    " << name << ":\n      url: \"" << n.url << "\"\n      api_key: \"" << n.api_key
+          << "\"\n      webhook_hmac_key: \"" << n.webhook_hmac_key << "\"\n";
+  }
 }
 
 TenantInfo TestStack::create_tenant(const std::string& name, const std::vector<std::string>& sessions) {

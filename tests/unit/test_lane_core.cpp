@@ -151,6 +151,14 @@ struct FakeSink : sb::LaneSink {
     }
     acked();
   }
+  void publish_json(const nlohmann::json& e, std::function<void()> acked, std::function<void(const sb::Error&)>) override {
+    {
+      std::lock_guard l(w.mu);
+      json_events.push_back(e);
+    }
+    acked();
+  }
+  std::vector<nlohmann::json> json_events;
   void dead_letter(const sb::ConsumedRecord& r, const std::string& reason, const std::string&,
                    std::function<void()> acked) override {
     {

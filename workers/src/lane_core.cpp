@@ -9,7 +9,10 @@ namespace sb {
 
 struct LaneCore::Job : EngineJob {
   ConsumedRecord record;
-  SendCommand command;
+  SendCommand command;                       // message.send (lifecycle: id, tenant, session only)
+  std::optional<SessionCommand> lifecycle;   // session.* commands
+  SessionRoute route;                        // where the session sends, from the claim
+  std::optional<EventLoop::Clock::time_point> held_since;  // waiting for the session to be WORKING
   int provider_attempt = 0;    // sends made
   int dependency_attempt = 0;  // pacing / claim failures in a row
   bool paced = false;          // a pacing slot is reserved for the next send
@@ -49,7 +52,15 @@ void LaneCore::on_records(std::vector<ConsumedRecord> records) {
     ++stats_.received;
     try {
       auto job = std::make_shared<Job>();
-      job->command = parse_command(rec.key, rec.value, schemas_);
+      auto parsed = parse_lane_record(rec.key, rec.value, schemas_);
+      if (parsed.send) {
+        job->command = std::move(*parsed.send);
+      } else {
+        job->lifecycle = std::move(parsed.lifecycle);
+        job->command.id = job->lifecycle->id;
+        job->command.tenant = job->lifecycle->tenant;
+        job->command.session = job->lifecycle->session;
+      }
       job->session_key = job->command.tenant + "/" + job->command.session;
       job->source = rec.source;
       job->epoch = rec.epoch;
@@ -129,7 +140,7 @@ void LaneCore::release(const JobPtr& j) {
 
 SendRequest LaneCore::request_of(const Job& j) const {
   const auto& c = j.command;
-  return {c.tenant, c.session, c.id, c.to, c.text};
+  return {c.tenant, c.session, c.id, c.to, c.text, j.route};
 }
 
 MessageOutcome LaneCore::outcome_of(const Job& j, std::string status) const {
@@ -140,6 +151,7 @@ MessageOutcome LaneCore::outcome_of(const Job& j, std::string status) const {
 
 void LaneCore::start(const JobPtr& j) {
   if (!live(*j)) return release(j);
+  if (j->lifecycle) return run_lifecycle(j);
   if (auto it = settling_.find(j->command.id); it != settling_.end()) {
     ++stats_.replayed;  // a duplicate of a message just sent: it finishes with the original
     it->second.duplicates.push_back(j->record);
@@ -148,6 +160,55 @@ void LaneCore::start(const JobPtr& j) {
   if (pacer_ && !j->paced) return pace(j);
   if (!j->claimed) return claim(j);
   send(j);
+}
+
+void LaneCore::run_lifecycle(const JobPtr& j) {
+  if (!control_) return dead_letter(j, "unsupported_command", "this worker runs no session lifecycle (session." + j->lifecycle->action + ")");
+  control_->execute(*j->lifecycle, [this, j](std::vector<nlohmann::json> events, std::exception_ptr err) {
+    later([this, j, events = std::move(events), err]() mutable { on_lifecycle_done(j, std::move(events), err); });
+  });
+}
+
+void LaneCore::on_lifecycle_done(const JobPtr& j, std::vector<nlohmann::json> events, std::exception_ptr err) {
+  if (err) return dependency_failed(j, err, "lifecycle");
+  ++stats_.lifecycle;
+  engine_.done(j);  // the session's next command may go: its status is recorded
+  publish_events(j, std::move(events));
+}
+
+// Publishes `events` in order, then the job's record is finished (an event Kafka refuses for
+// good parks the record in the DLQ, as for message events).
+void LaneCore::publish_events(const JobPtr& j, std::vector<nlohmann::json> events) {
+  if (events.empty()) return sink_.finished(j->record);
+  auto rest = std::make_shared<std::vector<nlohmann::json>>(std::move(events));
+  auto first = rest->front();
+  rest->erase(rest->begin());
+  sink_.publish_json(first, [this, j, rest] { later([this, j, rest] { publish_events(j, std::move(*rest)); }); },
+                     [this, j](const Error& e) {
+                       ++stats_.dead_lettered;
+                       auto rec = std::make_shared<ConsumedRecord>(j->record);
+                       sink_.dead_letter(*rec, "event_unpublishable", e.what(), [this, rec] { sink_.finished(*rec); });
+                     });
+}
+
+void LaneCore::hold_or_fail(const JobPtr& j, const SendClaim& c) {
+  const auto& cmd = j->command;
+  const auto now = EventLoop::Clock::now();
+  if (!j->held_since) j->held_since = now;
+  const bool deleting = c.session_status == "DELETING";
+  if (!deleting && now - *j->held_since < options_.hold_max) {
+    if (j->held_since == now) {
+      ++stats_.held;
+      log::info("message.held", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
+                                 {"session_status", c.session_status}});
+    }
+    return engine_.retry_at(j, now + options_.hold_poll);  // stays at the head: the session's order holds
+  }
+  auto o = outcome_of(*j, "failed");
+  o.reason = "session_not_working";
+  o.error = "session_not_working: session '" + cmd.session + "' is " + c.session_status +
+            (deleting ? "" : " (sessions.not_working: " + std::string(options_.hold_max.count() > 0 ? "hold, waited " + std::to_string(options_.hold_max.count()) + " s" : "fail") + ")");
+  conclude(j, std::move(o));
 }
 
 void LaneCore::pace(const JobPtr& j) {
@@ -175,7 +236,10 @@ void LaneCore::on_claimed(const JobPtr& j, const SendClaim& c, std::exception_pt
   switch (c.status) {
     case SendClaim::Status::Fresh:
       j->claimed = true;
+      j->route = SessionRoute{c.provider, c.node, c.engine_name, c.phone_number_id, c.secrets};
       return send(j);
+    case SendClaim::Status::NotWorking:
+      return hold_or_fail(j, c);
     case SendClaim::Status::Final: {
       // A replay of a command whose outcome is recorded: not sent again; its event is
       // republished with the same id (it may not have reached Kafka before a crash).
@@ -215,6 +279,14 @@ void LaneCore::on_sent(const JobPtr& j, const SendResult& r) {
     auto o = outcome_of(*j, "failed");
     o.reason = "provider_rejected";
     o.error = "provider rejected: " + r.error;
+    if (!r.pause_reason.empty() && control_) {
+      // The provider flagged this sender: the session pauses (its next sends are held).
+      ++stats_.paused;
+      control_->pause(cmd.tenant, cmd.session, r.pause_reason, [this](std::vector<nlohmann::json> events, std::exception_ptr err) {
+        if (err) return log::warn("session.pause_failed", {{"detail", what(err)}});
+        for (auto& e : events) sink_.publish_json(e, [] {}, [](const Error&) {});
+      });
+    }
     return conclude(j, std::move(o));
   }
   if (r.maybe_delivered) return reconcile(j, r.error);  // repeating it could send it twice
@@ -223,7 +295,8 @@ void LaneCore::on_sent(const JobPtr& j, const SendResult& r) {
     ++stats_.provider_retries;
     log::warn("worker.provider_retry", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
                                         {"attempt", std::to_string(j->provider_attempt)}, {"error", r.error}});
-    return engine_.retry_at(j, EventLoop::Clock::now() + d.delay);
+    const auto delay = std::max<std::chrono::milliseconds>(d.delay, std::chrono::milliseconds(r.retry_after_ms));
+    return engine_.retry_at(j, EventLoop::Clock::now() + delay);
   }
   auto o = outcome_of(*j, "failed");
   o.reason = "provider_failed";

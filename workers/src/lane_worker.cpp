@@ -6,6 +6,7 @@
 #include "switchboard/core/log.hpp"
 #include "switchboard/core/ops_server.hpp"
 #include "switchboard/workers/redis_pacer.hpp"
+#include "switchboard/workers/sessions/session_lifecycle.hpp"
 
 namespace sb {
 namespace {
@@ -23,6 +24,8 @@ LaneCore::Options core_options(const Config& c, const std::string& lane) {
   o.provider_retry = RetryPolicy({std::chrono::milliseconds(c.worker.provider_backoff_ms), std::chrono::milliseconds(30000),
                                   2.0, 0.2, c.worker.provider_attempts});
   o.on_uncertain = c.worker.on_uncertain == "resend" ? LaneCore::OnUncertain::Resend : LaneCore::OnUncertain::Fail;
+  o.hold_poll = std::chrono::milliseconds(c.sessions.hold_poll_ms);
+  o.hold_max = std::chrono::seconds(c.sessions.not_working == "fail" ? 0 : c.sessions.hold_max_s);
   return o;
 }
 
@@ -46,6 +49,12 @@ void LaneWorker::Sink::publish_event(const MessageOutcome& o, std::function<void
   auto type = event["type"].get<std::string>();
   publisher_.publish(events_topic_, o.tenant_id, event.dump(), {{"sb-event-type", std::move(type)}, {"sb-message-id", o.id}},
                      std::move(acked), std::move(failed));
+}
+
+void LaneWorker::Sink::publish_json(const nlohmann::json& event, std::function<void()> acked,
+                                    std::function<void(const Error&)> failed) {
+  publisher_.publish(events_topic_, event["tenant"].get<std::string>(), event.dump(),
+                     {{"sb-event-type", event["type"].get<std::string>()}}, std::move(acked), std::move(failed));
 }
 
 void LaneWorker::Sink::dead_letter(const ConsumedRecord& r, const std::string& reason, const std::string& detail,
@@ -77,9 +86,11 @@ LaneWorker::LaneWorker(const Config& config, const std::string& lane, std::uniqu
       core_(core_options(config, lane_), loop_, schemas_, ledger_, *provider, sink_, nullptr),
       ledger_(messages_, PgCommandLedger::Options{static_cast<std::size_t>(config.worker.result_batch_max),
                                                   config.worker.result_linger_ms, RetryPolicy()}),
+      lifecycle_(std::make_unique<SessionLifecycle>(config, pool_)),
       provider_(std::move(provider)),
       consumer_(config.kafka, consumer_options(config, lane_), core_) {
   sink_.attach(&consumer_);
+  core_.set_session_control(lifecycle_.get());
   if (config.worker.session_rate_per_s > 0) {
     pacer_ = std::make_unique<RedisPacer>(config.redis, config.worker.session_rate_per_s);
     core_.set_pacer(pacer_.get());

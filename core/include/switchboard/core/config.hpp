@@ -37,7 +37,11 @@ struct LogConfig {
 };
 
 struct IntakeConfig {
+  std::string callback_base() const { return public_url.empty() ? "http://" + listen : public_url; }
   std::string listen = "127.0.0.1:8080";
+  // How providers reach this intake for callbacks (engine webhooks point at
+  // <public_url>/v1/providers/engine/<node>/webhook). Empty: http://<listen>.
+  std::string public_url;
   int io_threads = 2;                // event loop threads serving every connection (epoll)
   int blocking_threads = 8;          // pool for handlers that wait on PostgreSQL
   int idle_timeout_ms = 30000;       // an idle keep-alive connection is closed after this
@@ -116,6 +120,56 @@ struct WebhooksConfig {
   std::string ops_listen;                 // /health, /health/ready, /metrics ("host:port"; empty: off)
 };
 
+// Provider credentials are stored encrypted under this key (base64 of 32 bytes; see
+// core/secret_box.hpp). Empty: sessions with credentials are refused with a clear error.
+struct SecretsConfig {
+  std::string key;
+};
+
+struct SessionsConfig {
+  // A send to a session that is not WORKING: hold it (up to hold_max_s, then message.failed
+  // reason session_not_working) or fail it at once.
+  std::string not_working = "hold";  // hold|fail
+  int hold_max_s = 300;
+  int hold_poll_ms = 1000;           // how often a held send looks at its session's status again
+};
+
+// An engine node (WAHA's REST API), named in config: engine.nodes.<name>.{url, api_key,
+// webhook_hmac_key}. Its callbacks arrive at intake /v1/providers/engine/<name>/webhook.
+struct EngineNode {
+  std::string name, url, api_key, webhook_hmac_key;
+};
+
+struct EngineConfig {
+  std::string default_node;                  // where new engine sessions go (first node if empty)
+  std::map<std::string, EngineNode> nodes;
+  int timeout_ms = 15000;
+  const EngineNode* node(const std::string& name) const {
+    auto it = nodes.find(name);
+    return it == nodes.end() ? nullptr : &it->second;
+  }
+  const EngineNode* placement() const;       // the node for a new session, or null if none
+};
+
+// The WhatsApp Cloud API (Meta Graph). app_secret signs every callback (X-Hub-Signature-256)
+// and verify_token answers the subscription handshake; a session may carry its own.
+struct CloudApiConfig {
+  std::string graph_url = "https://graph.facebook.com";
+  std::string version = "v21.0";
+  std::string app_secret;
+  std::string verify_token;
+  int timeout_ms = 15000;
+};
+
+// The consumer group that turns provider callbacks (sb.callbacks) into message receipts,
+// inbound messages and session statuses.
+struct CallbacksConfig {
+  int unmatched_retry_s = 120;  // a receipt for a send whose outcome isn't recorded yet waits this long
+  int batch_max = 500;
+  int linger_ms = 5;
+  std::string ops_listen;
+};
+
 struct Config {
   KafkaConfig kafka;
   PostgresConfig postgres;
@@ -126,6 +180,11 @@ struct Config {
   ProviderConfig provider;
   SimulatorConfig simulator;
   WebhooksConfig webhooks;
+  SecretsConfig secrets;
+  SessionsConfig sessions;
+  EngineConfig engine;
+  CloudApiConfig cloud_api;
+  CallbacksConfig callbacks;
   std::string schemas_dir = SWITCHBOARD_DEFAULT_SCHEMAS_DIR;
 
   // Full topic / group names, with the prefix applied.

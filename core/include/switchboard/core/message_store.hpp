@@ -62,10 +62,15 @@ struct KnownMessage {
 // call). Fresh: the mark is set now, send. Final: the outcome is recorded already (a replay).
 // InProgress: a mark without an outcome (an earlier owner died mid-call): never send blindly.
 // UnknownSession: neither the message nor its session exist.
+// NotWorking: the session exists but is not WORKING (or is being deleted): nothing is marked,
+// the send waits or fails per sessions.not_working.
 struct SendClaim {
-  enum class Status { Fresh, Final, InProgress, UnknownSession };
+  enum class Status { Fresh, Final, InProgress, UnknownSession, NotWorking };
   Status status = Status::UnknownSession;
   KnownMessage known;  // Final / InProgress
+  // The session as the claim saw it (Fresh, NotWorking): where to send, and its status.
+  std::string session_status;
+  std::string provider, node, engine_name, phone_number_id, secrets;
 };
 
 class MessageStore {

@@ -18,6 +18,11 @@ class CommandPublisher {
   std::future<kafka::DeliveryResult> publish(const SendCommand& command);
   // Same, but `done` runs once on the producer's poll thread (must not throw or block long).
   void publish(const SendCommand& command, kafka::Producer::Callback done);
+  // A session lifecycle command, on the high lane; waits for the ack, throws Unavailable.
+  kafka::DeliveryResult publish_and_wait(const SessionCommand& command);
+  // Any record (provider callbacks onto sb.callbacks); `done` as above.
+  void publish_record(const std::string& topic_base, const std::string& key, std::string value, kafka::Headers headers,
+                      kafka::Producer::Callback done);
   bool flush(int timeout_ms) { return producer_.flush(timeout_ms); }
   // Publishes and waits for the ack; throws Unavailable when Kafka did not take it.
   kafka::DeliveryResult publish_and_wait(const SendCommand& command);

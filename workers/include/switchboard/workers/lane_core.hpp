@@ -17,6 +17,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <memory>
 #include <random>
 #include <string>
@@ -56,10 +57,25 @@ class LaneSink {
   // Acked once Kafka has it; failed (once) when Kafka refuses it for good.
   virtual void publish_event(const MessageOutcome& outcome, std::function<void()> acked,
                              std::function<void(const Error&)> failed) = 0;
+  // Any other event (session.status …), already built.
+  virtual void publish_json(const nlohmann::json& event, std::function<void()> acked,
+                            std::function<void(const Error&)> failed) = 0;
   virtual void dead_letter(const ConsumedRecord& record, const std::string& reason, const std::string& detail,
                            std::function<void()> acked) = 0;
   virtual void finished(const ConsumedRecord& record) = 0;
   virtual void released(const kafka::TopicPartition& tp, uint64_t epoch, std::size_t n) = 0;
+};
+
+// Session lifecycle (start, stop, restart, logout, delete) against the session's provider,
+// with its status recorded; also pauses a session a provider flagged. `done` runs once, on
+// any thread, with the events to publish (session.status …) or an error (retryable → the
+// command is tried again after a back-off; otherwise it is dead-lettered).
+class SessionControl {
+ public:
+  using Done = std::function<void(std::vector<nlohmann::json> events, std::exception_ptr error)>;
+  virtual ~SessionControl() = default;
+  virtual void execute(const SessionCommand& command, Done done) = 0;
+  virtual void pause(const std::string& tenant, const std::string& session, const std::string& reason, Done done) = 0;
 };
 
 // Per-session send pacing shared across replicas (Redis). done(wait, error): wait 0 means a
@@ -73,7 +89,7 @@ class Pacer {
 
 struct LaneStats {
   std::atomic<uint64_t> received{0}, sent{0}, failed{0}, uncertain{0}, reconciled{0}, replayed{0},
-      dead_lettered{0}, released{0}, provider_retries{0}, dependency_retries{0};
+      dead_lettered{0}, released{0}, provider_retries{0}, dependency_retries{0}, held{0}, lifecycle{0}, paused{0};
 };
 
 class LaneCore : public RecordHandler {
@@ -85,6 +101,10 @@ class LaneCore : public RecordHandler {
     RetryPolicy provider_retry{RetryPolicy::Options{std::chrono::milliseconds(200), std::chrono::milliseconds(5000), 2.0, 0.2, 3}};
     RetryPolicy dependency_retry{RetryPolicy::Options{std::chrono::milliseconds(100), std::chrono::milliseconds(5000), 2.0, 0.2, 0}};
     OnUncertain on_uncertain = OnUncertain::Fail;
+    // A send to a session that is not WORKING waits (looking again every hold_poll) up to
+    // hold_max, then fails with reason session_not_working; hold_max 0 fails at once.
+    std::chrono::milliseconds hold_poll{1000};
+    std::chrono::seconds hold_max{300};
   };
 
   // Every reference must outlive this object, and `loop` must be stopped before it dies
@@ -98,6 +118,8 @@ class LaneCore : public RecordHandler {
 
   // Before the first record: pacing on (a Pacer that outlives this object).
   void set_pacer(Pacer* pacer) { pacer_ = pacer; }
+  // Before the first record: lifecycle commands run here (without one they are dead-lettered).
+  void set_session_control(SessionControl* control) { control_ = control; }
   const LaneStats& stats() const { return stats_; }
   // Loop-thread figures, read through the loop (safe from any thread; blocks briefly).
   struct Load {
@@ -110,6 +132,10 @@ class LaneCore : public RecordHandler {
   using JobPtr = std::shared_ptr<Job>;
 
   void start(const JobPtr& j);
+  void run_lifecycle(const JobPtr& j);
+  void on_lifecycle_done(const JobPtr& j, std::vector<nlohmann::json> events, std::exception_ptr err);
+  void publish_events(const JobPtr& j, std::vector<nlohmann::json> events);
+  void hold_or_fail(const JobPtr& j, const SendClaim& c);
   void pace(const JobPtr& j);
   void claim(const JobPtr& j);
   void on_claimed(const JobPtr& j, const SendClaim& c, std::exception_ptr err);
@@ -142,6 +168,7 @@ class LaneCore : public RecordHandler {
   Provider& provider_;
   LaneSink& sink_;
   Pacer* pacer_;
+  SessionControl* control_ = nullptr;
   LaneStats stats_;
   std::mt19937_64 rng_{std::random_device{}()};
   // Loop thread only.

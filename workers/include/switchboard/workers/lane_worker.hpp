@@ -2,7 +2,8 @@
 // `switchboard worker --lane L`: a member of consumer group sb-workers-<L> on sb.commands.<L>.
 // This class only wires real parts into LaneCore (lane_core.hpp, where the flow lives):
 // PostgreSQL (PgCommandLedger), Kafka (PartitionedConsumer, a ReliablePublisher for events and
-// dead letters), the provider, and Redis pacing when worker.session_rate_per_s is set.
+// dead letters), the provider, session lifecycle (SessionLifecycle) and Redis pacing when
+// worker.session_rate_per_s is set.
 //
 // Threads: the poll loop (run()), the session engine's event loop, the ledger, the provider's
 // HTTP loop, the producer's poll thread, and the pacer (when on). Member order is destruction
@@ -43,6 +44,8 @@ class LaneWorker {
     Sink(kafka::ReliablePublisher& publisher, std::string events_topic, std::string dlq_topic)
         : publisher_(publisher), events_topic_(std::move(events_topic)), dlq_topic_(std::move(dlq_topic)) {}
     void publish_event(const MessageOutcome& o, std::function<void()> acked, std::function<void(const Error&)> failed) override;
+    void publish_json(const nlohmann::json& event, std::function<void()> acked,
+                      std::function<void(const Error&)> failed) override;
     void dead_letter(const ConsumedRecord& r, const std::string& reason, const std::string& detail,
                      std::function<void()> acked) override;
     void finished(const ConsumedRecord& r) override;
@@ -73,6 +76,7 @@ class LaneWorker {
   EventLoop loop_;                      // runs core_'s tasks
   PgCommandLedger ledger_;              // its thread calls back into core_ through loop_
   std::unique_ptr<Pacer> pacer_;        // likewise (null: no pacing)
+  std::unique_ptr<SessionControl> lifecycle_;  // likewise: its thread runs session.* commands
   std::unique_ptr<Provider> provider_;  // its HTTP thread calls back into core_ through loop_
   PartitionedConsumer consumer_;        // last: its poll thread reaches everything above
 };

@@ -12,12 +12,21 @@
 
 namespace sb {
 
+// Where a session's sends go, as its row says (read with the send's claim).
+struct SessionRoute {
+  std::string provider = "simulator";  // simulator | engine | cloud_api
+  std::string node, engine_name;       // engine
+  std::string phone_number_id;         // cloud_api
+  std::string secrets;                 // base64 of the sealed credentials (SecretBox); opened by the adapter
+};
+
 struct SendRequest {
   std::string tenant_id;
   std::string session;
   std::string message_id;  // idempotency key where the provider supports one
   std::string to;
   std::string text;
+  SessionRoute route;
 };
 
 struct SendResult {
@@ -29,6 +38,10 @@ struct SendResult {
   // other than 503) so it may have been sent; false when it certainly was not (connection
   // refused, 429/503 before any work).
   bool maybe_delivered = false;
+  // Not before this long (the provider asked for it: a rate limit); 0 = the retry policy's delay.
+  int retry_after_ms = 0;
+  // The provider flagged the sender (spam limit, policy block): the session should pause.
+  std::string pause_reason;
 };
 
 // What a provider knows of an earlier send of a message id (after a crash or a timeout).

@@ -1,0 +1,156 @@
+#include "switchboard/producers/callback_api.hpp"
+
+#include "json_reply.hpp"
+
+#include <atomic>
+#include <memory>
+
+#include "switchboard/core/errors.hpp"
+#include "switchboard/core/hmac.hpp"
+#include "switchboard/core/log.hpp"
+
+namespace sb {
+
+using json = nlohmann::json;
+
+CallbackApi::CallbackApi(const Config& config, pg::Pool& pool, CommandPublisher& publisher)
+    : config_(config), sessions_(pool), publisher_(publisher) {}
+
+namespace {
+http::Response answer(int status, const json& body) {
+  http::Response res;
+  reply(res, status, body);
+  return res;
+}
+}  // namespace
+
+void CallbackApi::mount(http::Server& server) {
+  // Blocking handlers (a session lookup is a query); the answer waits for Kafka's acks.
+  server.async_route("POST", R"(/v1/providers/engine/([^/]+)/webhook)", [this, &server](const http::Request&, http::Responder respond) {
+    server.offload([this, respond] { engine(respond.request(), respond); });
+  });
+  server.Get("/v1/providers/cloud_api/webhook", [this](const auto& req, auto& res) { cloud_verify(req, res); });
+  server.async_route("POST", "/v1/providers/cloud_api/webhook", [this, &server](const http::Request&, http::Responder respond) {
+    server.offload([this, respond] { cloud(respond.request(), respond); });
+  });
+}
+
+void CallbackApi::publish_all(std::vector<CallbackRecord> records, const http::Responder& respond) {
+  if (records.empty()) return respond(answer(200, {{"accepted", 0}}));
+  struct Pending {
+    std::atomic<std::size_t> left;
+    std::atomic<bool> failed{false};
+    std::size_t total;
+  };
+  auto p = std::make_shared<Pending>();
+  p->left = records.size();
+  p->total = records.size();
+  const int retry_after = config_.intake.retry_after_s;
+  for (const auto& r : records) {
+    try {
+      publisher_.publish_record(kCallbacksTopic, r.tenant, r.to_json().dump(), {{"sb-callback-kind", r.kind}},
+                                [p, respond, retry_after, id = r.id](const kafka::DeliveryResult& d) {
+                                  if (!d.ok()) {
+                                    p->failed = true;
+                                    log::warn("callback.not_queued", {{"callback_id", id}, {"detail", d.error}});
+                                  }
+                                  if (--p->left > 0) return;
+                                  if (!p->failed) return respond(answer(200, {{"accepted", p->total}}));
+                                  http::Response res;
+                                  res.set_header("Retry-After", std::to_string(retry_after));
+                                  reply_error(res, 503, "the callback could not be stored (Kafka unavailable); retry");
+                                  respond(std::move(res));
+                                });
+    } catch (const Error& e) {
+      p->failed = true;
+      log::warn("callback.not_queued", {{"callback_id", r.id}, {"detail", e.what()}});
+      if (--p->left == 0) {
+        http::Response res;
+        res.set_header("Retry-After", std::to_string(retry_after));
+        reply_error(res, 503, "the callback could not be stored (Kafka unavailable); retry");
+        respond(std::move(res));
+      }
+    }
+  }
+}
+
+void CallbackApi::engine(const http::Request& req, const http::Responder& respond) {
+  const std::string node_name = req.matches[1];
+  const EngineNode* node = config_.engine.node(node_name);
+  if (!node) return respond(answer(404, {{"error", "no engine node '" + node_name + "'"}}));
+  const auto signature = req.get_header_value("X-Webhook-Hmac");
+  if (signature.empty() || !hmac_hex_matches(HmacDigest::Sha512, node->webhook_hmac_key, req.body, signature)) {
+    log::warn("callback.rejected", {{"provider", "engine"}, {"node", node_name}, {"reason", signature.empty() ? "unsigned" : "bad_signature"}});
+    return respond(answer(401, {{"error", "missing or wrong X-Webhook-Hmac (HMAC-SHA512 of the body under the node's key)"}}));
+  }
+  EngineCallback cb;
+  try {
+    cb = parse_engine_callback(req.body);
+  } catch (const InvalidInput& e) {
+    return respond(answer(400, {{"error", e.what()}}));
+  }
+  std::optional<SessionStore::Owner> owner;
+  try {
+    owner = sessions_.find_by_engine_name(node_name, cb.session);
+  } catch (const Error& e) {
+    return respond(answer(503, {{"error", "a dependency is unavailable; retry"}}));
+  }
+  if (!owner) {
+    log::info("callback.unknown_session", {{"provider", "engine"}, {"node", node_name}, {"engine_session", cb.session}, {"event", cb.event}});
+    return respond(answer(200, {{"accepted", 0}, {"ignored", "unknown session"}}));
+  }
+  std::vector<CallbackRecord> records;
+  try {
+    if (auto r = engine_record(cb, owner->tenant_id, owner->name)) records.push_back(std::move(*r));
+  } catch (const InvalidInput& e) {
+    return respond(answer(400, {{"error", e.what()}}));
+  }
+  publish_all(std::move(records), respond);
+}
+
+void CallbackApi::cloud_verify(const http::Request& req, http::Response& res) {
+  const auto mode = req.get_param_value("hub.mode");
+  const auto token = req.get_param_value("hub.verify_token");
+  if (mode != "subscribe" || config_.cloud_api.verify_token.empty() || !equal_constant_time(token, config_.cloud_api.verify_token)) {
+    log::warn("callback.verify_refused", {{"provider", "cloud_api"}, {"mode", mode}});
+    return reply_error(res, 403, "hub.verify_token does not match cloud_api.verify_token");
+  }
+  res.status = 200;
+  res.set_content(req.get_param_value("hub.challenge"), "text/plain");
+}
+
+void CallbackApi::cloud(const http::Request& req, const http::Responder& respond) {
+  const std::string prefix = "sha256=";
+  const auto header = req.get_header_value("X-Hub-Signature-256");
+  if (config_.cloud_api.app_secret.empty() || header.rfind(prefix, 0) != 0 ||
+      !hmac_hex_matches(HmacDigest::Sha256, config_.cloud_api.app_secret, req.body, header.substr(prefix.size()))) {
+    log::warn("callback.rejected", {{"provider", "cloud_api"}, {"reason", header.empty() ? "unsigned" : "bad_signature"}});
+    return respond(answer(401, {{"error", "missing or wrong X-Hub-Signature-256 (sha256= HMAC of the body under the app secret)"}}));
+  }
+  std::vector<CloudFact> facts;
+  try {
+    facts = parse_cloud_callback(req.body);
+  } catch (const InvalidInput& e) {
+    return respond(answer(400, {{"error", e.what()}}));
+  }
+  std::vector<CallbackRecord> records;
+  try {
+    std::map<std::string, std::optional<SessionStore::Owner>> owners;
+    for (auto& f : facts) {
+      auto it = owners.find(f.phone_number_id);
+      if (it == owners.end()) it = owners.emplace(f.phone_number_id, sessions_.find_by_phone_number_id(f.phone_number_id)).first;
+      if (!it->second) {
+        log::info("callback.unknown_session", {{"provider", "cloud_api"}, {"phone_number_id", f.phone_number_id}});
+        continue;
+      }
+      f.record.tenant = it->second->tenant_id;
+      f.record.session = it->second->name;
+      records.push_back(std::move(f.record));
+    }
+  } catch (const Error& e) {
+    return respond(answer(503, {{"error", "a dependency is unavailable; retry"}}));
+  }
+  publish_all(std::move(records), respond);
+}
+
+}  // namespace sb

@@ -1,0 +1,199 @@
+#include "switchboard/producers/session_api.hpp"
+
+#include "json_reply.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "switchboard/core/base64.hpp"
+#include "switchboard/core/errors.hpp"
+#include "switchboard/core/ids.hpp"
+#include "switchboard/core/log.hpp"
+
+namespace sb {
+using nlohmann::json;
+
+namespace {
+
+json opt_json(const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); }
+
+json view(const SessionRecord& s, const std::vector<SessionStatusChange>* history) {
+  json out = {{"id", s.name},
+              {"provider", s.provider},
+              {"status", s.status},
+              {"reason", opt_json(s.reason)},
+              {"status_at", s.status_at},
+              {"node", opt_json(s.node)},
+              {"account", opt_json(s.account)},
+              {"config", s.config},
+              {"created_at", s.created_at},
+              {"updated_at", s.updated_at}};
+  if (s.raw_status) out["raw_status"] = *s.raw_status;
+  if (s.phone_number_id) out["phone_number_id"] = *s.phone_number_id;
+  if (s.deleting) out["deleting"] = true;
+  if (history) {
+    json h = json::array();
+    for (const auto& c : *history) {
+      json e = {{"status", c.status}, {"at", c.at}};
+      if (c.reason) e["reason"] = *c.reason;
+      if (c.raw_status) e["raw_status"] = *c.raw_status;
+      h.push_back(e);
+    }
+    out["history"] = h;
+  }
+  return out;
+}
+
+}  // namespace
+
+bool SessionApi::is_secret_field(const std::string& name) {
+  for (const char* s : {"access_token", "app_secret", "verify_token", "api_key", "webhook_hmac_key", "token", "password"})
+    if (name == s) return true;
+  return false;
+}
+
+SessionApi::SessionApi(const Config& config, pg::Pool& pool, const SchemaSet& schemas, CommandPublisher& publisher,
+                       Authenticate authenticate)
+    : config_(config),
+      schemas_(schemas),
+      store_(pool),
+      secrets_(config.secrets.key),
+      publisher_(publisher),
+      authenticate_(std::move(authenticate)) {}
+
+void SessionApi::mount(http::Server& server) {
+  server.Post("/v1/sessions", [this](const auto& req, auto& res) { create(req, res); });
+  server.Get("/v1/sessions", [this](const auto& req, auto& res) { list(req, res); });
+  server.Get(R"(/v1/sessions/([^/]+))", [this](const auto& req, auto& res) { get(req, res); });
+  server.Get(R"(/v1/sessions/([^/]+)/qr)", [this](const auto& req, auto& res) { qr(req, res); });
+  server.Delete(R"(/v1/sessions/([^/]+))", [this](const auto& req, auto& res) { remove(req, res); });
+  for (const char* action : {"start", "stop", "restart", "logout"})
+    server.Post(std::string(R"(/v1/sessions/([^/]+)/)") + action,
+                [this, a = std::string(action)](const auto& req, auto& res) { act(req, res, a); });
+}
+
+std::string SessionApi::publish(const std::string& tenant, const std::string& session, const std::string& action) {
+  SessionCommand cmd{new_uuid_v7(), tenant, session, action, now_rfc3339()};
+  publisher_.publish_and_wait(cmd);
+  log::info("session.command_queued", {{"tenant", tenant}, {"session", session}, {"action", action}, {"command_id", cmd.id}});
+  return cmd.id;
+}
+
+void SessionApi::create(const http::Request& req, http::Response& res) {
+  auto tenant = authenticate_(req, res);
+  if (!tenant) return;
+  json body;
+  try {
+    body = parse_json(req.body);
+  } catch (const InvalidInput& e) {
+    return reply_error(res, 400, e.what());
+  }
+  try {
+    schemas_.validate("http/session_create_request", body);
+  } catch (const InvalidInput& e) {
+    return reply_error(res, 422, e.what(), e.field());
+  }
+  NewSession s;
+  s.tenant_id = *tenant;
+  s.name = body["id"];
+  s.provider = body["provider"];
+  const json config = body.value("config", json::object());
+  json secret = json::object();
+  for (const auto& [k, v] : config.items()) {
+    if (is_secret_field(k)) secret[k] = v;
+    else s.config[k] = v;
+  }
+  if (!secret.empty()) {
+    if (!secrets_.usable())
+      return reply_error(res, 503, "this deployment cannot store credentials: secrets.key is not configured");
+    s.secrets = base64_encode(secrets_.seal(secret.dump(), *tenant + "/" + s.name));
+  }
+  if (s.provider == "engine") {
+    const EngineNode* node = config.contains("node") ? config_.engine.node(config["node"]) : config_.engine.placement();
+    if (!node)
+      return reply_error(res, config.contains("node") ? 422 : 503,
+                         config.contains("node") ? "unknown engine node '" + config["node"].get<std::string>() + "'"
+                                                 : "no engine node is configured (engine.nodes)",
+                         "config.node");
+    s.node = node->name;
+    s.config["node"] = node->name;
+    s.engine_name = engine_session_name(*tenant, s.name);
+  } else if (s.provider == "cloud_api") {
+    s.phone_number_id = config["phone_number_id"].get<std::string>();
+  } else {
+    s.status = "STOPPED";
+  }
+  try {
+    store_.create(s);
+  } catch (const Conflict& e) {
+    return reply_error(res, 409, e.what(), "id");
+  }
+  log::info("session.created", {{"tenant", *tenant}, {"session", s.name}, {"provider", s.provider}});
+  json out = view(*store_.get(*tenant, s.name), nullptr);
+  if (body.value("start", true)) {
+    try {
+      out["start_command_id"] = publish(*tenant, s.name, "start");
+    } catch (const Error& e) {
+      // Created, not started: say so, so the client retries the start rather than the create.
+      log::warn("session.start_not_queued", {{"tenant", *tenant}, {"session", s.name}, {"detail", e.what()}});
+      res.set_header("Retry-After", std::to_string(config_.intake.retry_after_s));
+      return reply(res, 503, {{"error", "session created, but its start could not be queued (Kafka unavailable): "
+                                        "retry POST /v1/sessions/" + s.name + "/start"},
+                              {"session", out}});
+    }
+  }
+  res.set_header("Location", "/v1/sessions/" + s.name);
+  reply(res, 201, out);
+}
+
+void SessionApi::list(const http::Request& req, http::Response& res) {
+  auto tenant = authenticate_(req, res);
+  if (!tenant) return;
+  json items = json::array();
+  for (const auto& s : store_.list(*tenant)) items.push_back(view(s, nullptr));
+  reply(res, 200, {{"sessions", items}});
+}
+
+void SessionApi::get(const http::Request& req, http::Response& res) {
+  auto tenant = authenticate_(req, res);
+  if (!tenant) return;
+  const std::string name = req.matches[1];
+  auto s = store_.get(*tenant, name);  // another tenant's session is simply not found
+  if (!s) return reply_error(res, 404, "no session '" + name + "' for this tenant", "id");
+  const auto history = store_.history(*tenant, name);
+  reply(res, 200, view(*s, &history));
+}
+
+void SessionApi::act(const http::Request& req, http::Response& res, const std::string& action) {
+  auto tenant = authenticate_(req, res);
+  if (!tenant) return;
+  const std::string name = req.matches[1];
+  auto s = store_.get(*tenant, name);
+  if (!s) return reply_error(res, 404, "no session '" + name + "' for this tenant", "id");
+  if (s->deleting) return reply_error(res, 409, "session '" + name + "' is being deleted", "id");
+  reply(res, 202, {{"id", name}, {"action", action}, {"command_id", publish(*tenant, name, action)}});
+}
+
+void SessionApi::remove(const http::Request& req, http::Response& res) {
+  auto tenant = authenticate_(req, res);
+  if (!tenant) return;
+  const std::string name = req.matches[1];
+  if (!store_.get(*tenant, name)) return reply_error(res, 404, "no session '" + name + "' for this tenant", "id");
+  // Marked first: from now on sends are refused; the worker stops it on its provider, then
+  // removes the row. A lost publish leaves the mark, and a repeated DELETE publishes again.
+  store_.mark_deleting(*tenant, name);
+  reply(res, 202, {{"id", name}, {"action", "delete"}, {"command_id", publish(*tenant, name, "delete")}});
+}
+
+void SessionApi::qr(const http::Request& req, http::Response& res) {
+  auto tenant = authenticate_(req, res);
+  if (!tenant) return;
+  const std::string name = req.matches[1];
+  auto s = store_.get(*tenant, name);
+  if (!s) return reply_error(res, 404, "no session '" + name + "' for this tenant", "id");
+  if (s->status != "SCAN_QR_CODE" || !s->qr_value)
+    return reply_error(res, 409, "session '" + name + "' is " + s->status +
+                                     ": a QR code is shown only while it waits to be paired (SCAN_QR_CODE)");
+  reply(res, 200, {{"value", *s->qr_value}, {"mimetype", "image/png"}, {"data", s->qr_png.value_or("")}});
+}
+
+}  // namespace sb

@@ -1,0 +1,303 @@
+// Sessions for real, end to end with real processes: intake → sb.commands.high → worker →
+// the simulator playing a WAHA engine node → its signed webhooks → intake → sb.callbacks →
+// callbacks worker → PostgreSQL + sb.events → webhook endpoints.
+#include <catch2/catch.hpp>
+#include <httplib.h>
+
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "intake_api.hpp"
+#include "stack.hpp"
+#include "switchboard/core/hmac.hpp"
+#include "switchboard/core/kafka.hpp"
+
+using nlohmann::json;
+using sbtest::Child;
+using sbtest::TestStack;
+
+namespace {
+
+// A webhook endpoint that records every body it receives.
+struct Receiver {
+  httplib::Server server;
+  std::thread thread;
+  int port = 0;
+  std::mutex mu;
+  std::vector<json> bodies;
+  Receiver() {
+    server.Post("/hook", [this](const httplib::Request& req, httplib::Response& res) {
+      std::lock_guard lock(mu);
+      bodies.push_back(json::parse(req.body));
+      res.status = 204;
+    });
+    port = server.bind_to_any_port("127.0.0.1");
+    thread = std::thread([this] { server.listen_after_bind(); });
+  }
+  ~Receiver() {
+    server.stop();
+    thread.join();
+  }
+  std::vector<json> of_type(const std::string& type) {
+    std::lock_guard lock(mu);
+    std::vector<json> out;
+    for (const auto& b : bodies)
+      if (b["type"] == type) out.push_back(b);
+    return out;
+  }
+};
+
+// The whole system as child processes, the simulator as engine node "sim".
+struct System {
+  int sim_port = sbtest::free_port(), intake_port = sbtest::free_port();
+  std::vector<Child> children;
+  explicit System(TestStack& stack, const std::string& not_working = "hold") {
+    auto& c = stack.config;
+    c.simulator.listen = "127.0.0.1:" + std::to_string(sim_port);
+    c.simulator.latency_ms = 1;
+    c.simulator.latency_jitter_ms = 1;
+    c.provider.url = "http://127.0.0.1:" + std::to_string(sim_port);
+    c.intake.listen = "127.0.0.1:" + std::to_string(intake_port);
+    c.engine.nodes["sim"] = sb::EngineNode{"sim", "http://127.0.0.1:" + std::to_string(sim_port), "", "node-hmac-key"};
+    c.engine.default_node = "sim";
+    c.sessions.not_working = not_working;
+    c.sessions.hold_poll_ms = 100;
+    c.webhooks.allow_cidrs = "127.0.0.0/8";
+    c.webhooks.retry_poll_interval_ms = 100;
+    stack.write_config();
+    children.push_back(stack.spawn("simulator", {"simulator"}));
+    children.push_back(stack.spawn("intake", {"intake"}));
+    children.push_back(stack.spawn("worker-high", {"worker", "--lane", "high"}));
+    children.push_back(stack.spawn("worker-default", {"worker", "--lane", "default"}));
+    children.push_back(stack.spawn("callbacks", {"callbacks"}));
+    children.push_back(stack.spawn("webhooks", {"webhooks"}));
+    httplib::Client sim("127.0.0.1", sim_port), api("127.0.0.1", intake_port);
+    REQUIRE(sbtest::eventually([&] { auto r = sim.Get("/health"); return r && r->status == 200; }, 15000));
+    REQUIRE(sbtest::eventually([&] { auto r = api.Get("/health/ready"); return r && r->status == 200; }, 30000));
+  }
+};
+
+json session_of(httplib::Client& api, const std::string& key, const std::string& id) {
+  auto r = sbtest::call(api, "GET", "/v1/sessions/" + id, key);
+  REQUIRE(r.status == 200);
+  return r.body;
+}
+
+bool status_is(httplib::Client& api, const std::string& key, const std::string& id, const std::string& status) {
+  auto r = sbtest::call(api, "GET", "/v1/sessions/" + id, key);
+  return r.status == 200 && r.body["status"] == status;
+}
+
+json sim_post(int port, const std::string& path, const json& body) {
+  httplib::Client sim("127.0.0.1", port);
+  auto r = sim.Post(path.c_str(), body.dump(), "application/json");
+  REQUIRE(r);
+  INFO(path << " → " << r->status << " " << r->body);
+  REQUIRE(r->status == 200);
+  return json::parse(r->body);
+}
+
+// The current QR of a session pairing, once shown.
+std::string wait_qr(httplib::Client& api, const std::string& key, const std::string& id, const std::string& not_this = "") {
+  std::string value;
+  REQUIRE(sbtest::eventually([&] {
+    auto r = sbtest::call(api, "GET", "/v1/sessions/" + id + "/qr", key);
+    if (r.status != 200) return false;
+    value = r.body["value"];
+    return value != not_this;
+  }, 20000));
+  return value;
+}
+
+// Events on sb.events of `type` (read independently of our dispatcher), once `enough` holds.
+std::vector<json> events(const sb::Config& config, const std::string& type,
+                         const std::function<bool(const std::vector<json>&)>& enough = [](const auto& v) { return !v.empty(); }) {
+  sbtest::TopicReader reader(config, config.topic("sb.events"));
+  std::vector<json> out;
+  reader.read_until([&](const auto& records) {
+    out.clear();
+    for (const auto& r : records) {
+      auto e = json::parse(sb::kafka::value_of(r.get()));
+      if (e["type"] == type) out.push_back(e);
+    }
+    return enough(out);
+  }, 20000);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("sessions: an engine session end to end — QR, pairing, send → sent → delivered → read, inbound, "
+          "disconnect and back, stop, logout, delete",
+          "[integration][sessions]") {
+  TestStack stack("sessions_engine");
+  System sys(stack);
+  auto tenant = stack.create_tenant("acme", {});
+  Receiver receiver;
+  httplib::Client api("127.0.0.1", sys.intake_port);
+  auto hook = sbtest::call(api, "POST", "/v1/webhooks", tenant.api_key,
+                           json{{"url", "http://127.0.0.1:" + std::to_string(receiver.port) + "/hook"},
+                                {"events", {"session.*", "message.*"}}}.dump());
+  REQUIRE(hook.status == 201);
+
+  auto created = sbtest::call(api, "POST", "/v1/sessions", tenant.api_key, json{{"id", "s1"}, {"provider", "engine"}}.dump());
+  INFO(created.body.dump());
+  REQUIRE(created.status == 201);
+  CHECK(created.body["provider"] == "engine");
+  CHECK(created.body["node"] == "sim");
+
+  // Pairing: the QR is shown by the API and reaches the webhook endpoint as session.qr.
+  const auto qr = wait_qr(api, tenant.api_key, "s1");
+  auto qr_reply = sbtest::call(api, "GET", "/v1/sessions/s1/qr", tenant.api_key);
+  CHECK(qr_reply.body["mimetype"] == "image/png");
+  CHECK(qr_reply.body["data"].get<std::string>().rfind("iVBORw0KGgo", 0) == 0);  // base64 of the PNG signature
+  REQUIRE(sbtest::eventually([&] {
+    for (const auto& e : receiver.of_type("session.qr"))
+      if (e["data"]["value"] == qr && e["session"] == "s1") return true;
+    return false;
+  }, 20000));
+  const auto paired = sim_post(sys.sim_port, "/sim/scan", {{"qr", qr}});
+  const std::string account = paired["account"];
+  REQUIRE(sbtest::eventually([&] { return status_is(api, tenant.api_key, "s1", "WORKING"); }, 20000));
+  CHECK(session_of(api, tenant.api_key, "s1")["account"] == account);
+  CHECK(sbtest::call(api, "GET", "/v1/sessions/s1/qr", tenant.api_key).status == 409);
+
+  // A send goes out through the engine and its receipts come back.
+  auto sent = sbtest::call(api, "POST", "/v1/sessions/s1/messages", tenant.api_key, json{{"to", "+15557654321"}, {"text", "hello engine"}}.dump());
+  REQUIRE(sent.status == 202);
+  const std::string id = sent.body["id"];
+  REQUIRE(sbtest::eventually([&] { return sbtest::call(api, "GET", "/v1/messages/" + id, tenant.api_key).body["status"] == "read"; }, 20000));
+  auto message = sbtest::call(api, "GET", "/v1/messages/" + id, tenant.api_key).body;
+  std::vector<std::string> history;
+  for (const auto& h : message["history"]) history.push_back(h["status"]);
+  CHECK(std::find(history.begin(), history.end(), "sent") != history.end());
+  CHECK(std::find(history.begin(), history.end(), "delivered") != history.end());
+  CHECK(std::find(history.begin(), history.end(), "read") != history.end());
+  REQUIRE(sbtest::eventually([&] {
+    return !receiver.of_type("message.read").empty() && !receiver.of_type("message.delivered").empty() &&
+           !receiver.of_type("message.sent").empty();
+  }, 20000));
+  CHECK(receiver.of_type("message.read")[0]["data"]["message_id"] == id);
+
+  // Inbound.
+  sim_post(sys.sim_port, "/sim/inbound", {{"to", account}, {"from", "15550001111"}, {"text", "hi there"}});
+  REQUIRE(sbtest::eventually([&] { return !receiver.of_type("message.received").empty(); }, 20000));
+  auto in = receiver.of_type("message.received")[0];
+  CHECK(in["session"] == "s1");
+  CHECK(in["data"]["from"] == "+15550001111");
+  CHECK(in["data"]["text"] == "hi there");
+
+  // Disconnect: back to pairing; a send meanwhile is held, then sent once paired again.
+  sim_post(sys.sim_port, "/sim/disconnect", {{"account", account}});
+  REQUIRE(sbtest::eventually([&] { return status_is(api, tenant.api_key, "s1", "SCAN_QR_CODE"); }, 20000));
+  auto held = sbtest::call(api, "POST", "/v1/sessions/s1/messages", tenant.api_key, json{{"to", "+15557654321"}, {"text", "while away"}}.dump());
+  REQUIRE(held.status == 202);
+  const auto qr2 = wait_qr(api, tenant.api_key, "s1", qr);
+  sim_post(sys.sim_port, "/sim/scan", {{"qr", qr2}});
+  REQUIRE(sbtest::eventually([&] { return status_is(api, tenant.api_key, "s1", "WORKING"); }, 20000));
+  const std::string held_id = held.body["id"];
+  REQUIRE(sbtest::eventually([&] {
+    auto s = sbtest::call(api, "GET", "/v1/messages/" + held_id, tenant.api_key).body["status"];
+    return s == "read" || s == "delivered";
+  }, 20000));
+
+  // Stop keeps the pairing (start resumes WORKING without a QR); logout forgets it.
+  REQUIRE(sbtest::call(api, "POST", "/v1/sessions/s1/stop", tenant.api_key).status == 202);
+  REQUIRE(sbtest::eventually([&] { return status_is(api, tenant.api_key, "s1", "STOPPED"); }, 20000));
+  REQUIRE(sbtest::call(api, "POST", "/v1/sessions/s1/start", tenant.api_key).status == 202);
+  REQUIRE(sbtest::eventually([&] { return status_is(api, tenant.api_key, "s1", "WORKING"); }, 20000));
+  REQUIRE(sbtest::call(api, "POST", "/v1/sessions/s1/logout", tenant.api_key).status == 202);
+  REQUIRE(sbtest::eventually([&] { return status_is(api, tenant.api_key, "s1", "STOPPED"); }, 20000));
+  CHECK(session_of(api, tenant.api_key, "s1")["account"].is_null());
+
+  // The status history tells the story, in time order.
+  auto s = session_of(api, tenant.api_key, "s1");
+  std::vector<std::string> statuses;
+  for (const auto& h : s["history"]) statuses.push_back(h["status"]);
+  INFO(s["history"].dump());
+  CHECK(statuses.front() == "STOPPED");
+  CHECK(std::count(statuses.begin(), statuses.end(), "WORKING") >= 3);
+  CHECK(std::count(statuses.begin(), statuses.end(), "SCAN_QR_CODE") >= 2);
+  // session.status events carry status and previous.
+  auto status_events = events(stack.config, "session.status");
+  REQUIRE_FALSE(status_events.empty());
+  for (const auto& e : status_events) {
+    CHECK(e["data"].contains("previous"));
+    CHECK(e["tenant"] == tenant.id);
+  }
+
+  REQUIRE(sbtest::call(api, "DELETE", "/v1/sessions/s1", tenant.api_key).status == 202);
+  REQUIRE(sbtest::eventually([&] { return sbtest::call(api, "GET", "/v1/sessions/s1", tenant.api_key).status == 404; }, 20000));
+  CHECK_FALSE(events(stack.config, "session.deleted").empty());
+  // Another tenant sees none of it.
+  auto other = stack.create_tenant("other", {});
+  CHECK(sbtest::call(api, "GET", "/v1/sessions", other.api_key).body["sessions"].empty());
+}
+
+TEST_CASE("sessions: provider callbacks are verified — forged, unsigned, altered and malformed ones change nothing",
+          "[integration][sessions][callbacks]") {
+  TestStack stack("sessions_callbacks");
+  stack.config.intake.listen = "127.0.0.1:0";
+  stack.config.engine.nodes["sim"] = sb::EngineNode{"sim", "http://127.0.0.1:9", "", "node-hmac-key"};
+  stack.config.cloud_api.app_secret = "app-secret";
+  stack.config.cloud_api.verify_token = "verify-me";
+  sbtest::InProcessIntake intake(stack.config);
+  httplib::Client http("127.0.0.1", intake.server.port());
+  const std::string body = R"({"id":"evt_1","timestamp":1700000000000,"event":"session.status","session":"nobody","payload":{"status":"WORKING"}})";
+  auto post = [&](const std::string& path, const std::string& b, httplib::Headers h) {
+    auto r = http.Post(path.c_str(), h, b, "application/json");
+    REQUIRE(r);
+    return r->status;
+  };
+  const auto good = sb::hmac_hex(sb::HmacDigest::Sha512, "node-hmac-key", body);
+  CHECK(post("/v1/providers/engine/sim/webhook", body, {}) == 401);
+  CHECK(post("/v1/providers/engine/sim/webhook", body, {{"X-Webhook-Hmac", sb::hmac_hex(sb::HmacDigest::Sha512, "wrong", body)}}) == 401);
+  CHECK(post("/v1/providers/engine/sim/webhook", body + " ", {{"X-Webhook-Hmac", good}}) == 401);  // altered after signing
+  CHECK(post("/v1/providers/engine/nowhere/webhook", body, {{"X-Webhook-Hmac", good}}) == 404);
+  const std::string bad = "{not json";
+  CHECK(post("/v1/providers/engine/sim/webhook", bad, {{"X-Webhook-Hmac", sb::hmac_hex(sb::HmacDigest::Sha512, "node-hmac-key", bad)}}) == 400);
+  CHECK(post("/v1/providers/engine/sim/webhook", body, {{"X-Webhook-Hmac", good}}) == 200);  // verified; unknown session: ignored
+
+  const std::string cloud = R"({"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"123"},"statuses":[{"id":"wamid.x","status":"read","timestamp":"1700000000","recipient_id":"1555"}]}}]}]})";
+  CHECK(post("/v1/providers/cloud_api/webhook", cloud, {}) == 401);
+  CHECK(post("/v1/providers/cloud_api/webhook", cloud, {{"X-Hub-Signature-256", "sha256=" + sb::hmac_hex(sb::HmacDigest::Sha256, "nope", cloud)}}) == 401);
+  CHECK(post("/v1/providers/cloud_api/webhook", cloud, {{"X-Hub-Signature-256", "sha256=" + sb::hmac_hex(sb::HmacDigest::Sha256, "app-secret", cloud)}}) == 200);
+  const std::string not_cloud = R"({"object":"page"})";
+  CHECK(post("/v1/providers/cloud_api/webhook", not_cloud, {{"X-Hub-Signature-256", "sha256=" + sb::hmac_hex(sb::HmacDigest::Sha256, "app-secret", not_cloud)}}) == 400);
+
+  auto verify = http.Get("/v1/providers/cloud_api/webhook?hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444");
+  REQUIRE(verify);
+  CHECK(verify->status == 200);
+  CHECK(verify->body == "1158201444");
+  auto refused = http.Get("/v1/providers/cloud_api/webhook?hub.mode=subscribe&hub.verify_token=guess&hub.challenge=1");
+  REQUIRE(refused);
+  CHECK(refused->status == 403);
+
+  // Nothing reached sb.callbacks but the verified, well-formed facts of known sessions (none here).
+  sbtest::TopicReader reader(stack.config, stack.config.topic("sb.callbacks"));
+  reader.read_until([](const auto&) { return false; }, 1000);
+  CHECK(reader.records().empty());
+}
+
+TEST_CASE("sessions: sessions.not_working fail — a send to a session that is not WORKING fails at once with "
+          "reason session_not_working",
+          "[integration][sessions]") {
+  TestStack stack("sessions_fail");
+  System sys(stack, "fail");
+  auto tenant = stack.create_tenant("acme", {});
+  httplib::Client api("127.0.0.1", sys.intake_port);
+  REQUIRE(sbtest::call(api, "POST", "/v1/sessions", tenant.api_key, json{{"id", "s1"}, {"provider", "engine"}, {"start", false}}.dump()).status == 201);
+  auto sent = sbtest::call(api, "POST", "/v1/sessions/s1/messages", tenant.api_key, json{{"to", "+15557654321"}, {"text", "too early"}}.dump());
+  REQUIRE(sent.status == 202);
+  const std::string id = sent.body["id"];
+  REQUIRE(sbtest::eventually([&] { return sbtest::call(api, "GET", "/v1/messages/" + id, tenant.api_key).body["status"] == "failed"; }, 20000));
+  CHECK(sbtest::call(api, "GET", "/v1/messages/" + id, tenant.api_key).body["error"].get<std::string>().rfind("session_not_working", 0) == 0);
+  auto failed = events(stack.config, "message.failed", [&](const std::vector<json>& v) {
+    for (const auto& e : v)
+      if (e["data"]["message_id"] == id) return true;
+    return false;
+  });
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0]["data"]["reason"] == "session_not_working");
+}

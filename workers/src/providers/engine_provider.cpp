@@ -1,0 +1,56 @@
+#include "switchboard/workers/providers/engine_provider.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "switchboard/workers/providers/http_outcome.hpp"
+
+namespace sb {
+
+using json = nlohmann::json;
+
+std::string EngineProvider::chat_id(const std::string& e164) {
+  return (e164.rfind('+', 0) == 0 ? e164.substr(1) : e164) + "@c.us";
+}
+
+EngineProvider::EngineProvider(const EngineConfig& config) : config_(config), client_(AsyncHttpClient::Options{}) {}
+
+namespace {
+std::string message_id_of(const json& j) {
+  if (auto it = j.find("id"); it != j.end()) {
+    if (it->is_string()) return *it;
+    if (it->is_object() && it->contains("_serialized") && (*it)["_serialized"].is_string()) return (*it)["_serialized"];
+  }
+  if (auto k = j.find("key"); k != j.end() && k->is_object() && k->contains("id") && (*k)["id"].is_string()) return (*k)["id"];
+  return {};
+}
+}  // namespace
+
+void EngineProvider::send(const SendRequest& request, SendDone done) {
+  const EngineNode* node = config_.node(request.route.node);
+  if (!node)
+    return done(result(SendResult::Status::Rejected, "engine node '" + request.route.node + "' is not configured (engine.nodes)"));
+  HttpRequest req;
+  req.url = node->url + "/api/sendText";
+  req.timeout_ms = config_.timeout_ms;
+  req.connect_timeout_ms = std::min(config_.timeout_ms, 2000);
+  req.headers = {{"Content-Type", "application/json"}, {"Accept", "application/json"}};
+  if (!node->api_key.empty()) req.headers.emplace_back("X-Api-Key", node->api_key);
+  const std::string where = "engine " + node->name + " sendText: ";
+  try {
+    req.body = json{{"session", request.route.engine_name}, {"chatId", chat_id(request.to)}, {"text", request.text}}.dump();
+  } catch (const json::exception& e) {
+    return done(result(SendResult::Status::Rejected, where + "request cannot be encoded as JSON: " + e.what()));
+  }
+  client_.submit(std::move(req), [where, done = std::move(done)](HttpResponse resp) {
+    if (resp.transport_ok() && resp.status == 422) {
+      // The engine says the session is not WORKING (its status moved before ours did): nothing
+      // was sent; try again after a back-off, by which time the status callback has arrived.
+      auto r = result(SendResult::Status::RetryableError, where + "HTTP 422 (session not WORKING on the engine): " + excerpt(resp.body));
+      r.maybe_delivered = false;
+      return done(std::move(r));
+    }
+    done(interpret_send(resp, where, message_id_of));
+  });
+}
+
+}  // namespace sb

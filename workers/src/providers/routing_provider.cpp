@@ -1,0 +1,15 @@
+#include "switchboard/workers/providers/routing_provider.hpp"
+
+#include "switchboard/workers/http_provider.hpp"
+#include "switchboard/workers/providers/cloud_api_provider.hpp"
+#include "switchboard/workers/providers/engine_provider.hpp"
+
+namespace sb {
+
+std::unique_ptr<Provider> make_session_provider(const Config& config) {
+  return std::make_unique<RoutingProvider>(std::make_unique<HttpProvider>(config.provider),
+                                           std::make_unique<EngineProvider>(config.engine),
+                                           std::make_unique<CloudApiProvider>(config.cloud_api, SecretBox(config.secrets.key)));
+}
+
+}  // namespace sb
