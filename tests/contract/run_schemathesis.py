@@ -5,8 +5,10 @@ scripts/lib/python.sh): an independent oracle for "no 5xx, every answer is in th
 usage: run_schemathesis.py URL API_KEY REPORT_DIR [MAX_EXAMPLES]
 
 Bounded and reproducible: a fixed seed and at most MAX_EXAMPLES (default 25) generated cases per
-operation, in the examples, coverage and fuzzing phases, plus the stateful phase that follows the
-document's links (create a webhook, then read, change, list attempts, replay and delete it).
+operation, in the examples and fuzzing phases, plus the stateful phase that follows the document's
+links (send a message, then read it; create a webhook, then read, change, list attempts, replay and
+delete it). Not the coverage phase: on CPython 3.11 before 3.11.8 (bookworm has 3.11.2) it dies in
+ast.parse ("AST constructor recursion depth mismatch", CPython gh-106905) inside Hypothesis.
 Checks:
   not_a_server_error            no 5xx (a 503 is documented, but a healthy stack must not answer it)
   status_code_conformance       every status is one the operation documents
@@ -41,7 +43,7 @@ def main() -> int:
         "--url", url,
         "--header", f"Authorization: Bearer {key}",
         "--checks", checks,
-        "--phases", "examples,coverage,fuzzing,stateful",
+        "--phases", "examples,fuzzing,stateful",
         "--max-examples", max_examples,
         "--seed", "20261201",
         "--workers", "2",
