@@ -26,7 +26,7 @@ def main() -> int:
     if len(sys.argv) < 4:
         print(__doc__, file=sys.stderr)
         return 2
-    url, key, report_dir = sys.argv[1:4]
+    url, key, report_dir = sys.argv[1], sys.argv[2], os.path.abspath(sys.argv[3])
     max_examples = sys.argv[4] if len(sys.argv) > 4 else "25"
     try:
         from schemathesis.cli import schemathesis
@@ -56,6 +56,10 @@ def main() -> int:
         "--warnings", "off",
     ]
     sys.argv = ["schemathesis"] + args
+    # Schemathesis keeps a cache of past failures (.schemathesis/) in its working directory and
+    # replays them first: run it in this run's report directory, so every run starts the same.
+    os.makedirs(report_dir, exist_ok=True)
+    os.chdir(report_dir)
     try:
         schemathesis(standalone_mode=True)
     except SystemExit as e:
