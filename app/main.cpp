@@ -6,6 +6,7 @@
 #include <mutex>
 #include <thread>
 
+#include "switchboard/core/cluster_status.hpp"
 #include "switchboard/core/command.hpp"
 #include "switchboard/core/config.hpp"
 #include "switchboard/core/http_client.hpp"
@@ -190,6 +191,11 @@ int main(int argc, char** argv) {
   publish_cmd->add_option("--priority", priority, "lane")->check(CLI::IsMember({"high", "default", "low"}));
   publish_cmd->add_option("--id", message_id, "message id (default: a new UUIDv7)");
 
+  auto* status_cmd = app.add_subcommand(
+      "status", "brokers, topics and partitions, consumer groups (members, assignments, lag), dead-letter depth");
+  bool status_json = false;
+  status_cmd->add_flag("--json", status_json, "one JSON document, for scripts");
+
   CLI11_PARSE(app, argc, argv);
 
   sb::Config config;
@@ -249,6 +255,10 @@ int main(int argc, char** argv) {
       simulator.run();
     } else if (*dev_cmd) {
       run_dev(config);
+    } else if (*status_cmd) {
+      const auto status = sb::read_cluster_status(config);
+      if (status_json) std::cout << sb::to_json(status).dump(2) << "\n";
+      else std::cout << sb::to_text(status);
     } else if (*publish_cmd) {
       sb::pg::Pool pool(config.postgres);
       sb::TenantStore tenants(pool);

@@ -22,6 +22,12 @@ http::Response answer(int status, const json& body) {
   reply(res, status, body);
   return res;
 }
+http::Response unavailable(int retry_after_s) {
+  http::Response res;
+  res.set_header("Retry-After", std::to_string(retry_after_s));
+  reply_error(res, 503, "a dependency is unavailable; retry");
+  return res;
+}
 }  // namespace
 
 void CallbackApi::mount(http::Server& server) {
@@ -92,8 +98,8 @@ void CallbackApi::engine(const http::Request& req, const http::Responder& respon
   std::optional<SessionStore::Owner> owner;
   try {
     owner = sessions_.find_by_engine_name(node_name, cb.session);
-  } catch (const Error& e) {
-    return respond(answer(503, {{"error", "a dependency is unavailable; retry"}}));
+  } catch (const Error&) {
+    return respond(unavailable(config_.intake.retry_after_s));
   }
   if (!owner) {
     log::info("callback.unknown_session", {{"provider", "engine"}, {"node", node_name}, {"engine_session", cb.session}, {"event", cb.event}});
@@ -147,8 +153,8 @@ void CallbackApi::cloud(const http::Request& req, const http::Responder& respond
       f.record.session = it->second->name;
       records.push_back(std::move(f.record));
     }
-  } catch (const Error& e) {
-    return respond(answer(503, {{"error", "a dependency is unavailable; retry"}}));
+  } catch (const Error&) {
+    return respond(unavailable(config_.intake.retry_after_s));
   }
   publish_all(std::move(records), respond);
 }

@@ -9,7 +9,9 @@ namespace sb {
 
 inline void reply(http::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  // Invalid UTF-8 becomes U+FFFD instead of an exception: error messages quote client input
+  // (the JSON parser's own message names the offending byte), and a reply must never fail.
+  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
 }
 
 inline void reply_error(http::Response& res, int status, const std::string& error, const std::string& field = {}) {

@@ -66,9 +66,10 @@ void SessionApi::mount(http::Server& server) {
   server.Get(R"(/v1/sessions/([^/]+))", [this](const auto& req, auto& res) { get(req, res); });
   server.Get(R"(/v1/sessions/([^/]+)/qr)", [this](const auto& req, auto& res) { qr(req, res); });
   server.Delete(R"(/v1/sessions/([^/]+))", [this](const auto& req, auto& res) { remove(req, res); });
-  for (const char* action : {"start", "stop", "restart", "logout"})
-    server.Post(std::string(R"(/v1/sessions/([^/]+)/)") + action,
-                [this, a = std::string(action)](const auto& req, auto& res) { act(req, res, a); });
+  server.Post(R"(/v1/sessions/([^/]+)/start)", [this](const auto& req, auto& res) { act(req, res, "start"); });
+  server.Post(R"(/v1/sessions/([^/]+)/stop)", [this](const auto& req, auto& res) { act(req, res, "stop"); });
+  server.Post(R"(/v1/sessions/([^/]+)/restart)", [this](const auto& req, auto& res) { act(req, res, "restart"); });
+  server.Post(R"(/v1/sessions/([^/]+)/logout)", [this](const auto& req, auto& res) { act(req, res, "logout"); });
 }
 
 std::string SessionApi::publish(const std::string& tenant, const std::string& session, const std::string& action) {
@@ -110,10 +111,10 @@ void SessionApi::create(const http::Request& req, http::Response& res) {
   if (s.provider == "engine") {
     const EngineNode* node = config.contains("node") ? config_.engine.node(config["node"]) : config_.engine.placement();
     if (!node)
-      return reply_error(res, config.contains("node") ? 422 : 503,
+      return reply_error(res, 422,
                          config.contains("node") ? "unknown engine node '" + config["node"].get<std::string>() + "'"
-                                                 : "no engine node is configured (engine.nodes)",
-                         "config.node");
+                                                 : "provider 'engine' is not available here: no engine node is configured (engine.nodes)",
+                         config.contains("node") ? "config.node" : "provider");
     s.node = node->name;
     s.config["node"] = node->name;
     s.engine_name = engine_session_name(*tenant, s.name);
@@ -136,9 +137,8 @@ void SessionApi::create(const http::Request& req, http::Response& res) {
       // Created, not started: say so, so the client retries the start rather than the create.
       log::warn("session.start_not_queued", {{"tenant", *tenant}, {"session", s.name}, {"detail", e.what()}});
       res.set_header("Retry-After", std::to_string(config_.intake.retry_after_s));
-      return reply(res, 503, {{"error", "session created, but its start could not be queued (Kafka unavailable): "
-                                        "retry POST /v1/sessions/" + s.name + "/start"},
-                              {"session", out}});
+      return reply_error(res, 503, "session created, but its start could not be queued (Kafka unavailable): "
+                                   "retry POST /v1/sessions/" + s.name + "/start");
     }
   }
   res.set_header("Location", "/v1/sessions/" + s.name);

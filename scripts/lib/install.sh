@@ -35,7 +35,9 @@ SB_APT_PACKAGES=(
   maven                  # fetches the Kafka broker jars (scripts/kafka/pom.xml)
   # --- misc tools the scripts use ---
   python3
-  python3-venv           # venv for the test oracle (PyPI standardwebhooks)
+  python3-venv           # venv for the test oracles (scripts/lib/python.sh)
+  docker-compose         # validates compose/docker-compose.yml without a Docker engine (tests)
+  prometheus             # promtool: checks compose/prometheus/ config and alert rules (tests)
   procps                 # ps, pgrep
   iproute2               # ss
 )

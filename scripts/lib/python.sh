@@ -1,6 +1,9 @@
 # shellcheck shell=bash
-# sb_python_tools: a Python venv with the tools tests use as independent oracles (today: the
-# official Standard Webhooks library, which checks our webhook signatures). Creates
+# sb_python_tools: a Python venv with the tools tests use as independent oracles: the official
+# Standard Webhooks library (our webhook signatures), openapi-spec-validator and schemathesis
+# (schemas/openapi.yaml, and a live intake against it), jsonschema (events on sb.events),
+# confluent-kafka (the example producer in producers/examples/), kubernetes-validate
+# (deploy/k8s/) and PyYAML (reading the compose, rules and k8s files in the checks). Creates
 # $SB_CACHE_DIR/pyvenv on first use, (re)installs the pinned versions when they differ, and
 # exports SWITCHBOARD_TEST_PYTHON=<venv>/bin/python. Idempotent and quiet when already set up.
 # shellcheck source=scripts/lib/common.sh
@@ -10,6 +13,12 @@ SB_PYVENV_DIR=${SB_PYVENV_DIR:-$SB_CACHE_DIR/pyvenv}
 # Pinned: an oracle that changes under us is not an oracle. Bump deliberately.
 SB_PY_REQUIREMENTS=(
   standardwebhooks==1.1.0
+  openapi-spec-validator==0.9.0
+  schemathesis==4.32.5
+  jsonschema==4.26.0
+  confluent-kafka==2.16.1
+  kubernetes-validate==1.37.0
+  PyYAML==6.0.4
 )
 
 # _sb_pyvenv_ready: the venv exists and has exactly the pinned versions.

@@ -110,6 +110,18 @@ TEST_CASE("intake: bad input gets a clear 4xx and the server keeps serving", "[i
   CHECK(s8 == 422);
   CHECK(b8["field"] == "idempotency_key");
 
+  // Bytes that are not UTF-8 (found by schemathesis): a 400 whose JSON answer is itself valid
+  // (the parser's message quotes the bad byte; it was a 500 when the reply could not be encoded).
+  for (const auto& bad : {std::string("\xff"), std::string("{\"to\":\"+15551234567\",\"text\":\"h\xffi\"}")}) {
+    for (const char* path : {"/v1/sessions/main/messages", "/v1/webhooks"}) {
+      auto r = http.Post(path, auth, bad, "application/json");
+      REQUIRE(r);
+      INFO(path << ": " << r->body);
+      CHECK(r->status == 400);
+      CHECK_THAT(json::parse(r->body)["error"].get<std::string>(), Catch::Contains("malformed JSON"));
+    }
+  }
+
   // Nothing above was queued; a good request still works.
   auto [ok, body] = post("/v1/sessions/main/messages", kBody, auth);
   CHECK(ok == 202);

@@ -8,7 +8,10 @@
 #include <mutex>
 #include <thread>
 
+#include <fstream>
+
 #include "intake_api.hpp"
+#include "python_tool.hpp"
 #include "stack.hpp"
 #include "switchboard/core/hmac.hpp"
 #include "switchboard/core/kafka.hpp"
@@ -230,6 +233,19 @@ TEST_CASE("sessions: an engine session end to end — QR, pairing, send → sent
   REQUIRE(sbtest::call(api, "DELETE", "/v1/sessions/s1", tenant.api_key).status == 202);
   REQUIRE(sbtest::eventually([&] { return sbtest::call(api, "GET", "/v1/sessions/s1", tenant.api_key).status == 404; }, 20000));
   CHECK_FALSE(events(stack.config, "session.deleted").empty());
+  // Every event of the story validates against the contract with an independent validator.
+  {
+    sbtest::TopicReader all(stack.config, stack.config.topic("sb.events"));
+    all.read_until([](const auto&) { return false; }, 1000);
+    const std::string path = stack.log_dir + "/events.jsonl";
+    std::ofstream out(path);
+    for (const auto& r : all.records()) out << sb::kafka::value_of(r.get()) << "\n";
+  }
+  const auto run = sbtest::run_python({"tests/contract/validate_events.py", stack.log_dir + "/events.jsonl",
+                                       "--types=" + std::string(sbtest::kSessionEventTypes)},
+                                      stack.log_dir + "/validate_events.log");
+  INFO(run.output);
+  CHECK(run.exit_code == 0);
   // Another tenant sees none of it.
   auto other = stack.create_tenant("other", {});
   CHECK(sbtest::call(api, "GET", "/v1/sessions", other.api_key).body["sessions"].empty());
