@@ -27,6 +27,8 @@ SB_APT_PACKAGES=(
   libboost-dev           # Boost.Beast + Asio (header-only): the event-driven HTTP server
   libcpp-httplib-dev     # HTTP client in tests and benchmarks; tests' legacy loopback receivers
   libssl-dev             # TLS / HMAC signing
+  libqrencode-dev        # the simulator's pairing QR codes
+  zlib1g-dev             # deflate + CRC-32 for the simulator's PNG images
   # --- local servers for dev and integration tests ---
   postgresql             # initdb/pg_ctl/psql under /usr/lib/postgresql/<ver>/bin
   redis-server           # also pulls redis-tools (redis-cli)
@@ -36,6 +38,7 @@ SB_APT_PACKAGES=(
   # --- misc tools the scripts use ---
   python3
   python3-venv           # venv for the test oracle (PyPI standardwebhooks)
+  zbar-tools             # zbarimg: decodes the simulator's QR PNGs in tests (an independent reader)
   procps                 # ps, pgrep
   iproute2               # ss
 )
