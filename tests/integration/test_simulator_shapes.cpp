@@ -27,6 +27,7 @@
 #include "switchboard/core/http_async.hpp"
 #include "switchboard/core/http_client.hpp"
 #include "switchboard/core/http_server.hpp"
+#include "simulator_thread.hpp"
 #include "switchboard/workers/simulator.hpp"
 
 namespace {
@@ -226,29 +227,10 @@ size_t count_status(const std::vector<Hit>& hits, const std::string& session, co
   return n;
 }
 
-// A Simulator serving on its own thread for the lifetime of the object.
-class RunningSimulator {
+// The simulator on its own thread, with a client for calling it.
+class RunningSimulator : public sbtest::SimulatorThread {
  public:
-  explicit RunningSimulator(const sb::SimulatorConfig& config) : sim_(config) {
-    thread_ = std::thread([this] {
-      try {
-        sim_.run();
-      } catch (...) {
-        error_ = std::current_exception();
-      }
-    });
-    if (!sim_.wait_until_ready(10000)) {
-      stop();
-      if (error_) std::rethrow_exception(error_);
-      FAIL("simulator did not start");
-    }
-  }
-  ~RunningSimulator() { stop(); }
-  void stop() {
-    sim_.stop();
-    if (thread_.joinable()) thread_.join();
-  }
-  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(sim_.port()) + path; }
+  using SimulatorThread::SimulatorThread;
 
   struct Answer {
     long status = 0;
@@ -279,9 +261,6 @@ class RunningSimulator {
   }
 
  private:
-  sb::Simulator sim_;
-  std::thread thread_;
-  std::exception_ptr error_;
   sb::HttpClient client_{10000};
 };
 
