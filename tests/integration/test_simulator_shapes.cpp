@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "switchboard/core/base64.hpp"
 #include "switchboard/core/http_async.hpp"
 #include "switchboard/core/http_client.hpp"
 #include "switchboard/core/http_server.hpp"
@@ -80,20 +81,8 @@ std::string python_hmac(const std::string& digest, const std::string& key, const
 }
 
 std::string base64_decode(const std::string& in) {
-  static const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int value = 0, bits = -8;
-  for (char c : in) {
-    if (c == '=') break;
-    auto pos = alphabet.find(c);
-    REQUIRE(pos != std::string::npos);
-    value = (value << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) {
-      out += static_cast<char>((value >> bits) & 0xff);
-      bits -= 8;
-    }
-  }
+  std::string out, why;
+  if (!sb::base64_decode(in, out, why)) FAIL("QR data is not base64: " + why);
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "engine_api.hpp"
 
 #include "qr_png.hpp"
+#include "switchboard/core/base64.hpp"
 #include "switchboard/core/hmac.hpp"
 #include "switchboard/core/log.hpp"
 
@@ -176,7 +177,7 @@ void EngineApi::qr(const http::Request& req, const http::Responder& respond) {
   if (req.get_param_value("format") == "raw") return respond(reply(200, {{"value", value}}));
   const std::string png = qr_png(value);
   if (req.get_header_value("Accept").find("application/json") != std::string::npos)
-    return respond(reply(200, {{"mimetype", "image/png"}, {"data", base64(png)}}));
+    return respond(reply(200, {{"mimetype", "image/png"}, {"data", base64_encode(png)}}));
   http::Response res;
   res.status = 200;
   res.set_content(png, "image/png");

@@ -1,6 +1,5 @@
 #include "qr_png.hpp"
 
-#include <openssl/evp.h>
 #include <qrencode.h>
 #include <zlib.h>
 
@@ -68,14 +67,6 @@ std::string qr_png(const std::string& value) {
   chunk(png, "IDAT", packed);
   chunk(png, "IEND", "");
   return png;
-}
-
-std::string base64(const std::string& bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(bytes.data()),
-                                static_cast<int>(bytes.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
 }
 
 }  // namespace sb::sim

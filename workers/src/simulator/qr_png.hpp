@@ -8,6 +8,5 @@ namespace sb::sim {
 // PNG bytes: 8-bit grayscale, 8 pixels per module, a 4-module quiet zone. Throws sb::Error
 // (Internal) if the value can't be encoded (longer than a QR code holds).
 std::string qr_png(const std::string& value);
-std::string base64(const std::string& bytes);
 
 }  // namespace sb::sim
