@@ -27,6 +27,8 @@ SB_APT_PACKAGES=(
   libboost-dev           # Boost.Beast + Asio (header-only): the event-driven HTTP server
   libcpp-httplib-dev     # HTTP client in tests and benchmarks; tests' legacy loopback receivers
   libssl-dev             # TLS / HMAC signing
+  libqrencode-dev        # the simulator's pairing QR codes
+  zlib1g-dev             # deflate + CRC-32 for the simulator's PNG images
   # --- local servers for dev and integration tests ---
   postgresql             # initdb/pg_ctl/psql under /usr/lib/postgresql/<ver>/bin
   redis-server           # also pulls redis-tools (redis-cli)
@@ -38,6 +40,7 @@ SB_APT_PACKAGES=(
   python3-venv           # venv for the test oracles (scripts/lib/python.sh)
   docker-compose         # validates compose/docker-compose.yml without a Docker engine (tests)
   prometheus             # promtool: checks compose/prometheus/ config and alert rules (tests)
+  zbar-tools             # zbarimg: decodes the simulator's QR PNGs in tests (an independent reader)
   procps                 # ps, pgrep
   iproute2               # ss
 )

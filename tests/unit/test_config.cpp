@@ -73,3 +73,32 @@ TEST_CASE("config: bad input names the key and what is allowed", "[unit][config]
   fake_env.clear();
   CHECK_THROWS_AS(sb::load_config("/nonexistent/switchboard.yaml", &lookup), sb::ConfigError);
 }
+
+TEST_CASE("config: the simulator's engine and cloud_api sections, documented defaults and env overrides", "[unit][config]") {
+  fake_env.clear();
+  auto documented = sb::load_config(std::string(SWITCHBOARD_DEFAULT_SCHEMAS_DIR) + "/../config/switchboard.yaml", &lookup);
+  const sb::SimulatorConfig defaults;
+  CHECK(documented.simulator.name == defaults.name);
+  CHECK(documented.simulator.auth_store == defaults.auth_store);
+  CHECK(documented.simulator.delivered_delay_ms == defaults.delivered_delay_ms);
+  CHECK(documented.simulator.read_delay_ms == defaults.read_delay_ms);
+  CHECK(documented.simulator.callback_retries == 8);
+  CHECK(documented.simulator.engine.start_delay_ms == 100);
+  CHECK(documented.simulator.engine.qr_rotate_ms == 20000);
+  CHECK(documented.simulator.cloud_api.rate_per_s == 80);
+  CHECK(documented.simulator.cloud_api.pair_interval_ms == 0);
+  CHECK(documented.simulator.cloud_api.waba_id == defaults.cloud_api.waba_id);
+
+  fake_env = {{"SWITCHBOARD_SIMULATOR_ENGINE_API_KEY", "from-env"}, {"SWITCHBOARD_SIMULATOR_CLOUD_API_RATE_PER_S", "5"}};
+  auto c = sb::parse_config("simulator:\n  name: node-2\n  engine:\n    qr_rotate_ms: 500\n  cloud_api:\n"
+                            "    webhook_url: http://127.0.0.1:8080/v1/providers/cloud_api/webhook\n",
+                            "test.yaml", &lookup);
+  CHECK(c.simulator.name == "node-2");
+  CHECK(c.simulator.engine.qr_rotate_ms == 500);
+  CHECK(c.simulator.engine.api_key == "from-env");
+  CHECK(c.simulator.cloud_api.rate_per_s == 5);
+  CHECK(c.simulator.cloud_api.webhook_url == "http://127.0.0.1:8080/v1/providers/cloud_api/webhook");
+  fake_env.clear();
+  CHECK_THAT(error_of("simulator:\n  cloud_api:\n    rate_per_s: 0\n"), Catch::Contains("'simulator.cloud_api.rate_per_s'"));
+  CHECK_THAT(error_of("simulator:\n  engine:\n    api_kee: x\n"), Catch::Contains("unknown config key 'simulator.engine.api_kee'"));
+}

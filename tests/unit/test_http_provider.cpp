@@ -20,6 +20,7 @@
 #include "switchboard/core/http_client.hpp"
 #include "switchboard/workers/http_provider.hpp"
 #include "switchboard/workers/simulator.hpp"
+#include "../support/simulator_thread.hpp"
 
 namespace {
 
@@ -40,31 +41,10 @@ sb::SimulatorConfig fast_sim(double failure_rate = 0.0, int latency_ms = 0) {
   return c;
 }
 
-// A Simulator serving on its own thread for the lifetime of the object.
-class RunningSimulator {
+// The simulator on its own thread, with what these tests read back from it.
+class RunningSimulator : public sbtest::SimulatorThread {
  public:
-  explicit RunningSimulator(const sb::SimulatorConfig& config) : sim_(config) {
-    thread_ = std::thread([this] {
-      try {
-        sim_.run();
-      } catch (...) {
-        error_ = std::current_exception();
-      }
-    });
-    if (!sim_.wait_until_ready(10000)) {
-      stop();
-      if (error_) std::rethrow_exception(error_);
-      FAIL("simulator did not start");
-    }
-  }
-  ~RunningSimulator() { stop(); }
-  void stop() {
-    sim_.stop();
-    if (thread_.joinable()) thread_.join();
-  }
-
-  int port() const { return sim_.port(); }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(sim_.port()); }
+  using SimulatorThread::SimulatorThread;
   // Generous default timeout: sanitizer builds and parallel ctest runs can be very slow.
   sb::ProviderConfig provider_config(int timeout_ms = 10000) const {
     sb::ProviderConfig c;
@@ -83,11 +63,6 @@ class RunningSimulator {
   std::vector<std::string> arrivals(const std::string& tenant, const std::string& session) const {
     return get("/v1/log?tenant=" + tenant + "&session=" + session)["message_ids"].get<std::vector<std::string>>();
   }
-
- private:
-  sb::Simulator sim_;
-  std::thread thread_;
-  std::exception_ptr error_;
 };
 
 sb::SendRequest message(const std::string& id, const std::string& session = "default",

@@ -79,12 +79,40 @@ struct ProviderConfig {
   bool reconcile = true;
 };
 
+// `switchboard simulator`: the legacy /v1/messages API plus the WAHA (engine) and Graph (Cloud
+// API) shapes; see workers/include/switchboard/workers/simulator.hpp.
+struct SimulatorEngineConfig {
+  std::string api_key;        // non-empty: every /api/* request needs X-Api-Key
+  int start_delay_ms = 100;   // STARTING lasts this long
+  int qr_rotate_ms = 20000;   // a new QR value (and a session.status SCAN_QR_CODE) this often
+};
+
+struct SimulatorCloudApiConfig {
+  std::string access_token;   // non-empty: the bearer token must match; empty: any non-empty token
+  std::string app_secret;     // signs callbacks (X-Hub-Signature-256)
+  std::string verify_token;   // sent in the hub.challenge handshake
+  std::string webhook_url;    // callbacks go here (empty: none)
+  std::string waba_id = "100000000000001";  // entry[].id of every callback
+  int rate_per_s = 80;        // sends per phone_number_id per second; beyond: 429 code 130429
+  int pair_interval_ms = 0;   // same recipient faster than this: 400 code 131056 (0: off)
+};
+
 struct SimulatorConfig {
   std::string listen = "127.0.0.1:8090";
+  std::string name = "sim";   // this node's name in /sim/sessions/log
   int latency_ms = 5;
   int latency_jitter_ms = 5;
   double failure_rate = 0.0;
   bool dedupe = true;                // false: every request is "sent" again (like Cloud API/WAHA)
+  std::string auth_store;     // directory of paired sessions' auth, shared by nodes (empty: memory)
+  int delivered_delay_ms = 50;  // DEVICE ack / "delivered" status after the send (0: none)
+  int read_delay_ms = 100;      // READ ack / "read" status after that (0: none)
+  int callback_retries = 8;     // a callback answered non-2xx is retried this often
+  int callback_backoff_ms = 200;  // first retry's wait; doubles each time, capped at 10 s
+  int callback_timeout_ms = 5000;
+  int log_max_sends = 100000;   // /sim/log keeps the newest this many sends
+  SimulatorEngineConfig engine;
+  SimulatorCloudApiConfig cloud_api;
 };
 
 struct WebhooksConfig {

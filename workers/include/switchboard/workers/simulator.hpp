@@ -1,22 +1,21 @@
 #pragma once
-// `switchboard simulator`: an HTTP server that plays a messaging provider, so the worker's real
-// HTTP path is exercised. Sends are deduplicated by Idempotency-Key (our message id) unless
-// simulator.dedupe is false (then every request is sent again, like Cloud API/WAHA); latency
-// (a timer per request, no thread) and failure rate are configurable, and /v1/stats, /v1/log
-// and /v1/messages/{id} let tests and adapters check what arrived.
+// `switchboard simulator`: an HTTP server that plays messaging providers, so workers, adapters
+// and callback intake are exercised over real HTTP. One process serves three shapes at once
+// (the code lives in workers/src/simulator/, one file per concern):
 //
-// API:
-//   POST /v1/messages  {"tenant","session","to","text"} + header Idempotency-Key
-//        → 200 {"provider_message_id": "...", "duplicate": bool}
-//        → 503 {"error": "simulated failure"} with probability failure_rate (retryable)
-//        → 400 on a malformed body
-//        ("duplicate" is true only when dedupe is on; off, a repeat gets a new provider id)
-//   GET  /v1/stats     → {"accepted": first arrivals, "duplicates": repeated arrivals,
-//                         "sends": messages sent, "failures": N, "dedupe": bool}
-//   GET  /v1/log?tenant=T&session=S → {"message_ids": [...first arrivals, in order],
-//                         "arrivals": every arrival incl. repeats, "duplicates": [ids received more than once]}
-//   GET  /v1/messages/{message_id} → 200 {"provider_message_id" (the first), "count": arrivals} or 404
-//   GET  /health       → 200
+// * legacy (workers/src/simulator/legacy_api.hpp): the simulator's own API used by HttpProvider,
+//   the benches and the pipeline tests —
+//     POST /v1/messages {"tenant","session","to","text"} + Idempotency-Key → 200 {"provider_message_id","duplicate"}
+//     (503 with probability failure_rate; deduplicated by the key unless simulator.dedupe is false),
+//     GET /v1/stats, GET /v1/log?tenant=T&session=S, GET /v1/messages/{id}, GET /health;
+// * engine (engine_api.hpp): WAHA's REST API — sessions, rotating QR codes (real PNGs),
+//   sendText, and webhooks session.status / message.ack / message signed with HMAC-SHA512;
+// * cloud_api (cloud_api.hpp): the WhatsApp Cloud API's Graph paths — /{version}/{phone_number_id}/messages
+//   with Graph error codes and the per-number throughput limit, statuses/messages callbacks signed
+//   with X-Hub-Signature-256, and the hub.challenge handshake;
+// * plus the control API (control_api.hpp: /sim/scan, /sim/inbound, /sim/disconnect, /sim/ban,
+//   /sim/log, /sim/sessions/log, /sim/cloud_api/verify) that plays the phone and the back office.
+// Latency and failure_rate apply to the sends of every shape.
 #include <atomic>
 #include <memory>
 #include <string>
