@@ -15,6 +15,7 @@
 #include "stack.hpp"
 #include "switchboard/core/hmac.hpp"
 #include "switchboard/core/kafka.hpp"
+#include "switchboard/core/pg.hpp"
 
 using nlohmann::json;
 using sbtest::Child;
@@ -67,6 +68,14 @@ struct System {
     c.sessions.not_working = not_working;
     c.sessions.hold_poll_ms = 100;
     c.webhooks.allow_cidrs = "127.0.0.0/8";
+    // The simulator's Graph paths stand in for graph.facebook.com, its callbacks signed as Meta's.
+    c.cloud_api.graph_url = "http://127.0.0.1:" + std::to_string(sim_port);
+    c.cloud_api.app_secret = "meta-app-secret";
+    c.cloud_api.verify_token = "meta-verify";
+    c.simulator.cloud_api.access_token = "EAAG-test-token";
+    c.simulator.cloud_api.app_secret = "meta-app-secret";
+    c.simulator.cloud_api.verify_token = "meta-verify";
+    c.simulator.cloud_api.webhook_url = "http://127.0.0.1:" + std::to_string(intake_port) + "/v1/providers/cloud_api/webhook";
     c.webhooks.retry_poll_interval_ms = 100;
     stack.write_config();
     children.push_back(stack.spawn("simulator", {"simulator"}));
@@ -316,4 +325,63 @@ TEST_CASE("sessions: sessions.not_working fail — a send to a session that is n
   });
   REQUIRE(failed.size() == 1);
   CHECK(failed[0]["data"]["reason"] == "session_not_working");
+}
+
+TEST_CASE("sessions: a Cloud API session end to end — start checks the number, send → sent → delivered → read, "
+          "inbound, the token never shown",
+          "[integration][sessions][cloud_api]") {
+  TestStack stack("sessions_cloud");
+  System sys(stack);
+  auto tenant = stack.create_tenant("acme", {});
+  httplib::Client api("127.0.0.1", sys.intake_port);
+  // Meta's handshake against our intake, performed by the simulator.
+  auto verify = sim_post(sys.sim_port, "/sim/cloud_api/verify", json::object());
+  CHECK(verify["ok"] == true);
+
+  auto created = sbtest::call(api, "POST", "/v1/sessions", tenant.api_key,
+                              json{{"id", "biz"}, {"provider", "cloud_api"},
+                                   {"config", {{"phone_number_id", "106540352242922"}, {"access_token", "EAAG-test-token"}}}}.dump());
+  INFO(created.body.dump());
+  REQUIRE(created.status == 201);
+  CHECK(created.body.dump().find("EAAG-test-token") == std::string::npos);
+  REQUIRE(sbtest::eventually([&] { return status_is(api, tenant.api_key, "biz", "WORKING"); }, 20000));
+  auto s = session_of(api, tenant.api_key, "biz");
+  CHECK(s.dump().find("EAAG-test-token") == std::string::npos);
+  const std::string account = s["account"];
+  CHECK_FALSE(account.empty());
+  // The token is sealed in PostgreSQL, not stored in clear.
+  sb::pg::Pool pool(stack.config.postgres);
+  auto stored = pool.run([](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    return tx.exec1("SELECT config::text || coalesce(secrets, '') FROM sessions WHERE name = 'biz'")[0].as<std::string>();
+  });
+  CHECK(stored.find("EAAG-test-token") == std::string::npos);
+
+  auto sent = sbtest::call(api, "POST", "/v1/sessions/biz/messages", tenant.api_key, json{{"to", "+15557654321"}, {"text", "hello cloud"}}.dump());
+  REQUIRE(sent.status == 202);
+  const std::string id = sent.body["id"];
+  REQUIRE(sbtest::eventually([&] { return sbtest::call(api, "GET", "/v1/messages/" + id, tenant.api_key).body["status"] == "read"; }, 20000));
+  auto m = sbtest::call(api, "GET", "/v1/messages/" + id, tenant.api_key).body;
+  CHECK(m["provider_message_id"].get<std::string>().rfind("wamid.", 0) == 0);
+  auto read = events(stack.config, "message.read", [&](const std::vector<json>& v) {
+    for (const auto& e : v)
+      if (e["data"]["message_id"] == id) return true;
+    return false;
+  });
+  CHECK_FALSE(read.empty());
+
+  sim_post(sys.sim_port, "/sim/inbound", {{"to", account}, {"from", "15550002222"}, {"text", "hola"}});
+  auto in = events(stack.config, "message.received", [&](const std::vector<json>& v) {
+    for (const auto& e : v)
+      if (e["session"] == "biz") return true;
+    return false;
+  });
+  REQUIRE_FALSE(in.empty());
+  CHECK(in.back()["data"]["from"] == "+15550002222");
+  CHECK(in.back()["data"]["text"] == "hola");
+  // The same number can't be a second session's.
+  CHECK(sbtest::call(api, "POST", "/v1/sessions", tenant.api_key,
+                     json{{"id", "biz2"}, {"provider", "cloud_api"},
+                          {"config", {{"phone_number_id", "106540352242922"}, {"access_token", "x"}}}}.dump())
+            .status == 409);
 }

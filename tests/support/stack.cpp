@@ -226,7 +226,14 @@ void TestStack::write_config() {
       << "\n  reconcile: " << (c.provider.reconcile ? "true" : "false") << "\n"
       << "simulator:\n  listen: \"" << c.simulator.listen << "\"\n  latency_ms: " << c.simulator.latency_ms
       << "\n  latency_jitter_ms: " << c.simulator.latency_jitter_ms << "\n  failure_rate: " << c.simulator.failure_rate
-      << "\n  dedupe: " << (c.simulator.dedupe ? "true" : "false") << "\n";
+      << "\n  dedupe: " << (c.simulator.dedupe ? "true" : "false") << "\n  name: \"" << c.simulator.name
+      << "\"\n  auth_store: \"" << c.simulator.auth_store << "\"\n  delivered_delay_ms: " << c.simulator.delivered_delay_ms
+      << "\n  read_delay_ms: " << c.simulator.read_delay_ms << "\n  engine:\n    api_key: \"" << c.simulator.engine.api_key
+      << "\"\n    start_delay_ms: " << c.simulator.engine.start_delay_ms << "\n    qr_rotate_ms: " << c.simulator.engine.qr_rotate_ms
+      << "\n  cloud_api:\n    access_token: \"" << c.simulator.cloud_api.access_token << "\"\n    app_secret: \""
+      << c.simulator.cloud_api.app_secret << "\"\n    verify_token: \"" << c.simulator.cloud_api.verify_token
+      << "\"\n    webhook_url: \"" << c.simulator.cloud_api.webhook_url << "\"\n    rate_per_s: " << c.simulator.cloud_api.rate_per_s
+      << "\n";
   const auto& w = c.webhooks;
   out << "webhooks:\n  allow_cidrs: \"" << w.allow_cidrs << "\"\n  rotation_window_s: " << w.rotation_window_s
       << "\n  timeout_ms: " << w.timeout_ms << "\n  connect_timeout_ms: " << w.connect_timeout_ms
