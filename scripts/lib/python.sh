@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# sb_python_tools: a Python venv with the tools tests use as independent oracles (today: the
-# official Standard Webhooks library, which checks our webhook signatures). Creates
+# sb_python_tools: a Python venv with the tools tests use as independent oracles: the official
+# Standard Webhooks library (checks our webhook signatures), and httpx + sseclient-py and
+# websockets (the clients of the event stream tests: tests/tools/stream_client.py). Creates
 # $SB_CACHE_DIR/pyvenv on first use, (re)installs the pinned versions when they differ, and
 # exports SWITCHBOARD_TEST_PYTHON=<venv>/bin/python. Idempotent and quiet when already set up.
 # shellcheck source=scripts/lib/common.sh
@@ -10,6 +11,9 @@ SB_PYVENV_DIR=${SB_PYVENV_DIR:-$SB_CACHE_DIR/pyvenv}
 # Pinned: an oracle that changes under us is not an oracle. Bump deliberately.
 SB_PY_REQUIREMENTS=(
   standardwebhooks==1.1.0
+  httpx==0.28.1
+  sseclient-py==1.9.0
+  websockets==15.0.1
 )
 
 # _sb_pyvenv_ready: the venv exists and has exactly the pinned versions.
