@@ -89,11 +89,12 @@ std::optional<FeedEvent> decode(const rd_kafka_message_t* m, bool& foreign) {
 
 http::Stream::Message text(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
 
-// A control message (not an event: no SSE id, so EventSource keeps its Last-Event-ID).
-http::Stream::Message control(StreamFormat f, const std::string& name, const json& data) {
-  if (f == StreamFormat::sse) return text("event: " + name + "\ndata: " + data.dump() + "\n\n");
+// A control message, not an event. SSE: a named event "stream.<what>" without an id (so
+// EventSource keeps its Last-Event-ID); WebSocket: {"stream": "<what>", …} (events have "cursor").
+http::Stream::Message control(StreamFormat f, const std::string& what, const json& data) {
+  if (f == StreamFormat::sse) return text("event: stream." + what + "\ndata: " + data.dump() + "\n\n");
   json m = data;
-  m["stream"] = name;
+  m["stream"] = what;
   return text(m.dump());
 }
 
@@ -241,7 +242,7 @@ struct EventFeed::Impl : std::enable_shared_from_this<EventFeed::Impl> {
     const std::string why = "slow consumer: more than " + std::to_string(limits.buffer_events) +
                             " events waiting (stream.buffer_events); reconnect with the cursor of the last event received";
     if (s.sub.format == StreamFormat::sse)
-      s.stream->close(*control(StreamFormat::sse, "stream.error", {{"reason", "slow_consumer"}, {"error", why}}), 1013);
+      s.stream->close(*control(StreamFormat::sse, "error", {{"reason", "slow_consumer"}, {"error", why}}), 1013);
     else
       s.stream->close("slow consumer: buffer of " + std::to_string(limits.buffer_events) + " events overflowed; resume from your last cursor", 1013);
   }
@@ -324,7 +325,7 @@ struct EventFeed::Impl : std::enable_shared_from_this<EventFeed::Impl> {
         s.gone = true;
         const std::string why = "the events after this cursor were removed by sb.events' retention while replaying; reconnect";
         s.stream->close(s.sub.format == StreamFormat::sse
-                            ? *control(StreamFormat::sse, "stream.error", {{"reason", "cursor_expired"}, {"error", why}})
+                            ? *control(StreamFormat::sse, "error", {{"reason", "cursor_expired"}, {"error", why}})
                             : why,
                         1011);
         return false;
@@ -438,7 +439,7 @@ void EventFeed::attach(Admission admission, const std::shared_ptr<http::Stream>&
   s->stream = stream;
   ++im.open_streams;
   json open = {{"partition", s->partition}, {"after", s->sub.after ? json(s->sub.after->str()) : json(nullptr)}};
-  stream->send(control(s->sub.format, "stream.open", open));
+  stream->send(control(s->sub.format, "open", open));
   {
     std::lock_guard lock(im.mu);
     const int64_t live = im.live_next[static_cast<std::size_t>(s->partition)];
