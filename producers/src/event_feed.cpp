@@ -27,13 +27,17 @@ bool StreamFilter::matches(const std::string& type, const std::string* session) 
 
 namespace {
 
-// A plain consumer: no group membership, no commits; partitions are assigned by hand.
-kafka::HandlePtr plain_consumer(const Config& config, const std::string& role, bool partition_eof) {
+// A plain consumer: no group membership, no commits; partitions are assigned by hand. The
+// replay reader also reports the end of a partition (where it may hand over to the live one).
+kafka::HandlePtr plain_consumer(const Config& config, const std::string& role, bool replay) {
   auto conf = kafka::make_conf(config.kafka, {{"group.id", config.topic("sb-intake-stream-unused")},
                                               {"client.id", "switchboard-intake-" + role},
                                               {"enable.auto.commit", "false"},
                                               {"enable.auto.offset.store", "false"},
-                                              {"enable.partition.eof", partition_eof ? "true" : "false"},
+                                              {"enable.partition.eof", replay ? "true" : "false"},
+                                              // A replay position retention removed must be an error, never a
+                                              // silent jump to the end (events the client would never see).
+                                              {"auto.offset.reset", replay ? "error" : "latest"},
                                               {"fetch.wait.max.ms", "100"},
                                               {"fetch.error.backoff.ms", "100"}});
   char errstr[512];
@@ -188,7 +192,7 @@ struct EventFeed::Impl : std::enable_shared_from_this<EventFeed::Impl> {
         find_ends();
       } catch (const std::exception& e) {
         log::warn("stream.feed_not_ready", {{"topic", topic}, {"detail", e.what()}});
-        if (wait_or_stop(std::chrono::seconds(1))) return;
+        if (wait_or_stop(std::chrono::milliseconds(250))) return;  // a new topic has no leader for a moment
       }
       std::lock_guard lock(mu);
       if (stopping) return;

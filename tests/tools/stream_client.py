@@ -54,9 +54,9 @@ def run_sse(args):
                 emit({"kind": "status", "status": resp.status_code, "body": resp.json() if resp.content else None})
                 return
             emit({"kind": "status", "status": 200, "content_type": resp.headers.get("content-type")})
-            # Small reads: a paused client must leave the bytes in the socket, not in our buffer.
-            chunks = resp.iter_bytes(chunk_size=1024) if args.pause_after is not None else resp.iter_bytes()
-            for ev in sseclient.SSEClient(chunks).events():
+            # While paused nothing pulls this iterator, so nothing more is read from the socket
+            # (at most one read's worth sits in httpx's buffer).
+            for ev in sseclient.SSEClient(resp.iter_bytes()).events():
                 if ev.event == "stream.open":
                     emit({"kind": "open", "data": json.loads(ev.data)})
                 elif ev.event == "stream.error":
