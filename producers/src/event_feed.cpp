@@ -187,12 +187,17 @@ struct EventFeed::Impl : std::enable_shared_from_this<EventFeed::Impl> {
 
   void run_live() {
     auto next_heartbeat = SteadyClock::now() + std::chrono::milliseconds(limits.heartbeat_ms);
-    while (!ready) {
+    // A new topic has no leader for a moment (retry soon); a missing one may take a while to be
+    // created (back off to 5 s, and say so once, not at every try).
+    auto retry_in = std::chrono::milliseconds(250);
+    for (int failures = 0; !ready; ++failures) {
       try {
         find_ends();
       } catch (const std::exception& e) {
-        log::warn("stream.feed_not_ready", {{"topic", topic}, {"detail", e.what()}});
-        if (wait_or_stop(std::chrono::milliseconds(250))) return;  // a new topic has no leader for a moment
+        if (failures == 0 || failures % 20 == 0)
+          log::warn("stream.feed_not_ready", {{"topic", topic}, {"detail", e.what()}, {"tries", std::to_string(failures + 1)}});
+        if (wait_or_stop(retry_in)) return;
+        retry_in = std::min(retry_in * 2, std::chrono::milliseconds(5000));
       }
       std::lock_guard lock(mu);
       if (stopping) return;
