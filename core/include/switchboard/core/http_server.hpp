@@ -162,8 +162,9 @@ class Server {
   void start();
   // start() and block until stop().
   void run();
-  // Stops accepting, lets requests in progress finish for up to stop_grace_ms, closes every
-  // connection and joins all threads. Idempotent; safe from any thread except an IO or
+  // Stops accepting, lets requests in progress finish for up to stop_grace_ms (streams end at
+  // once: SSE bodies are terminated, WebSockets get a 1001 close), closes every connection and
+  // joins all threads. Idempotent; safe from any thread except an IO or
   // blocking-pool thread of this server (from there it only initiates the stop).
   void stop();
   bool running() const { return running_.load(); }
