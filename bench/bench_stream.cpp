@@ -188,7 +188,7 @@ TEST_CASE("bench: event stream connections, fan-out and publish-to-client latenc
               "(%.1f KiB per connection)\n",
               connections, tenant_count, connect_s, rss0, rss1, (rss1 - rss0) * 1024 / connections);
 
-  sb::kafka::Producer producer(stack.config.kafka, {{"linger.ms", "0"}});
+  sb::kafka::Producer producer(stack.config.kafka, {{"linger.ms", "0"}, {"socket.nagle.disable", "true"}});
   const auto topic = stack.topic("sb.events");
   auto publish = [&](int seq) {
     const auto& t = tenants[static_cast<std::size_t>(seq) % tenants.size()];

@@ -4,6 +4,7 @@
 // one write at a time, each write with a deadline, so a client that stops reading holds a
 // bounded queue (its owner's limit) and is dropped after write_timeout_ms at the latest.
 #include <boost/beast/websocket.hpp>
+#include <charconv>
 #include <deque>
 #include <sstream>
 
@@ -14,6 +15,8 @@ namespace sb::http {
 namespace websocket = boost::beast::websocket;
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 class QueuedStream : public StreamConnection, public std::enable_shared_from_this<QueuedStream> {
  public:
@@ -52,7 +55,10 @@ class QueuedStream : public StreamConnection, public std::enable_shared_from_thi
     }
     // The goodbye waits behind the write in progress; a client that never reads again must not
     // hold the connection: it is cut after the write deadline whatever happens.
-    asio::post(strand_, [self = shared_from_this()] { self->arm_deadline(); });
+    asio::post(strand_, [self = shared_from_this()] {
+      self->hard_deadline_ = Clock::now() + self->timeout();
+      self->watch();
+    });
   }
 
   std::size_t queued() const override {
@@ -101,18 +107,37 @@ class QueuedStream : public StreamConnection, public std::enable_shared_from_thi
 
   void written(beast::error_code ec) {
     writing_ = false;
-    if (!closing()) deadline_.cancel();
     if (ec) return finish();
     pump();
   }
 
-  void arm_deadline() {
-    if (closed_) return;
-    deadline_.expires_after(std::chrono::milliseconds(impl_->options.write_timeout_ms));
+  // One timer per stream, armed only while a write is in progress or a goodbye is due, and
+  // not re-armed per write (at tens of thousands of writes a second, a cancel and a re-arm
+  // each would cost as much as the write): when it fires it checks how long the current
+  // write has taken.
+  void watch() {
+    if (closed_ || watching_) return;
+    const auto due = next_due();
+    if (!due) return;
+    watching_ = true;
+    deadline_.expires_at(*due);
     deadline_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (!ec) self->finish();  // the client did not take a write in time
+      self->watching_ = false;
+      if (ec || self->closed_) return;
+      const auto due = self->next_due();
+      if (due && *due <= Clock::now()) return self->finish();  // the client did not take a write in time
+      self->watch();
     });
   }
+
+  std::optional<Clock::time_point> next_due() const {
+    std::optional<Clock::time_point> due;
+    if (writing_) due = write_started_ + timeout();
+    if (hard_deadline_ && (!due || *hard_deadline_ < *due)) due = hard_deadline_;
+    return due;
+  }
+
+  std::chrono::milliseconds timeout() const { return std::chrono::milliseconds(impl_->options.write_timeout_ms); }
 
   // Once: the socket closes, the server forgets us, the owner hears of it.
   void finish() {
@@ -171,7 +196,8 @@ class QueuedStream : public StreamConnection, public std::enable_shared_from_thi
     }
     if (batch.empty() && !heartbeat) return;
     writing_ = true;
-    arm_deadline();
+    write_started_ = Clock::now();
+    watch();
     write_batch(std::move(batch), heartbeat);
   }
 
@@ -189,6 +215,9 @@ class QueuedStream : public StreamConnection, public std::enable_shared_from_thi
   bool attached_ = false;
   bool ready_ = false;
   bool writing_ = false;
+  bool watching_ = false;
+  Clock::time_point write_started_{};
+  std::optional<Clock::time_point> hard_deadline_;  // closing: the goodbye must be out by then
   asio::steady_timer deadline_;
 };
 
@@ -237,9 +266,10 @@ class EventStream final : public QueuedStream {
     std::vector<asio::const_buffer> parts;
     parts.reserve(in_flight_.size() + 3);
     if (chunked_) {
-      std::ostringstream hex;
-      hex << std::hex << size << "\r\n";
-      chunk_head_ = hex.str();
+      char hex[24];
+      const auto end = std::to_chars(hex, hex + sizeof hex - 2, size, 16).ptr;
+      chunk_head_.assign(hex, end);
+      chunk_head_ += "\r\n";
       parts.emplace_back(asio::buffer(chunk_head_));
     }
     for (const auto& m : in_flight_) parts.emplace_back(asio::buffer(*m));

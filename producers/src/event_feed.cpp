@@ -39,6 +39,8 @@ kafka::HandlePtr plain_consumer(const Config& config, const std::string& role, b
                                               // silent jump to the end (events the client would never see).
                                               {"auto.offset.reset", replay ? "error" : "latest"},
                                               {"fetch.wait.max.ms", "100"},
+                                              // A fetch request must not wait behind Nagle for the last ack.
+                                              {"socket.nagle.disable", "true"},
                                               {"fetch.error.backoff.ms", "100"}});
   char errstr[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), errstr, sizeof errstr);
