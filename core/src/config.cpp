@@ -115,6 +115,9 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("intake.insert_batch_max", c.intake.insert_batch_max, 1, 10000);
   t.integer("intake.insert_linger_ms", c.intake.insert_linger_ms, 0, 1000);
   t.integer("intake.insert_writers", c.intake.insert_writers, 1, 16);
+  t.integer("stream.buffer_events", c.stream.buffer_events, 1, 1000000);
+  t.integer("stream.heartbeat_ms", c.stream.heartbeat_ms, 100, 3600000);
+  t.integer("stream.max_connections_per_tenant", c.stream.max_connections_per_tenant, 1, 1000000);
   t.integer("worker.max_in_flight", c.worker.max_in_flight, 1, 100000);
   t.choice("worker.on_uncertain", c.worker.on_uncertain, {"fail", "resend"});
   t.integer("worker.max_buffered", c.worker.max_buffered, 1, 1000000);

@@ -2,16 +2,10 @@
 
 #include <sys/socket.h>
 
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <condition_variable>
-#include <mutex>
-#include <optional>
-#include <regex>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <strings.h>
-#include <thread>
-#include <unordered_map>
+
+#include "http_server_impl.hpp"
 
 #include "switchboard/core/errors.hpp"
 #include "switchboard/core/log.hpp"
@@ -36,10 +30,6 @@ std::pair<std::string, int> parse_listen(const std::string& listen, const std::s
 }
 
 namespace http {
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-using tcp = asio::ip::tcp;
 
 namespace {
 
@@ -137,52 +127,7 @@ std::string Response::get_header_value(std::string_view name) const {
   return {};
 }
 
-struct Route {
-  std::string method;
-  std::regex pattern;
-  std::string prefix;  // literal start of the pattern: most paths are ruled out without a regex
-  Handler handler;
-  AsyncHandler async;
-};
-
 class Session;
-
-struct Server::Impl {
-  Server& owner;
-  ServerOptions options;
-  std::vector<Route> routes;
-
-  // Declared before the io_context: sessions reach these while it destroys their handlers.
-  std::mutex mu;
-  std::condition_variable cv;
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
-  std::vector<std::weak_ptr<asio::steady_timer>> timers;
-  std::atomic<bool> stopping{false};  // no new requests; idle connections close
-  std::atomic<bool> stopped{false};   // responses and offloaded work are dropped
-  bool stop_requested = false;
-  bool shut_down = false;
-  std::mutex shutdown_mu;
-
-  asio::io_context ioc;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  tcp::acceptor acceptor;
-  asio::thread_pool pool;
-  std::vector<std::thread> threads;
-
-  Impl(Server& s, ServerOptions o)
-      : owner(s),
-        options(o),
-        ioc(std::max(1, o.io_threads)),
-        acceptor(asio::make_strand(ioc)),
-        pool(static_cast<std::size_t>(std::max(1, o.blocking_threads))) {}
-
-  void accept();
-  void request_stop();
-  void shutdown();
-  std::vector<std::shared_ptr<Session>> live_sessions();
-  void finish(const Request& req, Response& res);
-  const ExceptionHandler& owner_exception_handler() const { return owner.exception_handler_; }
-};
 
 struct ResponderState {
   std::shared_ptr<Session> session;
@@ -191,25 +136,19 @@ struct ResponderState {
   ResponderState(std::shared_ptr<Session> s, Request r) : session(std::move(s)), request(std::move(r)) {}
   ~ResponderState();
   void respond(Response res);
+  std::shared_ptr<Stream> stream(std::shared_ptr<StreamConnection> conn, Response& logged);
 };
 
 // One connection: read a request, run its handler, write the response, repeat (keep-alive).
 // Requests on a connection are answered in order, one at a time; everything below runs on the
 // connection's strand except Responder calls, which post onto it.
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public Connection, public std::enable_shared_from_this<Session> {
  public:
   Session(std::shared_ptr<Server::Impl> impl, tcp::socket socket) : impl_(std::move(impl)), stream_(std::move(socket)) {}
-  ~Session() {
-    std::lock_guard lock(impl_->mu);
-    impl_->sessions.erase(this);
-    impl_->cv.notify_all();
-  }
+  ~Session() override { impl_->leave(this); }
 
   void start() {
-    {
-      std::lock_guard lock(impl_->mu);
-      impl_->sessions.emplace(this, weak_from_this());
-    }
+    impl_->enroll(this, weak_from_this());
     beast::error_code ec;
     stream_.socket().set_option(tcp::no_delay(true), ec);  // headers and body in one segment, no 40 ms stall
     remote_ = stream_.socket().remote_endpoint(ec).address().to_string(ec);
@@ -217,21 +156,34 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // Posted by stop(): an idle connection closes now, a busy one after its response.
-  void close_if_idle() {
+  void wind_down() override {
     if (busy_) close_after_ = true;
     else close();
   }
-  void close() {
+  void close() override {
+    if (handed_over_) return;  // the socket belongs to a stream now
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
   }
+  asio::any_io_executor executor() override { return strand_; }
 
   Server::Impl& impl() { return *impl_; }
+  const std::shared_ptr<Server::Impl>& impl_ptr() const { return impl_; }
+  unsigned http_version() const { return version_ ? version_ : 11; }
   void post_response(Response res) {
     if (impl_->stopped) return;
-    asio::post(stream_.get_executor(), [self = shared_from_this(), res = std::move(res)]() mutable {
+    asio::post(strand_, [self = shared_from_this(), res = std::move(res)]() mutable {
       self->write(std::move(res));
+    });
+  }
+  // The request's answer is a stream: the socket, what was read past the request and the
+  // request itself move to it, and this session ends (its handlers hold the last references).
+  void hand_over(std::shared_ptr<StreamConnection> conn) {
+    asio::post(strand_, [self = shared_from_this(), conn = std::move(conn)] {
+      if (self->handed_over_ || !self->parser_) return;
+      self->handed_over_ = true;
+      conn->attach(HandOver{std::move(self->stream_), std::move(self->buffer_), self->parser_->release()});
     });
   }
 
@@ -344,15 +296,15 @@ class Session : public std::enable_shared_from_this<Session> {
 
   std::shared_ptr<Server::Impl> impl_;
   beast::tcp_stream stream_;
+  asio::any_io_executor strand_ = stream_.get_executor();  // kept: stream_ may move to a stream
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::string remote_;
   bool busy_ = false;
   bool close_after_ = false;
   bool keep_alive_ = true;
+  bool handed_over_ = false;
   unsigned version_ = 11;
-
-  friend struct Server::Impl;
 };
 
 
@@ -367,8 +319,42 @@ void ResponderState::respond(Response res) {
   session->post_response(std::move(res));
 }
 
+std::shared_ptr<Stream> ResponderState::stream(std::shared_ptr<StreamConnection> conn, Response& logged) {
+  if (done.exchange(true)) return nullptr;
+  session->impl().finish(request, logged);
+  if (session->impl().stopped) {
+    conn->close();
+    return conn;
+  }
+  session->hand_over(conn);
+  return conn;
+}
+
 void Responder::operator()(Response response) const { state_->respond(std::move(response)); }
 const Request& Responder::request() const { return state_->request; }
+
+std::shared_ptr<Stream> Responder::open_event_stream(Response head) const {
+  auto& session = *state_->session;
+  if (head.get_header_value("Content-Type").empty()) head.set_header("Content-Type", "text/event-stream");
+  head.status = 200;
+  auto conn = make_event_stream(session.impl_ptr(), session.executor(), head, session.http_version());
+  return state_->stream(std::move(conn), head);
+}
+
+std::shared_ptr<Stream> Responder::accept_websocket() const {
+  auto& session = *state_->session;
+  Response logged;
+  logged.status = 101;
+  return state_->stream(make_websocket_stream(session.impl_ptr(), session.executor()), logged);
+}
+
+bool Request::is_websocket_upgrade() const {
+  if (method != "GET" || !iequals(get_header_value("Upgrade"), "websocket")) return false;
+  const auto connection = get_header_value("Connection");  // "Upgrade" or "keep-alive, Upgrade"
+  for (std::size_t i = 0; i + 7 <= connection.size(); ++i)
+    if (iequals(std::string_view(connection).substr(i, 7), "upgrade")) return true;
+  return false;
+}
 
 void Server::Impl::finish(const Request& req, Response& res) {
   try {
@@ -458,17 +444,28 @@ void Server::Impl::request_stop() {
     beast::error_code ec;
     acceptor.close(ec);
   });
-  // Locked copies first: the last reference to a session may drop here, and ~Session locks mu.
-  for (auto& s : live_sessions()) asio::post(s->stream_.get_executor(), [s] { s->close_if_idle(); });
+  // Locked copies first: the last reference to a connection may drop here, and its destructor locks mu.
+  for (auto& c : live_connections()) asio::post(c->executor(), [c] { c->wind_down(); });
 }
 
-std::vector<std::shared_ptr<Session>> Server::Impl::live_sessions() {
-  std::vector<std::shared_ptr<Session>> out;
+std::vector<std::shared_ptr<Connection>> Server::Impl::live_connections() {
+  std::vector<std::shared_ptr<Connection>> out;
   std::lock_guard lock(mu);
-  out.reserve(sessions.size());
-  for (auto& [raw, weak] : sessions)
-    if (auto s = weak.lock()) out.push_back(std::move(s));
+  out.reserve(connections.size());
+  for (auto& [raw, weak] : connections)
+    if (auto c = weak.lock()) out.push_back(std::move(c));
   return out;
+}
+
+void Server::Impl::enroll(Connection* raw, std::weak_ptr<Connection> weak) {
+  std::lock_guard lock(mu);
+  connections.emplace(raw, std::move(weak));
+}
+
+void Server::Impl::leave(Connection* raw) {
+  std::lock_guard lock(mu);
+  connections.erase(raw);
+  cv.notify_all();
 }
 
 void Server::Impl::shutdown() {
@@ -479,11 +476,11 @@ void Server::Impl::shutdown() {
   {
     // Requests in progress finish (their connections then close) for up to the grace period.
     std::unique_lock lock(mu);
-    cv.wait_for(lock, std::chrono::milliseconds(options.stop_grace_ms), [&] { return sessions.empty(); });
+    cv.wait_for(lock, std::chrono::milliseconds(options.stop_grace_ms), [&] { return connections.empty(); });
     stopped = true;
     pending_timers.swap(timers);
   }
-  for (auto& s : live_sessions()) asio::post(s->stream_.get_executor(), [s] { s->close(); });
+  for (auto& c : live_connections()) asio::post(c->executor(), [c] { c->close(); });
   for (auto& weak : pending_timers)
     if (auto t = weak.lock()) asio::post(t->get_executor(), [t] { t->cancel(); });
   pool.join();

@@ -386,4 +386,9 @@ std::string_view value_of(const rd_kafka_message_t* msg) {
   return msg->payload ? std::string_view(static_cast<const char*>(msg->payload), msg->len) : std::string_view();
 }
 
+int32_t partition_for_key(std::string_view key, int32_t partitions) {
+  // librdkafka's murmur2 partitioner reads neither the topic nor the opaques for a non-NULL key.
+  return rd_kafka_msg_partitioner_murmur2(nullptr, key.data(), key.size(), partitions, nullptr, nullptr);
+}
+
 }  // namespace sb::kafka

@@ -17,6 +17,7 @@
 #include "switchboard/core/schema.hpp"
 #include "switchboard/core/tenant_store.hpp"
 #include "switchboard/producers/command_publisher.hpp"
+#include "switchboard/producers/event_stream_api.hpp"
 #include "switchboard/producers/queued_message_writer.hpp"
 #include "switchboard/producers/callback_api.hpp"
 #include "switchboard/producers/session_api.hpp"
@@ -80,6 +81,7 @@ std::string route_label(const std::string& path) {
   if (path.rfind("/v1/providers/", 0) == 0) return "provider_callbacks";
   if (path.rfind("/v1/messages/", 0) == 0) return "get_message";
   if (path.rfind("/v1/webhooks", 0) == 0) return "webhooks";
+  if (path == "/v1/events/stream" || path == "/v1/events/ws") return "event_stream";
   if (path.rfind("/v1/events/", 0) == 0) return "events";
   if (path == "/health" || path == "/health/ready" || path == "/metrics") return path;
   return "other";
@@ -97,6 +99,7 @@ struct IntakeServer::Impl {
   TtlCache sessions;
   RequestMetrics metrics;
   WebhookApi webhooks;
+  EventStreamApi streams;  // before the server: its routes' work reaches it until the server stops
   // The server is declared before what its handlers and the callbacks below reach through it
   // (offload, Responders); ~Impl stops it, then the writer, then flushes the publisher, so no
   // callback runs into a destroyed member.
@@ -117,6 +120,7 @@ struct IntakeServer::Impl {
         keys(c.intake.auth_cache_ttl_ms),
         sessions(c.intake.auth_cache_ttl_ms),
         webhooks(c, pool, schemas, [this](const auto& req, auto& res) { return authenticate_or_401(req, res); }),
+        streams(c, [this](const std::string& key) { return authenticate_key(key); }),
         server(server_options(c.intake)),
         writer(c.intake, messages),
         publisher(c, c.intake.publish_timeout_ms),
@@ -155,11 +159,16 @@ struct IntakeServer::Impl {
   std::optional<std::string> authenticate(const http::Request& req) {
     const auto key = bearer_key(req);
     if (!key) return std::nullopt;
-    if (auto t = keys.get(key->second)) return t;
-    auto tenant = tenants.tenant_for_key(key->first);  // blocks on PostgreSQL
-    if (tenant) keys.put(key->second, *tenant);
+    return authenticate_key(key->first, key->second);
+  }
+
+  std::optional<std::string> authenticate_key(const std::string& key, const std::string& hash) {
+    if (auto t = keys.get(hash)) return t;
+    auto tenant = tenants.tenant_for_key(key);  // blocks on PostgreSQL
+    if (tenant) keys.put(hash, *tenant);
     return tenant;
   }
+  std::optional<std::string> authenticate_key(const std::string& key) { return authenticate_key(key, sha256_hex(key)); }
 
   static void unauthorized(http::Response& res) {
     res.set_header("WWW-Authenticate", "Bearer");
@@ -362,6 +371,7 @@ struct IntakeServer::Impl {
     webhooks.mount(server);
     session_api.mount(server);
     callback_api.mount(server);
+    streams.mount(server);
     server.async_route("GET", "/health", [](const http::Request&, http::Responder respond) {
       http::Response res;
       reply(res, 200, {{"status", "ok"}});
@@ -387,6 +397,7 @@ struct IntakeServer::Impl {
              "sb_intake_kafka_acks_total " + std::to_string(acks.load()) +
              "\n# HELP sb_intake_kafka_ack_seconds_total Summed produce-to-ack latency.\n# TYPE sb_intake_kafka_ack_seconds_total counter\n"
              "sb_intake_kafka_ack_seconds_total " + std::to_string(ack_us.load() / 1e6) + "\n";
+      out += streams.metrics();
       res.set_content(std::move(out), "text/plain; version=0.0.4");
       respond(std::move(res));
     });

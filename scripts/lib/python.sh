@@ -3,7 +3,8 @@
 # Standard Webhooks library (our webhook signatures), openapi-spec-validator and schemathesis
 # (schemas/openapi.yaml, and a live intake against it), jsonschema (events on sb.events),
 # confluent-kafka (the example producer in producers/examples/), kubernetes-validate
-# (deploy/k8s/) and PyYAML (reading the compose, rules and k8s files in the checks). Creates
+# (deploy/k8s/), PyYAML (reading the compose, rules and k8s files in the checks), and httpx +
+# sseclient-py and websockets (the clients of the event stream tests: tests/tools/stream_client.py). Creates
 # $SB_CACHE_DIR/pyvenv on first use, (re)installs the pinned versions when they differ, and
 # exports SWITCHBOARD_TEST_PYTHON=<venv>/bin/python. Idempotent and quiet when already set up.
 # shellcheck source=scripts/lib/common.sh
@@ -19,6 +20,9 @@ SB_PY_REQUIREMENTS=(
   confluent-kafka==2.16.1
   kubernetes-validate==1.37.0
   PyYAML==6.0.4
+  httpx==0.28.1
+  sseclient-py==1.9.0
+  websockets==15.0.1
 )
 
 # _sb_pyvenv_ready: the venv exists and has exactly the pinned versions.

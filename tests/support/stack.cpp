@@ -217,6 +217,8 @@ void TestStack::write_config() {
       << "intake:\n  listen: \"" << c.intake.listen << "\"\n  io_threads: " << c.intake.io_threads << "\n"
       << "  public_url: \"" << c.intake.public_url << "\"\n"
       << "  publish_timeout_ms: " << c.intake.publish_timeout_ms << "\n"
+      << "stream:\n  buffer_events: " << c.stream.buffer_events << "\n  heartbeat_ms: " << c.stream.heartbeat_ms
+      << "\n  max_connections_per_tenant: " << c.stream.max_connections_per_tenant << "\n"
       << "worker:\n  max_in_flight: " << c.worker.max_in_flight << "\n  revoke_drain_timeout_ms: "
       << c.worker.revoke_drain_timeout_ms << "\n  session_rate_per_s: " << c.worker.session_rate_per_s
       << "\n  commit_interval_ms: " << c.worker.commit_interval_ms << "\n  provider_attempts: " << c.worker.provider_attempts

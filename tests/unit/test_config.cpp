@@ -102,3 +102,18 @@ TEST_CASE("config: the simulator's engine and cloud_api sections, documented def
   CHECK_THAT(error_of("simulator:\n  cloud_api:\n    rate_per_s: 0\n"), Catch::Contains("'simulator.cloud_api.rate_per_s'"));
   CHECK_THAT(error_of("simulator:\n  engine:\n    api_kee: x\n"), Catch::Contains("unknown config key 'simulator.engine.api_kee'"));
 }
+
+TEST_CASE("config: stream limits parse, take env overrides and are range-checked", "[unit][config]") {
+  fake_env = {{"SWITCHBOARD_STREAM_HEARTBEAT_MS", "2500"}};
+  auto c = sb::parse_config("stream:\n  buffer_events: 64\n  max_connections_per_tenant: 10\n", "test.yaml", &lookup);
+  CHECK(c.stream.buffer_events == 64);
+  CHECK(c.stream.heartbeat_ms == 2500);
+  CHECK(c.stream.max_connections_per_tenant == 10);
+  fake_env.clear();
+  auto defaults = sb::load_config(std::string(SWITCHBOARD_DEFAULT_SCHEMAS_DIR) + "/../config/switchboard.yaml", &lookup);
+  CHECK(defaults.stream.buffer_events == sb::StreamConfig{}.buffer_events);
+  CHECK(defaults.stream.heartbeat_ms == sb::StreamConfig{}.heartbeat_ms);
+  CHECK(error_of("stream:\n  buffer_events: 0\n").find("'stream.buffer_events'") != std::string::npos);
+  CHECK(error_of("stream:\n  heartbeat_ms: 10\n").find("from 100 to") != std::string::npos);
+  CHECK(error_of("stream:\n  buffer: 5\n").find("known keys here: stream.buffer_events") != std::string::npos);
+}

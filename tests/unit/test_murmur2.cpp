@@ -4,6 +4,8 @@
 // from the real Java implementation, not from a re-implementation, so a mismatch here means
 // per-session ordering would break in a mixed-client deployment.
 #include <catch2/catch.hpp>
+
+#include "switchboard/core/kafka.hpp"
 #include <librdkafka/rdkafka.h>
 
 #include <cstdint>
@@ -63,6 +65,7 @@ TEST_CASE("librdkafka murmur2_random matches the Java client's default partition
       INFO("key=\"" << key << "\" (" << key.size() << " bytes) partitions=" << kCounts[i]);
       CHECK(rdk_murmur2_random(key, kCounts[i]) == v.partition[i]);
       CHECK(rdk_murmur2(key, kCounts[i]) == v.partition[i]);
+      CHECK(sb::kafka::partition_for_key(key, kCounts[i]) == v.partition[i]);  // what the event stream resumes from
       // The table itself is consistent with the Java formula.
       CHECK(to_positive(v.murmur2) % kCounts[i] == v.partition[i]);
     }

@@ -54,6 +54,13 @@ struct IntakeConfig {
   int insert_writers = 2;            // group-commit batches in flight at once
 };
 
+// The intake's real-time event stream (GET /v1/events/stream and /v1/events/ws).
+struct StreamConfig {
+  int buffer_events = 1000;               // events waiting for one slow client before it is cut off
+  int heartbeat_ms = 15000;               // idle streams get an SSE comment / WebSocket ping this often
+  int max_connections_per_tenant = 1000;  // open streams per tenant per intake process (more: 429)
+};
+
 struct WorkerConfig {
   int max_in_flight = 1000;          // provider calls in flight per process (across sessions)
   int max_buffered = 10000;          // records held per process before partitions are paused
@@ -204,6 +211,7 @@ struct Config {
   RedisConfig redis;
   LogConfig log;
   IntakeConfig intake;
+  StreamConfig stream;
   WorkerConfig worker;
   ProviderConfig provider;
   SimulatorConfig simulator;

@@ -15,12 +15,18 @@
 // Routes are regular expressions matched against the whole path in registration order
 // (`req.matches[1]` is the first group), like cpp-httplib's, so handlers port 1:1.
 //
+// Long-lived responses: an async handler may turn its Responder into a Stream instead of
+// answering once — a Server-Sent Events body (`open_event_stream`: 200, chunked, written as
+// messages are queued) or a WebSocket (`accept_websocket`: the 101 handshake, then one text
+// frame per message). The connection then leaves the request/response cycle; stop() closes it.
+//
 // sb::HttpServer below is the previous cpp-httplib based server, kept only for tests' loopback
 // receivers that have not been ported; production code uses sb::http::Server.
 #include <httplib.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -50,6 +56,7 @@ struct Request {
   std::string get_header_value(std::string_view name) const;  // "" when absent
   bool has_param(std::string_view name) const;
   std::string get_param_value(std::string_view name) const;  // first value, "" when absent
+  bool is_websocket_upgrade() const;  // GET with Connection: upgrade and Upgrade: websocket
 };
 
 struct Response {
@@ -64,6 +71,33 @@ struct Response {
 class Server;
 struct ResponderState;
 
+// One long-lived response (an SSE body or a WebSocket) that the server writes as messages are
+// queued. Every member may be called from any thread and never blocks: messages wait in the
+// stream's queue and the connection's IO thread writes them in order, several per write when
+// they piled up. Bounding the queue is the caller's choice (see queued()).
+class Stream {
+ public:
+  // Shared and immutable: one event fanned out to thousands of streams is one string.
+  using Message = std::shared_ptr<const std::string>;
+  virtual ~Stream() = default;
+  // Queues one message (SSE: bytes of the body as they are; WebSocket: one text frame).
+  // Returns false once the stream is closed or closing.
+  virtual bool send(Message message) = 0;
+  // Keeps idle proxies from dropping the connection: an SSE comment line, a WebSocket ping.
+  // Skipped while messages are waiting (they do the same job).
+  virtual void heartbeat() = 0;
+  // Drops what is still queued, says why and closes: SSE writes `last` as is and ends the
+  // body; WebSocket sends a close frame with `ws_code` and `last` (cut to 123 bytes) as reason.
+  // A client that does not read is disconnected after ServerOptions::write_timeout_ms anyway.
+  virtual void close(std::string last, uint16_t ws_code = 1000) = 0;
+  // Messages queued and not yet handed to the socket (excludes the write in progress).
+  virtual std::size_t queued() const = 0;
+  virtual bool closed() const = 0;
+  // Runs once, on an IO thread, when the connection has ended (client gone, close(), stop()),
+  // or at once if it already has. Set it before the first send().
+  virtual void on_closed(std::function<void()> fn) = 0;
+};
+
 // Sends the response of one request. Call it exactly once, from any thread; later calls are
 // ignored. If every copy is dropped without a call, the client gets a 500 (never a hang).
 class Responder {
@@ -71,6 +105,13 @@ class Responder {
   explicit Responder(std::shared_ptr<ResponderState> state) : state_(std::move(state)) {}
   void operator()(Response response) const;
   const Request& request() const;  // the request being answered (valid as long as the Responder)
+  // Instead of one answer: status 200 with `head`'s headers (Content-Type text/event-stream
+  // unless set) and a chunked body the returned stream writes to. Spends the Responder.
+  std::shared_ptr<Stream> open_event_stream(Response head = {}) const;
+  // Instead of one answer: completes the WebSocket handshake of this upgrade request (check
+  // Request::is_websocket_upgrade first) and returns the socket as a stream of text frames.
+  // Messages sent before the handshake finished wait for it. Spends the Responder.
+  std::shared_ptr<Stream> accept_websocket() const;
 
  private:
   std::shared_ptr<ResponderState> state_;
@@ -121,8 +162,9 @@ class Server {
   void start();
   // start() and block until stop().
   void run();
-  // Stops accepting, lets requests in progress finish for up to stop_grace_ms, closes every
-  // connection and joins all threads. Idempotent; safe from any thread except an IO or
+  // Stops accepting, lets requests in progress finish for up to stop_grace_ms (streams end at
+  // once: SSE bodies are terminated, WebSockets get a 1001 close), closes every connection and
+  // joins all threads. Idempotent; safe from any thread except an IO or
   // blocking-pool thread of this server (from there it only initiates the stop).
   void stop();
   bool running() const { return running_.load(); }

@@ -147,6 +147,10 @@ std::vector<std::string> ensure_topics(const KafkaConfig& config, const std::vec
 // Partition count of a topic from broker metadata (throws NotFound / Unavailable).
 int partition_count(rd_kafka_t* rk, const std::string& topic, int timeout_ms = 5000);
 
+// The partition a record keyed `key` lands on among `partitions`: murmur2, as our producers
+// (and the Java client) choose it, so a tenant's records are found where they were written.
+int32_t partition_for_key(std::string_view key, int32_t partitions);
+
 // Reads a record's headers into pairs (empty if none).
 Headers headers_of(const rd_kafka_message_t* msg);
 std::string_view key_of(const rd_kafka_message_t* msg);

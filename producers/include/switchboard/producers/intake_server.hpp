@@ -5,6 +5,7 @@
 //   GET  /v1/messages/{id}                 the message with its status history (own tenant only)
 //   GET  /health                           process is up
 //   GET  /health/ready                     Kafka and PostgreSQL reachable
+//   GET  /v1/events/stream, /v1/events/ws  the tenant's events, live and resumable (event_stream_api.hpp)
 //   GET  /metrics                          Prometheus text
 #include <memory>
 #include <string>
