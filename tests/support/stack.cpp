@@ -212,6 +212,8 @@ void TestStack::write_config() {
       << "log:\n  level: " << c.log.level << "\n  format: " << c.log.format << "\n"
       << "intake:\n  listen: \"" << c.intake.listen << "\"\n  io_threads: " << c.intake.io_threads << "\n"
       << "  publish_timeout_ms: " << c.intake.publish_timeout_ms << "\n"
+      << "  auth_failure_limit: " << c.intake.auth_failure_limit << "\n  auth_failure_window_s: "
+      << c.intake.auth_failure_window_s << "\n  auth_block_s: " << c.intake.auth_block_s << "\n"
       << "worker:\n  max_in_flight: " << c.worker.max_in_flight << "\n  revoke_drain_timeout_ms: "
       << c.worker.revoke_drain_timeout_ms << "\n  session_rate_per_s: " << c.worker.session_rate_per_s
       << "\n  commit_interval_ms: " << c.worker.commit_interval_ms << "\n  provider_attempts: " << c.worker.provider_attempts
@@ -242,7 +244,15 @@ TenantInfo TestStack::create_tenant(const std::string& name, const std::vector<s
   sb::TenantStore tenants(pool);
   auto [t, key] = tenants.create(name);
   for (const auto& s : sessions) tenants.create_session(t.id, s);
-  return {t.id, t.name, key};
+  return {t.id, t.name, minted(key)};
+}
+
+const std::string& minted(const std::string& secret) {
+  const char* logs = std::getenv("SWITCHBOARD_TEST_LOG_DIR");
+  const fs::path dir = fs::path(logs && *logs ? logs : "/tmp/switchboard-test-logs") / "minted";
+  fs::create_directories(dir);
+  std::ofstream(dir / (std::to_string(getpid()) + ".txt"), std::ios::app) << secret << "\n";
+  return secret;
 }
 
 Child TestStack::spawn(const std::string& label, const std::vector<std::string>& args) {
