@@ -271,7 +271,7 @@ struct IntakeServer::Impl {
     const std::string session = req.matches[1];
     std::optional<std::string> header_key;
     if (req.has_header("Idempotency-Key")) header_key = req.get_header_value("Idempotency-Key");
-    SendRequest in;
+    SendMessageRequest in;
     try {
       in = parse_send_request(req.body, header_key, schemas);
     } catch (const RequestRejected& e) {

@@ -28,11 +28,11 @@ class RequestRejected : public InvalidInput {
 std::optional<std::string> bearer_token(std::string_view authorization);
 
 // POST /v1/sessions/{session}/messages
-struct SendRequest {
+struct SendMessageRequest {
   std::string to, text, priority;
   std::optional<std::string> idempotency_key;  // header or body field (they must agree)
 };
-SendRequest parse_send_request(std::string_view body, const std::optional<std::string>& idempotency_header,
+SendMessageRequest parse_send_request(std::string_view body, const std::optional<std::string>& idempotency_header,
                                const SchemaSet& schemas);
 
 // POST /v1/webhooks
