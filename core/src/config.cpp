@@ -112,6 +112,9 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("intake.publish_timeout_ms", c.intake.publish_timeout_ms, 100, 300000);
   t.integer("intake.retry_after_s", c.intake.retry_after_s, 1, 3600);
   t.integer("intake.auth_cache_ttl_ms", c.intake.auth_cache_ttl_ms, 0, 3600000);
+  t.integer("intake.auth_failure_limit", c.intake.auth_failure_limit, 0, 1000000);
+  t.integer("intake.auth_failure_window_s", c.intake.auth_failure_window_s, 1, 86400);
+  t.integer("intake.auth_block_s", c.intake.auth_block_s, 1, 86400);
   t.integer("intake.insert_batch_max", c.intake.insert_batch_max, 1, 10000);
   t.integer("intake.insert_linger_ms", c.intake.insert_linger_ms, 0, 1000);
   t.integer("intake.insert_writers", c.intake.insert_writers, 1, 16);

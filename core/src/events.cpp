@@ -1,5 +1,6 @@
 #include "switchboard/core/events.hpp"
 
+#include "switchboard/core/errors.hpp"
 #include "switchboard/core/ids.hpp"
 
 namespace sb {
@@ -45,6 +46,23 @@ nlohmann::json session_status_event(const std::string& tenant, const std::string
 nlohmann::json session_qr_event(const std::string& tenant, const std::string& session, const std::string& value,
                                 const std::string& at) {
   return make_event("session.qr", tenant, session, at, {{"value", value}}, tenant + "/" + session + "/qr/" + value);
+}
+
+StoredEvent parse_event_record(std::string_view value, const SchemaSet& schemas) {
+  const auto event = parse_json(value);
+  schemas.validate("events/event", event);
+  StoredEvent e;
+  e.id = event["id"].get<std::string>();
+  e.tenant_id = event["tenant"].get<std::string>();
+  if (!MessageStore::valid_id(e.tenant_id)) throw InvalidInput("event 'tenant' must be a tenant id (uuid)", "tenant");
+  e.type = event["type"].get<std::string>();
+  if (event["session"].is_string()) e.session = event["session"].get<std::string>();
+  e.occurred_at = event["occurred_at"].get<std::string>();
+  // Else PostgreSQL refuses the row and the event is delivered but not replayable.
+  if (!rfc3339_in_range(e.occurred_at))
+    throw InvalidInput("event 'occurred_at' '" + e.occurred_at + "' is not a valid RFC 3339 time", "occurred_at");
+  e.body = std::string(value);
+  return e;
 }
 
 }  // namespace sb

@@ -66,6 +66,19 @@ std::string sha256_hex(std::string_view data) {
   return out;
 }
 
+bool rfc3339_in_range(const std::string& t) {
+  auto num = [&](std::size_t pos, std::size_t len) { return std::stoi(t.substr(pos, len)); };
+  const int year = num(0, 4), month = num(5, 2), day = num(8, 2);
+  const int hour = num(11, 2), minute = num(14, 2), second = num(17, 2);
+  if (year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return false;
+  static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (day > kDays[month - 1] + (month == 2 && leap ? 1 : 0)) return false;
+  const auto sign = t.find_first_of("+-", 19);
+  if (sign != std::string::npos && (num(sign + 1, 2) > 15 || num(sign + 4, 2) > 59)) return false;
+  return true;
+}
+
 std::string to_rfc3339(Clock::time_point t) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
   std::time_t secs = static_cast<std::time_t>(ms / 1000);

@@ -31,7 +31,7 @@ std::optional<Subscription> read_subscription(const http::Request& req, StreamFo
   for (const auto& t : sub.filter.types)
     if (!valid_event_pattern(t)) {
       reply_error(res, 422,
-                  "unknown event type '" + t + "' in types: use message.sent, message.failed, webhook.endpoint.disabled, "
+                  "unknown event type '" + t + "' in types: use message.sent, message.failed, message.delivered, message.read, message.received, session.status, session.qr, session.deleted, webhook.endpoint.disabled, "
                   "a family such as message.* or session.*, or *",
                   "types");
       return std::nullopt;

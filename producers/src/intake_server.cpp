@@ -16,11 +16,13 @@
 #include "switchboard/core/message_store.hpp"
 #include "switchboard/core/schema.hpp"
 #include "switchboard/core/tenant_store.hpp"
+#include "switchboard/producers/auth_throttle.hpp"
 #include "switchboard/producers/command_publisher.hpp"
 #include "switchboard/producers/event_stream_api.hpp"
 #include "switchboard/producers/queued_message_writer.hpp"
 #include "switchboard/producers/callback_api.hpp"
 #include "switchboard/producers/session_api.hpp"
+#include "switchboard/producers/request_parsing.hpp"
 #include "switchboard/producers/webhook_api.hpp"
 
 namespace sb {
@@ -97,6 +99,7 @@ struct IntakeServer::Impl {
   MessageStore messages;
   TtlCache keys;
   TtlCache sessions;
+  AuthThrottle throttle;
   RequestMetrics metrics;
   WebhookApi webhooks;
   EventStreamApi streams;  // before the server: its routes' work reaches it until the server stops
@@ -119,6 +122,7 @@ struct IntakeServer::Impl {
         messages(pool),
         keys(c.intake.auth_cache_ttl_ms),
         sessions(c.intake.auth_cache_ttl_ms),
+        throttle({c.intake.auth_failure_limit, c.intake.auth_failure_window_s, c.intake.auth_block_s}),
         webhooks(c, pool, schemas, [this](const auto& req, auto& res) { return authenticate_or_401(req, res); }),
         streams(c, [this](const std::string& key) { return authenticate_key(key); }),
         server(server_options(c.intake)),
@@ -148,20 +152,13 @@ struct IntakeServer::Impl {
 
   // "Bearer <key>" → the key's SHA-256 (cache by hash: keys never sit in memory maps in clear).
   static std::optional<std::pair<std::string, std::string>> bearer_key(const http::Request& req) {
-    const auto header = req.get_header_value("Authorization");
-    const std::string prefix = "Bearer ";
-    if (header.size() <= prefix.size() || header.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
-    auto key = header.substr(prefix.size());
-    auto hash = sha256_hex(key);
-    return std::make_pair(std::move(key), std::move(hash));
-  }
-
-  std::optional<std::string> authenticate(const http::Request& req) {
-    const auto key = bearer_key(req);
+    auto key = bearer_token(req.get_header_value("Authorization"));
     if (!key) return std::nullopt;
-    return authenticate_key(key->first, key->second);
+    auto hash = sha256_hex(*key);
+    return std::make_pair(std::move(*key), std::move(hash));
   }
 
+  // A key given another way (the event stream's ?api_key=): the same cached lookup.
   std::optional<std::string> authenticate_key(const std::string& key, const std::string& hash) {
     if (auto t = keys.get(hash)) return t;
     auto tenant = tenants.tenant_for_key(key);  // blocks on PostgreSQL
@@ -175,11 +172,34 @@ struct IntakeServer::Impl {
     reply_error(res, 401, "missing or invalid API key: send 'Authorization: Bearer <key>'");
   }
 
-  // The caller's tenant, or a 401 already written to res.
+  // The caller's tenant, or nullopt with the answer written to res: 401 (no key, unknown key)
+  // or 429 (this address sent too many unknown keys lately; see AuthThrottle). May block on
+  // PostgreSQL.
   std::optional<std::string> authenticate_or_401(const http::Request& req, http::Response& res) {
-    auto tenant = authenticate(req);
-    if (!tenant) unauthorized(res);
-    return tenant;
+    const auto key = bearer_key(req);
+    if (!key) {
+      unauthorized(res);
+      return std::nullopt;
+    }
+    if (auto t = keys.get(key->second)) return t;  // known good: never throttled
+    if (const int wait_s = throttle.blocked_for_s(req.remote_addr)) {
+      res.set_header("Retry-After", std::to_string(wait_s));
+      reply_error(res, 429, "too many invalid API keys from this address; retry after " + std::to_string(wait_s) + " s");
+      return std::nullopt;
+    }
+    auto tenant = tenants.tenant_for_key(key->first);  // blocks on PostgreSQL
+    if (tenant) {
+      keys.put(key->second, *tenant);
+      return tenant;
+    }
+    if (throttle.failed(req.remote_addr)) {
+      const auto& o = throttle.options();
+      log::warn("intake.auth_throttled", {{"source", req.remote_addr}, {"failures", std::to_string(o.limit + 1)},
+                                          {"window_s", std::to_string(o.window_s)},
+                                          {"blocked_s", std::to_string(o.block_s)}});
+    }
+    unauthorized(res);
+    return std::nullopt;
   }
 
   bool session_known(const std::string& tenant, const std::string& session) {
@@ -261,41 +281,23 @@ struct IntakeServer::Impl {
     http::Response res;
     std::optional<std::string> tenant;
     if (may_block) {
-      tenant = authenticate(req);
+      tenant = authenticate_or_401(req, res);
+      if (!tenant) return respond(std::move(res));
     } else if (auto key = bearer_key(req)) {
       tenant = keys.get(key->second);
       if (!tenant) return again_blocking();
-    }
-    if (!tenant) {
+    } else {
       unauthorized(res);
       return respond(std::move(res));
     }
     const std::string session = req.matches[1];
-    json body;
+    std::optional<std::string> header_key;
+    if (req.has_header("Idempotency-Key")) header_key = req.get_header_value("Idempotency-Key");
+    SendMessageRequest in;
     try {
-      body = parse_json(req.body);
-    } catch (const InvalidInput& e) {
-      reply_error(res, 400, e.what());
-      return respond(std::move(res));
-    }
-    try {
-      schemas.validate("http/send_message_request", body);
-    } catch (const InvalidInput& e) {
-      reply_error(res, 422, e.what(), e.field());
-      return respond(std::move(res));
-    }
-    std::optional<std::string> idem;
-    if (req.has_header("Idempotency-Key")) idem = req.get_header_value("Idempotency-Key");
-    if (body.contains("idempotency_key")) {
-      const std::string in_body = body["idempotency_key"];
-      if (idem && *idem != in_body) {
-        reply_error(res, 422, "Idempotency-Key header and idempotency_key field differ", "idempotency_key");
-        return respond(std::move(res));
-      }
-      idem = in_body;
-    }
-    if (idem && (idem->empty() || idem->size() > 255)) {
-      reply_error(res, 422, "Idempotency-Key must be 1 to 255 characters", "idempotency_key");
+      in = parse_send_request(req.body, header_key, schemas);
+    } catch (const RequestRejected& e) {
+      reply_error(res, e.status(), e.what(), e.field());
       return respond(std::move(res));
     }
     if (!may_block && !sessions.get(*tenant + "/" + session)) return again_blocking();
@@ -304,9 +306,8 @@ struct IntakeServer::Impl {
       return respond(std::move(res));
     }
 
-    SendCommand cmd{new_uuid_v7(), *tenant, session, body.value("priority", "default"), now_rfc3339(),
-                    body["to"], body["text"]};
-    NewMessage row{cmd.id, cmd.tenant, cmd.session, cmd.to, cmd.text, cmd.priority, idem};
+    SendCommand cmd{new_uuid_v7(), *tenant, session, in.priority, now_rfc3339(), in.to, in.text};
+    NewMessage row{cmd.id, cmd.tenant, cmd.session, cmd.to, cmd.text, cmd.priority, in.idempotency_key};
     writer.insert(std::move(row), [this, respond, cmd = std::move(cmd)](const InsertOutcome& outcome, std::exception_ptr err) {
       if (err) {
         http::Response r;

@@ -5,12 +5,12 @@
 #include <algorithm>
 #include <charconv>
 #include <nlohmann/json.hpp>
-#include <regex>
 
 #include "switchboard/core/errors.hpp"
 #include "switchboard/core/log.hpp"
 #include "switchboard/core/message_store.hpp"
 #include "switchboard/core/webhook_signature.hpp"
+#include "switchboard/producers/request_parsing.hpp"
 
 namespace sb {
 using nlohmann::json;
@@ -25,42 +25,6 @@ json to_json(const WebhookEndpoint& e, bool with_secret) {
   if (e.disabled_reason) out["disabled_reason"] = *e.disabled_reason;
   if (e.previous_secret_expires_at) out["previous_secret_expires_at"] = *e.previous_secret_expires_at;
   return out;
-}
-
-// Parses and schema-checks a body; writes the 400/422 and returns nullopt when it is bad.
-std::optional<json> read_body(const SchemaSet& schemas, const std::string& schema, const http::Request& req,
-                              http::Response& res) {
-  try {
-    auto body = parse_json(req.body);
-    schemas.validate(schema, body);
-    return body;
-  } catch (const InvalidInput& e) {
-    reply_error(res, e.field().empty() && std::string(e.what()).rfind("malformed", 0) == 0 ? 400 : 422, e.what(), e.field());
-    return std::nullopt;
-  }
-}
-
-// Writes a 422 naming the first unknown event pattern; true when all are known.
-bool events_known(const std::vector<std::string>& events, http::Response& res) {
-  for (const auto& p : events)
-    if (!valid_event_pattern(p)) {
-      reply_error(res, 422,
-                  "unknown event type '" + p + "': use message.sent, message.failed, message.delivered, message.read, message.received, session.status, session.qr, session.deleted, webhook.endpoint.disabled, "
-                  "a family such as session.* or message.*, or *",
-                  "events");
-      return false;
-    }
-  return true;
-}
-
-// The given whsec_ secret (validated) or a new one; nullopt after writing the 422.
-std::optional<std::string> secret_or_422(const json& body, http::Response& res) {
-  try {
-    return body.contains("secret") ? parse_webhook_secret(body["secret"]).encoded : new_webhook_secret();
-  } catch (const InvalidInput& err) {
-    reply_error(res, 422, err.what(), "secret");
-    return std::nullopt;
-  }
 }
 
 void reply_no_endpoint(http::Response& res, const std::string& id) {
@@ -83,20 +47,6 @@ ScheduledDelivery delivery_of(const WebhookEndpoint& e, const StoredEvent& ev) {
   d.due_in_s = 0;
   d.ordered = e.ordering == "per_session";
   return d;
-}
-
-// The schema checks the RFC 3339 shape; this checks the fields' ranges (2024-02-30 has the shape).
-bool rfc3339_in_range(const std::string& t) {
-  auto num = [&](std::size_t pos, std::size_t len) { return std::stoi(t.substr(pos, len)); };
-  const int year = num(0, 4), month = num(5, 2), day = num(8, 2);
-  const int hour = num(11, 2), minute = num(14, 2), second = num(17, 2);
-  if (year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return false;
-  static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-  if (day > kDays[month - 1] + (month == 2 && leap ? 1 : 0)) return false;
-  const auto sign = t.find_first_of("+-", 19);
-  if (sign != std::string::npos && (num(sign + 1, 2) > 15 || num(sign + 4, 2) > 59)) return false;
-  return true;
 }
 
 // ?limit= as an integer in [lo, hi], the default when absent; nullopt when anything else.
@@ -132,13 +82,8 @@ void WebhookApi::mount(http::Server& server) {
 }
 
 std::string WebhookApi::url_problem(const std::string& url) const {
-  // scheme://host[:port][/path] — no user-info: "https://good@evil" hides where it goes.
-  static const std::regex re(R"(^(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:([0-9]{1,5}))?([/?#].*)?$)");
-  std::smatch m;
-  if (!std::regex_match(url, m, re)) return "'" + url + "' is not an http(s) URL of the form scheme://host[:port]/path";
-  if (m[4].matched && std::stoi(m[4]) > 65535) return "port out of range in '" + url + "'";
-  std::string host = m[2];
-  if (host.front() == '[') host = host.substr(1, host.size() - 2);
+  std::string host;
+  if (auto why = url_syntax_problem(url, host); !why.empty()) return why;
   if (auto why = guard_.check_host(host)) return *why;
   return {};
 }
@@ -146,19 +91,20 @@ std::string WebhookApi::url_problem(const std::string& url) const {
 void WebhookApi::create(const http::Request& req, http::Response& res) {
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
-  auto body = read_body(schemas_, "http/webhook_create_request", req, res);
-  if (!body) return;
+  WebhookCreateRequest in;
+  try {
+    in = parse_webhook_create(req.body, schemas_);
+  } catch (const RequestRejected& e) {
+    return reply_error(res, e.status(), e.what(), e.field());
+  }
+  if (auto why = url_problem(in.url); !why.empty()) return reply_error(res, 422, why, "url");
   WebhookEndpoint e;
   e.tenant_id = *tenant;
-  e.url = (*body)["url"];
-  e.events = (*body)["events"].get<std::vector<std::string>>();
-  e.ordering = body->value("ordering", "none");
-  e.enabled = body->value("enabled", true);
-  if (!events_known(e.events, res)) return;
-  if (auto why = url_problem(e.url); !why.empty()) return reply_error(res, 422, why, "url");
-  auto secret = secret_or_422(*body, res);
-  if (!secret) return;
-  e.secret = *secret;
+  e.url = in.url;
+  e.events = in.events;
+  e.ordering = in.ordering;
+  e.enabled = in.enabled;
+  e.secret = in.secret ? *in.secret : new_webhook_secret();
   auto created = store_.create(e);
   log::info("webhook.endpoint_created", {{"tenant", *tenant}, {"endpoint", created.id}, {"url", created.url}});
   reply(res, 201, to_json(created, true));
@@ -183,25 +129,22 @@ void WebhookApi::get(const http::Request& req, http::Response& res) {
 void WebhookApi::update(const http::Request& req, http::Response& res) {
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
-  auto body = read_body(schemas_, "http/webhook_update_request", req, res);
-  if (!body) return;
+  WebhookUpdateRequest in;
+  try {
+    in = parse_webhook_update(req.body, schemas_);
+  } catch (const RequestRejected& e) {
+    return reply_error(res, e.status(), e.what(), e.field());
+  }
+  if (in.url)
+    if (auto why = url_problem(*in.url); !why.empty()) return reply_error(res, 422, why, "url");
   WebhookEndpointChange ch;
   ch.rotation_window_s = config_.webhooks.rotation_window_s;
-  if (body->contains("url")) {
-    ch.url = (*body)["url"].get<std::string>();
-    if (auto why = url_problem(*ch.url); !why.empty()) return reply_error(res, 422, why, "url");
-  }
-  if (body->contains("events")) {
-    ch.events = (*body)["events"].get<std::vector<std::string>>();
-    if (!events_known(*ch.events, res)) return;
-  }
-  if (body->contains("enabled")) ch.enabled = (*body)["enabled"].get<bool>();
-  if (body->contains("ordering")) ch.ordering = (*body)["ordering"].get<std::string>();
-  const bool rotate = body->value("rotate_secret", false) || body->contains("secret");
-  if (rotate) {
-    ch.new_secret = secret_or_422(*body, res);
-    if (!ch.new_secret) return;
-  }
+  ch.url = in.url;
+  ch.events = in.events;
+  ch.enabled = in.enabled;
+  ch.ordering = in.ordering;
+  const bool rotate = in.rotate_secret;
+  if (rotate) ch.new_secret = in.secret ? *in.secret : new_webhook_secret();
   auto e = store_.update(*tenant, req.matches[1], ch);
   if (!e) return reply_error(res, 404, "no webhook endpoint '" + std::string(req.matches[1]) + "' for this tenant", "id");
   log::info("webhook.endpoint_updated", {{"tenant", *tenant}, {"endpoint", e->id}, {"rotated", rotate ? "true" : "false"}});
@@ -253,11 +196,12 @@ void WebhookApi::replay(const http::Request& req, http::Response& res) {
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
   const std::string id = req.matches[1];
-  auto body = read_body(schemas_, "http/webhook_replay_request", req, res);
-  if (!body) return;
-  const std::string since = (*body)["since"];
-  if (!rfc3339_in_range(since))
-    return reply_error(res, 422, "'" + since + "' is not a valid RFC 3339 time", "since");
+  std::string since;
+  try {
+    since = parse_replay_since(req.body, schemas_);
+  } catch (const RequestRejected& e) {
+    return reply_error(res, e.status(), e.what(), e.field());
+  }
   auto endpoint = store_.get(*tenant, id);
   if (!endpoint) return reply_no_endpoint(res, id);
   if (!endpoint->enabled)

@@ -41,3 +41,20 @@ sb_build_sanitized() {
   cmake --build "$dir" -j2 --target "${targets[@]}" >&2 || return 1
   printf '%s\n' "$dir"
 }
+
+# sb_build_fuzz: configure (once) and build $SB_ROOT/build-fuzz with clang and -DSB_FUZZ=ON
+# (libFuzzer + ASan + UBSan), only the fuzz_* targets. Prints the tree's path on stdout.
+SB_FUZZ_TARGETS=(send_request command event webhook_api config)
+sb_build_fuzz() {
+  local dir=$SB_ROOT/build-fuzz
+  if [[ ! -f $dir/build.ninja ]]; then
+    sb_log "configuring $dir (clang, libFuzzer, -fsanitize=address,undefined)"
+    local -a launcher=()
+    command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+    cmake -S "$SB_ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_FUZZ=ON \
+      -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" "${launcher[@]}" >&2 || return 1
+  fi
+  sb_log "building the fuzz targets in $dir"
+  cmake --build "$dir" -j2 --target "${SB_FUZZ_TARGETS[@]/#/fuzz_}" >&2 || return 1
+  printf '%s\n' "$dir"
+}

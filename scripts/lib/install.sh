@@ -10,6 +10,8 @@ SB_APT_PACKAGES=(
   ninja-build            # cmake -G Ninja
   pkg-config             # pkg_check_modules(rdkafka, hiredis, libpqxx, cpp-httplib)
   ccache                 # compiler cache: cheap rebuilds across checkouts and build trees
+  clang                  # libFuzzer targets (tests/fuzz): only clang has -fsanitize=fuzzer
+  libclang-rt-14-dev     # clang's runtimes: libFuzzer, ASan, UBSan (bookworm's clang is 14)
   git
   ca-certificates        # TLS for Maven Central / curl
   curl

@@ -25,7 +25,7 @@ TEST_CASE("webhooks api: create, list, get, rotate, disable, delete — per tena
                       R"({"url":"http://127.0.0.1:9/hook","events":["message.sent","session.*"]})");
   REQUIRE(created.status == 201);
   const std::string id = created.body["id"];
-  const std::string secret = created.body["secret"];
+  const std::string secret = sbtest::minted(created.body["secret"]);
   CHECK(secret.rfind("whsec_", 0) == 0);
   CHECK(created.body["enabled"] == true);
   CHECK(created.body["events"] == json({"message.sent", "session.*"}));

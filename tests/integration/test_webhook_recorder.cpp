@@ -63,7 +63,7 @@ TEST_CASE("webhook recorder: a refused row is split out and moved aside, the res
   e.tenant_id = tenant.id;
   e.url = "https://8.8.8.8/hook";
   e.events = {"*"};
-  e.secret = sb::new_webhook_secret();
+  e.secret = sbtest::minted(sb::new_webhook_secret());
   e = sb::WebhookStore(pool).create(e);
 
   sb::kafka::Producer producer(stack.config.kafka);

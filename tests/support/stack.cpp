@@ -217,6 +217,8 @@ void TestStack::write_config() {
       << "intake:\n  listen: \"" << c.intake.listen << "\"\n  io_threads: " << c.intake.io_threads << "\n"
       << "  public_url: \"" << c.intake.public_url << "\"\n"
       << "  publish_timeout_ms: " << c.intake.publish_timeout_ms << "\n"
+      << "  auth_failure_limit: " << c.intake.auth_failure_limit << "\n  auth_failure_window_s: "
+      << c.intake.auth_failure_window_s << "\n  auth_block_s: " << c.intake.auth_block_s << "\n"
       << "stream:\n  buffer_events: " << c.stream.buffer_events << "\n  heartbeat_ms: " << c.stream.heartbeat_ms
       << "\n  max_connections_per_tenant: " << c.stream.max_connections_per_tenant << "\n"
       << "worker:\n  max_in_flight: " << c.worker.max_in_flight << "\n  revoke_drain_timeout_ms: "
@@ -269,7 +271,15 @@ TenantInfo TestStack::create_tenant(const std::string& name, const std::vector<s
   sb::TenantStore tenants(pool);
   auto [t, key] = tenants.create(name);
   for (const auto& s : sessions) tenants.create_session(t.id, s);
-  return {t.id, t.name, key};
+  return {t.id, t.name, minted(key)};
+}
+
+const std::string& minted(const std::string& secret) {
+  const char* logs = std::getenv("SWITCHBOARD_TEST_LOG_DIR");
+  const fs::path dir = fs::path(logs && *logs ? logs : "/tmp/switchboard-test-logs") / "minted";
+  fs::create_directories(dir);
+  std::ofstream(dir / (std::to_string(getpid()) + ".txt"), std::ios::app) << secret << "\n";
+  return secret;
 }
 
 Child TestStack::spawn(const std::string& label, const std::vector<std::string>& args) {

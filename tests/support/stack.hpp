@@ -76,6 +76,10 @@ class TopicReader {
   std::vector<sb::kafka::MessagePtr> records_;
 };
 
+// Records a secret a test minted (API key, webhook secret) for the log scan
+// (tests/security/scan_logs), under $SWITCHBOARD_TEST_LOG_DIR/minted/. Returns it.
+const std::string& minted(const std::string& secret);
+
 // Polls until f() is true or the timeout passes.
 bool eventually(const std::function<bool()>& f, int timeout_ms, int step_ms = 50);
 

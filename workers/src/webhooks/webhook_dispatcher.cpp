@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <nlohmann/json.hpp>
 
+#include "switchboard/core/events.hpp"
 #include "switchboard/core/log.hpp"
-#include "switchboard/core/message_store.hpp"
 
 namespace sb {
 namespace {
@@ -168,12 +167,22 @@ void WebhookDispatcher::on_revoking(const std::vector<kafka::TopicPartition>& pa
 void WebhookDispatcher::intake_loop() {
   for (;;) {
     ConsumedRecord r;
+    std::optional<StoredFanOut> ready;
     {
       std::unique_lock lock(intake_mu_);
-      intake_cv_.wait(lock, [&] { return stopper_.stopping() || !intake_.empty(); });
-      if (stopper_.stopping()) return;
-      r = std::move(intake_.front());
-      intake_.pop_front();
+      intake_cv_.wait(lock, [&] { return stopper_.stopping() || !intake_.empty() || !stored_.empty(); });
+      if (stopper_.stopping()) return;  // stored but undelivered: offsets unfinished, the next owner redoes them
+      if (!stored_.empty()) {  // older than any record still waiting: first
+        ready = std::move(stored_.front());
+        stored_.pop_front();
+      } else {
+        r = std::move(intake_.front());
+        intake_.pop_front();
+      }
+    }
+    if (ready) {
+      for (auto& d : ready->deliveries) deliver_live(std::move(d), ready->progress);
+      continue;
     }
     try {
       handle_record(r);
@@ -188,12 +197,9 @@ void WebhookDispatcher::intake_loop() {
 
 void WebhookDispatcher::handle_record(const ConsumedRecord& r) {
   ++stats_.events;
-  nlohmann::json event;
+  StoredEvent stored;
   try {
-    event = nlohmann::json::parse(r.value);
-    schemas_.validate("events/event", event);
-    if (!MessageStore::valid_id(event["tenant"].get<std::string>()))
-      throw InvalidInput("event 'tenant' must be a tenant id (uuid)", "tenant");
+    stored = parse_event_record(r.value, schemas_);
   } catch (const std::exception& e) {
     // A bad record must not stop the partition: park it in the DLQ with the reason.
     ++stats_.invalid_events;
@@ -201,13 +207,6 @@ void WebhookDispatcher::handle_record(const ConsumedRecord& r) {
                                          {"offset", std::to_string(r.offset)}, {"key", r.key}, {"detail", e.what()}});
     return dead_letter_record(r, "invalid_event", e.what());
   }
-  StoredEvent stored;
-  stored.id = event["id"].get<std::string>();
-  stored.tenant_id = event["tenant"].get<std::string>();
-  stored.type = event["type"].get<std::string>();
-  if (event["session"].is_string()) stored.session = event["session"].get<std::string>();
-  stored.occurred_at = event["occurred_at"].get<std::string>();
-  stored.body = r.value;
 
   // Without its endpoints the event can't go anywhere: wait out a PostgreSQL outage (offset
   // held; a stop ends the wait at once and leaves the record to the next owner).
@@ -239,8 +238,20 @@ void WebhookDispatcher::handle_record(const ConsumedRecord& r) {
       fan_out.push_back(Delivery{e, stored.id, stored.type, stored.session, body, 1, 0, r.source, r.offset});
   ev->remaining = static_cast<int>(fan_out.size()) + 1;  // + storing the event
   stats_.deliveries += fan_out.size();
-  recorder_.record_event(std::move(stored), [this, ev] { finish_one(ev); });
-  for (auto& d : fan_out) deliver_live(std::move(d), ev);
+  // Stored first, delivered once stored: whoever receives an event can replay or redeliver it
+  // at once. The fan-out goes back to this thread (only it opens per_session lines), in
+  // record order (the recorder calls back in submission order).
+  auto deliveries = std::make_shared<std::vector<Delivery>>(std::move(fan_out));
+  recorder_.record_event(std::move(stored), [this, ev, deliveries] {
+    if (!deliveries->empty()) {
+      {
+        std::lock_guard lock(intake_mu_);
+        stored_.push_back(StoredFanOut{std::move(*deliveries), ev});
+      }
+      intake_cv_.notify_one();
+    }
+    finish_one(ev);
+  });
 }
 
 void WebhookDispatcher::deliver_live(Delivery d, const Progress& ev) {

@@ -49,6 +49,11 @@ struct IntakeConfig {
   int publish_timeout_ms = 5000;     // broker ack deadline before answering 503
   int retry_after_s = 2;
   int auth_cache_ttl_ms = 30000;
+  // Brute force: a source address presenting more than auth_failure_limit unknown API keys
+  // within auth_failure_window_s gets 429 for auth_block_s (known keys still pass). 0 = off.
+  int auth_failure_limit = 20;
+  int auth_failure_window_s = 60;
+  int auth_block_s = 300;
   int insert_batch_max = 500;
   int insert_linger_ms = 2;
   int insert_writers = 2;            // group-commit batches in flight at once

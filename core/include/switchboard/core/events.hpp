@@ -4,7 +4,9 @@
 #include <optional>
 #include <string>
 
+#include "switchboard/core/event_store.hpp"
 #include "switchboard/core/message_store.hpp"
+#include "switchboard/core/schema.hpp"
 
 namespace sb {
 
@@ -25,5 +27,10 @@ nlohmann::json session_status_event(const std::string& tenant, const std::string
 // session.qr {value}: one per QR shown.
 nlohmann::json session_qr_event(const std::string& tenant, const std::string& session, const std::string& value,
                                 const std::string& at);
+
+// A record on sb.events as the webhook dispatcher reads it (anyone may publish there): parsed,
+// schema-checked, tenant a uuid, occurred_at in range, so what it returns can be stored for
+// replay. body is the record as given. Throws InvalidInput saying why.
+StoredEvent parse_event_record(std::string_view value, const SchemaSet& schemas);
 
 }  // namespace sb

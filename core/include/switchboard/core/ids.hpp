@@ -18,5 +18,8 @@ std::string sha256_hex(std::string_view data);
 using Clock = std::chrono::system_clock;
 std::string to_rfc3339(Clock::time_point t);  // 2026-11-23T11:35:36.123Z
 inline std::string now_rfc3339() { return to_rfc3339(Clock::now()); }
+// For a string the schemas' RFC 3339 pattern accepted (YYYY-MM-DDTHH:MM:SS[.f](Z|±HH:MM)): are
+// its fields in range? (2024-02-30 has the shape; PostgreSQL would refuse it.)
+bool rfc3339_in_range(const std::string& t);
 
 }  // namespace sb

@@ -19,8 +19,15 @@ class SchemaSet {
   // Throws InvalidInput with the first failing field ("to", "data.text") and why.
   void validate(const std::string& name, const nlohmann::json& doc) const;
 
+  // The longest string a "pattern" is ever run on (a schema's maxLength may lower it).
+  static constexpr std::size_t kMaxPatternInput = 4096;
+
  private:
-  std::map<std::string, std::unique_ptr<valijson::Schema>> schemas_;
+  struct Loaded {
+    std::unique_ptr<valijson::Schema> compiled;
+    nlohmann::json document;  // for the pattern-input length check
+  };
+  std::map<std::string, Loaded> schemas_;
 };
 
 // Parses JSON text; throws InvalidInput("malformed JSON ...") naming the byte offset.

@@ -2,8 +2,8 @@
 // `switchboard webhooks`: a member of consumer group sb-webhooks on sb.events, built on the
 // shared PartitionedConsumer (poll, offsets, commits, backpressure, revoke/stop drains).
 //
-//   consumer ─▶ on_records ─▶ intake thread: event ─▶ matching endpoints ─▶ DeliveryEngine
-//                                  │                                            │ attempt (or not: parked)
+//   consumer ─▶ on_records ─▶ intake thread: event ─▶ stored (recorder) ─▶ matching endpoints ─▶ DeliveryEngine
+//                                  │                                                              │ attempt (or not: parked)
 //                                  │                                            ▼
 //   consumer.finished ◀──────── event done ◀── on_durable ◀── DeliveryRecorder (PostgreSQL, sb.webhooks.dlq)
 //
@@ -11,13 +11,15 @@
 //
 // An event's offset is finished only when each of its deliveries is delivered, durably scheduled
 // for retry or dead-lettered, and the event itself is stored for replay: killing the process at
-// any moment loses no delivery (some may be repeated, always with the same webhook-id).
+// any moment loses no delivery (some may be repeated, always with the same webhook-id). An event
+// is stored before its first delivery starts, so a receiver can replay what it just received.
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -115,10 +117,17 @@ class WebhookDispatcher : private RecordHandler {
   using Lines = SessionLines<Lined>;
   Lines lines_;
 
-  // Records handed over by the poll thread, not yet started (released on revoke).
+  // An event stored for replay whose deliveries may now start.
+  struct StoredFanOut {
+    std::vector<Delivery> deliveries;
+    Progress progress;
+  };
+  // Records handed over by the poll thread, not yet started (released on revoke), and stored
+  // events waiting for the intake thread to deliver them (started: kept on revoke).
   std::mutex intake_mu_;
   std::condition_variable intake_cv_;
   std::deque<ConsumedRecord> intake_;
+  std::deque<StoredFanOut> stored_;
   Stopper stopper_;  // ends every back-off sleep and both loops at once
 
   kafka::Producer producer_;
