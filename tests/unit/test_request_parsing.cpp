@@ -67,7 +67,7 @@ TEST_CASE("event records: a time out of range is refused before it could be stor
                            {"tenant", kTenant},
                            {"session", "main"},
                            {"occurred_at", occurred_at},
-                           {"data", {{"message_id", "m"}, {"provider_message_id", "p"}, {"to", "+1555"}}}})
+                           {"data", {{"message_id", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a61"}, {"provider_message_id", "p"}, {"to", "+15551234567"}}}})
         .dump();
   };
   const auto ok = sb::parse_event_record(record("2026-11-23T11:35:36.123Z"), schemas());
