@@ -89,4 +89,17 @@ std::string SecretBox::open(std::string_view sealed, std::string_view associated
   return out;
 }
 
+std::string seal_session_secrets(const SecretBox& box, const std::string& tenant, const std::string& session,
+                                 const nlohmann::json& secrets) {
+  return base64_encode(box.seal(secrets.dump(), tenant + "/" + session));
+}
+
+nlohmann::json open_session_secrets(const SecretBox& box, const std::string& tenant, const std::string& session,
+                                    const std::string& stored) {
+  std::string sealed, why;
+  if (stored.empty()) throw InvalidInput("session '" + session + "' has no stored credentials");
+  if (!base64_decode(stored, sealed, why)) throw InvalidInput("session '" + session + "': stored credentials " + why);
+  return nlohmann::json::parse(box.open(sealed, tenant + "/" + session));
+}
+
 }  // namespace sb

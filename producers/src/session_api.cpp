@@ -4,7 +4,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "switchboard/core/base64.hpp"
 #include "switchboard/core/errors.hpp"
 #include "switchboard/core/ids.hpp"
 #include "switchboard/core/log.hpp"
@@ -106,7 +105,7 @@ void SessionApi::create(const http::Request& req, http::Response& res) {
   if (!secret.empty()) {
     if (!secrets_.usable())
       return reply_error(res, 503, "this deployment cannot store credentials: secrets.key is not configured");
-    s.secrets = base64_encode(secrets_.seal(secret.dump(), *tenant + "/" + s.name));
+    s.secrets = seal_session_secrets(secrets_, *tenant, s.name, secret);
   }
   if (s.provider == "engine") {
     const EngineNode* node = config.contains("node") ? config_.engine.node(config["node"]) : config_.engine.placement();

@@ -206,8 +206,11 @@ void LaneCore::hold_or_fail(const JobPtr& j, const SendClaim& c) {
   }
   auto o = outcome_of(*j, "failed");
   o.reason = "session_not_working";
-  o.error = "session_not_working: session '" + cmd.session + "' is " + c.session_status +
-            (deleting ? "" : " (sessions.not_working: " + std::string(options_.hold_max.count() > 0 ? "hold, waited " + std::to_string(options_.hold_max.count()) + " s" : "fail") + ")");
+  std::string rule;
+  if (!deleting)
+    rule = options_.hold_max.count() > 0 ? " (sessions.not_working: hold, waited " + std::to_string(options_.hold_max.count()) + " s)"
+                                         : " (sessions.not_working: fail)";
+  o.error = "session_not_working: session '" + cmd.session + "' is " + c.session_status + rule;
   conclude(j, std::move(o));
 }
 

@@ -2,7 +2,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "switchboard/core/base64.hpp"
 #include "switchboard/workers/providers/http_outcome.hpp"
 
 namespace sb {
@@ -65,13 +64,11 @@ void CloudApiProvider::send(const SendRequest& request, SendDone done) {
   const std::string where = "cloud_api " + request.route.phone_number_id + ": ";
   std::string token;
   try {
-    std::string sealed, why;
-    if (request.route.secrets.empty() || !base64_decode(request.route.secrets, sealed, why))
-      return done(result(SendResult::Status::Rejected, where + "the session has no stored access_token"));
-    token = json::parse(secrets_.open(sealed, request.tenant_id + "/" + request.session)).value("access_token", "");
+    token = open_session_secrets(secrets_, request.tenant_id, request.session, request.route.secrets).value("access_token", "");
   } catch (const std::exception& e) {
     return done(result(SendResult::Status::Rejected, where + "cannot open the session's credentials: " + e.what()));
   }
+  if (token.empty()) return done(result(SendResult::Status::Rejected, where + "the session has no stored access_token"));
   HttpRequest req;
   req.url = config_.graph_url + "/" + config_.version + "/" + request.route.phone_number_id + "/messages";
   req.timeout_ms = config_.timeout_ms;

@@ -1,6 +1,5 @@
 #include "switchboard/workers/sessions/session_lifecycle.hpp"
 
-#include "switchboard/core/base64.hpp"
 #include "switchboard/core/events.hpp"
 #include "switchboard/core/http_client.hpp"
 #include "switchboard/core/ids.hpp"
@@ -96,6 +95,13 @@ void SessionLifecycle::record(std::vector<json>& events, const SessionRecord& s,
                                         clear_account ? std::nullopt : (account ? account : s.account), change.at));
 }
 
+std::vector<json> SessionLifecycle::removed(const SessionRecord& s, const SessionCommand& c) {
+  store_.remove(s.tenant_id, s.name);
+  log::info("session.deleted", {{"tenant", s.tenant_id}, {"session", s.name}});
+  return {make_event("session.deleted", s.tenant_id, s.name, now_rfc3339(), json::object(),
+                     s.tenant_id + "/" + s.name + "/deleted/" + c.id)};
+}
+
 std::vector<json> SessionLifecycle::run(const SessionCommand& c) {
   std::vector<json> events;
   auto s = store_.get(c.tenant, c.session);
@@ -123,11 +129,7 @@ std::vector<json> SessionLifecycle::run(const SessionCommand& c) {
     else if (c.action == "logout") st = engine.logout(name);
     else if (c.action == "delete") {
       engine.remove(name);
-      store_.remove(s->tenant_id, s->name);
-      log::info("session.deleted", {{"tenant", s->tenant_id}, {"session", s->name}});
-      events.push_back(make_event("session.deleted", s->tenant_id, s->name, now_rfc3339(), json::object(),
-                                  s->tenant_id + "/" + s->name + "/deleted/" + c.id));
-      return events;
+      return removed(*s, c);
     }
     if (st.status.empty()) st.status = (c.action == "stop" || c.action == "logout") ? "STOPPED" : "STARTING";
     record(events, *s, st.status, why, st.account, c.action == "logout", at);
@@ -139,12 +141,7 @@ std::vector<json> SessionLifecycle::run(const SessionCommand& c) {
     return events;
   }
 
-  if (c.action == "delete") {
-    store_.remove(s->tenant_id, s->name);
-    events.push_back(make_event("session.deleted", s->tenant_id, s->name, now_rfc3339(), json::object(),
-                                s->tenant_id + "/" + s->name + "/deleted/" + c.id));
-    return events;
-  }
+  if (c.action == "delete") return removed(*s, c);
   if (c.action == "stop" || c.action == "logout") {
     record(events, *s, "STOPPED", why, std::nullopt, c.action == "logout", at);
     return events;
@@ -152,11 +149,12 @@ std::vector<json> SessionLifecycle::run(const SessionCommand& c) {
   // start / restart
   if (s->provider == "cloud_api") {
     std::string token;
-    {
-      std::string sealed, bad;
-      if (!s->secrets || !base64_decode(*s->secrets, sealed, bad)) throw ProviderRefused("the session has no stored access_token");
-      token = json::parse(secrets_.open(sealed, s->tenant_id + "/" + s->name)).value("access_token", "");
+    try {
+      token = open_session_secrets(secrets_, s->tenant_id, s->name, s->secrets.value_or("")).value("access_token", "");
+    } catch (const InvalidInput& e) {
+      throw ProviderRefused(std::string("cannot open the session's credentials: ") + e.what());
     }
+    if (token.empty()) throw ProviderRefused("the session has no stored access_token");
     HttpClient http(config_.cloud_api.timeout_ms, std::min(config_.cloud_api.timeout_ms, 2000));
     const std::string url = config_.cloud_api.graph_url + "/" + config_.cloud_api.version + "/" + s->phone_number_id.value_or("");
     auto r = http.request("GET", url, {}, {{"Authorization", "Bearer " + token}});

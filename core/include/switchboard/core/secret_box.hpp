@@ -6,6 +6,7 @@
 // copied onto another session's row does not open there.
 //
 // Sealed format: 0x01 | 12-byte random nonce | ciphertext | 16-byte tag.
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -29,5 +30,13 @@ class SecretBox {
  private:
   std::string key_;
 };
+
+// A session's credentials as stored in sessions.secrets: base64 of the sealed JSON, bound to
+// "tenant/session". The one place that format is written and read.
+std::string seal_session_secrets(const SecretBox& box, const std::string& tenant, const std::string& session,
+                                 const nlohmann::json& secrets);
+// Throws InvalidInput when the value is missing, not base64 or does not open for this session.
+nlohmann::json open_session_secrets(const SecretBox& box, const std::string& tenant, const std::string& session,
+                                    const std::string& stored);
 
 }  // namespace sb

@@ -32,6 +32,8 @@ class SessionLifecycle : public SessionControl {
 
  private:
   std::vector<nlohmann::json> run(const SessionCommand& command);
+  // Removes the row (the provider side is gone); the session.deleted event.
+  std::vector<nlohmann::json> removed(const SessionRecord& s, const SessionCommand& c);
   // Records a status; the session.status event when it changed anything.
   void record(std::vector<nlohmann::json>& events, const SessionRecord& s, const std::string& status,
               const std::optional<std::string>& reason, const std::optional<std::string>& account = std::nullopt,
