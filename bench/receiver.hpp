@@ -41,6 +41,7 @@ class Receiver {
     Clock::time_point at;
     std::string id;          // webhook-id (the event id)
     std::string message_id;  // the event body's data.message_id ("" if none)
+    std::string type;        // the event's type ("" if none)
   };
 
   explicit Receiver(int hang_ms = 0) : hang_ms_(hang_ms) {
@@ -217,7 +218,8 @@ class Receiver {
       const bool hang = path.rfind("/h/", 0) == 0;
       int endpoint = -1;
       if (hang || path.rfind("/e/", 0) == 0) endpoint = std::atoi(std::string(path.substr(3)).c_str());
-      std::string message_id = body_message_id(std::string_view(c.in).substr(end + 4, content_length));
+      const auto body = std::string_view(c.in).substr(end + 4, content_length);
+      std::string message_id = body_field(body, "message_id"), type = body_field(body, "type");
       c.in.erase(0, total);
       if (endpoint < 0) {
         c.out += "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
@@ -228,7 +230,7 @@ class Receiver {
         std::lock_guard lock(mu_);
         if (!hang && !seen_.insert(id + "#" + std::to_string(endpoint)).second) ++duplicates_;
         else if (!hang) ++healthy_;
-        arrivals_.push_back({endpoint, hang, now, std::move(id), std::move(message_id)});
+        arrivals_.push_back({endpoint, hang, now, std::move(id), std::move(message_id), std::move(type)});
       }
       if (hang) {
         ++hanging_;
@@ -246,9 +248,10 @@ class Receiver {
     return true;
   }
 
-  // The event envelope's "message_id" (a substring search: the body is our own compact JSON).
-  static std::string body_message_id(std::string_view body) {
-    static constexpr std::string_view key = "\"message_id\":\"";
+  // A string member of the event envelope, by its first occurrence ("message_id" is in data,
+  // "type" at the top): a substring search, the body being our own compact JSON.
+  static std::string body_field(std::string_view body, std::string_view name) {
+    const std::string key = "\"" + std::string(name) + "\":\"";
     const auto at = body.find(key);
     if (at == std::string_view::npos) return {};
     const auto from = at + key.size();

@@ -144,6 +144,7 @@ void bind_all(FieldTable& t, Config& c) {
   t.text("simulator.auth_store", c.simulator.auth_store);
   t.integer("simulator.delivered_delay_ms", c.simulator.delivered_delay_ms, 0, 3600000);
   t.integer("simulator.read_delay_ms", c.simulator.read_delay_ms, 0, 3600000);
+  t.integer("simulator.receipts_before_reply_ms", c.simulator.receipts_before_reply_ms, 0, 600000);
   t.integer("simulator.callback_retries", c.simulator.callback_retries, 0, 100);
   t.integer("simulator.callback_backoff_ms", c.simulator.callback_backoff_ms, 1, 600000);
   t.integer("simulator.callback_timeout_ms", c.simulator.callback_timeout_ms, 100, 600000);

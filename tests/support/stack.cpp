@@ -5,7 +5,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
+#include <cerrno>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -73,20 +74,26 @@ Child::Child(const std::vector<std::string>& args, const std::string& log_path) 
   for (auto& e : env_store) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-  const int rc = posix_spawn(&pid_, argv[0], &actions, &attr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) FAIL("cannot start " + args[0] + ": " + std::strerror(rc));
+  const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) FAIL("cannot open " + log_path + ": " + std::strerror(errno));
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ == 0) {
+    // Only async-signal-safe calls until exec. The child dies with the test (a failed REQUIRE
+    // that aborts runs no destructor): no role outlives its test, holding ports and servers.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    dup2(log_fd, 1);
+    dup2(log_fd, 2);
+    execve(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  const int err = errno;
+  ::close(log_fd);
+  if (pid_ < 0) FAIL("cannot start " + args[0] + ": " + std::strerror(err));
 }
 
 Child::~Child() {
@@ -232,7 +239,8 @@ void TestStack::write_config() {
       << "\n  latency_jitter_ms: " << c.simulator.latency_jitter_ms << "\n  failure_rate: " << c.simulator.failure_rate
       << "\n  dedupe: " << (c.simulator.dedupe ? "true" : "false") << "\n  name: \"" << c.simulator.name
       << "\"\n  auth_store: \"" << c.simulator.auth_store << "\"\n  delivered_delay_ms: " << c.simulator.delivered_delay_ms
-      << "\n  read_delay_ms: " << c.simulator.read_delay_ms << "\n  engine:\n    api_key: \"" << c.simulator.engine.api_key
+      << "\n  read_delay_ms: " << c.simulator.read_delay_ms << "\n  receipts_before_reply_ms: " << c.simulator.receipts_before_reply_ms
+      << "\n  engine:\n    api_key: \"" << c.simulator.engine.api_key
       << "\"\n    start_delay_ms: " << c.simulator.engine.start_delay_ms << "\n    qr_rotate_ms: " << c.simulator.engine.qr_rotate_ms
       << "\n  cloud_api:\n    access_token: \"" << c.simulator.cloud_api.access_token << "\"\n    app_secret: \""
       << c.simulator.cloud_api.app_secret << "\"\n    verify_token: \"" << c.simulator.cloud_api.verify_token

@@ -1,6 +1,8 @@
 #include "switchboard/workers/callbacks/callback_worker.hpp"
 
 #include <algorithm>
+#include <map>
+#include <set>
 
 #include "switchboard/core/events.hpp"
 #include "switchboard/core/ids.hpp"
@@ -33,6 +35,12 @@ const char* receipt_event_type(const std::string& status) {
   return "message.failed";
 }
 }  // namespace
+
+std::string CallbackWorker::Item::receipt_key() const {
+  if (callback.value("kind", "") != "receipt") return {};
+  const auto& d = callback["data"];
+  return callback.value("tenant", "") + "/" + (d.is_object() ? d.value("provider_message_id", "") : std::string());
+}
 
 CallbackWorker::CallbackWorker(const Config& config)
     : config_(config),
@@ -112,8 +120,12 @@ void CallbackWorker::loop() {
                      [&] { return stopper_.stopping() || incoming_.size() >= static_cast<std::size_t>(config_.callbacks.batch_max); });
       }
       const auto now = SteadyClock::now();
+      // A due receipt brings every waiting receipt of its message along, in arrival order.
+      std::set<std::string> due;
+      for (const auto& w : waiting_)
+        if (w.next_try <= now) due.insert(w.receipt_key());
       for (auto it = waiting_.begin(); it != waiting_.end();) {
-        if (it->next_try <= now) {
+        if (due.count(it->receipt_key())) {
           batch.push_back(std::move(*it));
           it = waiting_.erase(it);
         } else {
@@ -175,6 +187,27 @@ void CallbackWorker::process(std::vector<Item> batch) {
   }
   statuses(batch, done);
 
+  if (!receipts.empty()) {
+    // A receipt whose message still has earlier receipts waiting (not due yet) waits behind them:
+    // applied now, a READ could overtake its DEVICE and the delivered would count as late.
+    {
+      std::lock_guard lock(mu_);
+      std::map<std::string, SteadyClock::time_point> held;
+      for (const auto& w : waiting_) {
+        auto [at, fresh] = held.emplace(w.receipt_key(), w.next_try);
+        if (!fresh) at->second = std::min(at->second, w.next_try);
+      }
+      if (!held.empty())
+        receipts.erase(std::remove_if(receipts.begin(), receipts.end(), [&](Item* it) {
+                         auto h = held.find(it->receipt_key());
+                         if (h == held.end()) return false;
+                         it->next_try = h->second;
+                         waiting_.push_back(std::move(*it));
+                         return true;
+                       }),
+                       receipts.end());
+    }
+  }
   if (!receipts.empty()) {
     std::vector<Receipt> rs;
     for (auto* it : receipts) {

@@ -218,7 +218,11 @@ void EngineApi::sent(const std::string& session, const Account& me, const std::s
   const std::string id = "true_" + chat_id + "_" + random_hex(20, true);
   ctx_.sends.record({"engine", "session", session, chat_id, text, id, now_ms()});
   log::debug("simulator.engine.sent", {{"session", session}, {"provider_message_id", id}});
-  respond(reply(201, {{"id", id}, {"timestamp", now_s()}, {"from", me.id()}, {"to", chat_id}, {"body", text}, {"fromMe", true}}));
+  auto answer = reply(201, {{"id", id}, {"timestamp", now_s()}, {"from", me.id()}, {"to", chat_id}, {"body", text}, {"fromMe", true}});
+  if (const int late = ctx_.config.receipts_before_reply_ms; late > 0)
+    server_.after(std::chrono::milliseconds(late), [respond, answer = std::move(answer)]() mutable { respond(std::move(answer)); });
+  else
+    respond(std::move(answer));
 
   const json base = {{"id", id}, {"from", me.id()}, {"to", chat_id}, {"fromMe", true}};
   ack(session, base, 1, "SERVER");

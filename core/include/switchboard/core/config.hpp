@@ -119,6 +119,9 @@ struct SimulatorConfig {
   std::string auth_store;     // directory of paired sessions' auth, shared by nodes (empty: memory)
   int delivered_delay_ms = 50;  // DEVICE ack / "delivered" status after the send (0: none)
   int read_delay_ms = 100;      // READ ack / "read" status after that (0: none)
+  // > 0: an engine send's receipts go out first and its HTTP answer this much later — a
+  // provider whose webhooks overtake its reply (the receipt-before-outcome race, made certain).
+  int receipts_before_reply_ms = 0;
   int callback_retries = 8;     // a callback answered non-2xx is retried this often
   int callback_backoff_ms = 200;  // first retry's wait; doubles each time, capped at 10 s
   int callback_timeout_ms = 5000;

@@ -46,6 +46,9 @@ class CallbackWorker : private RecordHandler {
     nlohmann::json callback;
     std::chrono::steady_clock::time_point first_seen, next_try;
     int attempts = 0;
+    // "tenant/provider message id" for a receipt ("" otherwise): receipts of one message wait
+    // and retry together, in arrival order, so a later one never overtakes an earlier one.
+    std::string receipt_key() const;
   };
   void on_records(std::vector<ConsumedRecord> records) override;
   void on_revoking(const std::vector<kafka::TopicPartition>& partitions) override;
