@@ -3,6 +3,7 @@
 #include "json_reply.hpp"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 
 #include "switchboard/core/errors.hpp"
@@ -97,7 +98,7 @@ void CallbackApi::engine(const http::Request& req, const http::Responder& respon
   }
   std::optional<SessionStore::Owner> owner;
   try {
-    owner = sessions_.find_by_engine_name(node_name, cb.session);
+    owner = owner_of_engine_session(node_name, cb.session);
   } catch (const Error&) {
     return respond(unavailable(config_.intake.retry_after_s));
   }
@@ -112,6 +113,28 @@ void CallbackApi::engine(const http::Request& req, const http::Responder& respon
     return respond(answer(400, {{"error", e.what()}}));
   }
   publish_all(std::move(records), respond);
+}
+
+namespace {
+// "tenant\nname": neither holds a newline (a uuid; a session name's alphabet has none).
+std::optional<SessionStore::Owner> cached(TtlCache& cache, const std::string& key,
+                                          const std::function<std::optional<SessionStore::Owner>()>& lookup) {
+  if (auto hit = cache.get(key)) {
+    const auto cut = hit->find('\n');
+    return SessionStore::Owner{hit->substr(0, cut), hit->substr(cut + 1)};
+  }
+  auto owner = lookup();
+  if (owner) cache.put(key, owner->tenant_id + "\n" + owner->name);
+  return owner;
+}
+}  // namespace
+
+std::optional<SessionStore::Owner> CallbackApi::owner_of_engine_session(const std::string& node, const std::string& engine_session) {
+  return cached(owners_, "engine\n" + node + "\n" + engine_session, [&] { return sessions_.find_by_engine_name(node, engine_session); });
+}
+
+std::optional<SessionStore::Owner> CallbackApi::owner_of_number(const std::string& phone_number_id) {
+  return cached(owners_, "cloud_api\n" + phone_number_id, [&] { return sessions_.find_by_phone_number_id(phone_number_id); });
 }
 
 void CallbackApi::cloud_verify(const http::Request& req, http::Response& res) {
@@ -144,7 +167,7 @@ void CallbackApi::cloud(const http::Request& req, const http::Responder& respond
     std::map<std::string, std::optional<SessionStore::Owner>> owners;
     for (auto& f : facts) {
       auto it = owners.find(f.phone_number_id);
-      if (it == owners.end()) it = owners.emplace(f.phone_number_id, sessions_.find_by_phone_number_id(f.phone_number_id)).first;
+      if (it == owners.end()) it = owners.emplace(f.phone_number_id, owner_of_number(f.phone_number_id)).first;
       if (!it->second) {
         log::info("callback.unknown_session", {{"provider", "cloud_api"}, {"phone_number_id", f.phone_number_id}});
         continue;

@@ -1,4 +1,5 @@
 #include "switchboard/producers/intake_server.hpp"
+#include "switchboard/producers/ttl_cache.hpp"
 
 #include "json_reply.hpp"
 
@@ -30,28 +31,6 @@ using nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
 
 namespace {
-
-// A small TTL cache: API key hash → tenant, "tenant/session" → exists.
-class TtlCache {
- public:
-  explicit TtlCache(int ttl_ms) : ttl_(std::chrono::milliseconds(ttl_ms)) {}
-  std::optional<std::string> get(const std::string& k) {
-    std::lock_guard lock(mu_);
-    auto it = map_.find(k);
-    if (it == map_.end() || it->second.second < SteadyClock::now()) return std::nullopt;
-    return it->second.first;
-  }
-  void put(const std::string& k, const std::string& v) {
-    std::lock_guard lock(mu_);
-    if (map_.size() > 100000) map_.clear();  // bound memory under key-spraying
-    map_[k] = {v, SteadyClock::now() + ttl_};
-  }
-
- private:
-  std::chrono::milliseconds ttl_;
-  std::mutex mu_;
-  std::unordered_map<std::string, std::pair<std::string, SteadyClock::time_point>> map_;
-};
 
 // Request counters by route and status, exposed at /metrics.
 class RequestMetrics {

@@ -17,6 +17,7 @@
 #include "switchboard/core/session_store.hpp"
 #include "switchboard/producers/callback_records.hpp"
 #include "switchboard/producers/command_publisher.hpp"
+#include "switchboard/producers/ttl_cache.hpp"
 
 namespace sb {
 
@@ -34,9 +35,17 @@ class CallbackApi {
   // Writes the records, then answers 200 (all acked) or 503.
   void publish_all(std::vector<CallbackRecord> records, const http::Responder& respond);
 
+  // The session an engine's session name (on that node) or a Cloud API number belongs to;
+  // cached: three callbacks per message would otherwise be three lookups per message.
+  std::optional<SessionStore::Owner> owner_of_engine_session(const std::string& node, const std::string& engine_session);
+  std::optional<SessionStore::Owner> owner_of_number(const std::string& phone_number_id);
+
   const Config& config_;
   SessionStore sessions_;
   CommandPublisher& publisher_;
+  // Short-lived, so a session moved to another node (its callbacks then come from there) or
+  // deleted is seen within seconds; unknown sessions are not cached.
+  TtlCache owners_{5000};
 };
 
 }  // namespace sb
