@@ -12,12 +12,12 @@ using json = nlohmann::json;
 
 namespace {
 
-// Provider times beyond year 9999 are refused: converting them to the clock's nanoseconds would
-// overflow (undefined behaviour), and no provider means them.
-constexpr int64_t kMaxEpochSeconds = 253402300799;  // 9999-12-31T23:59:59Z
+// Provider times the clock can't hold are refused: its nanoseconds end in the year 2262, and
+// converting a later time would overflow (undefined behaviour: garbage dates). No provider means them.
+constexpr int64_t kMaxEpochSeconds = std::chrono::duration_cast<std::chrono::seconds>(Clock::duration::max()).count() - 1;
 
 std::string at_from_ms(int64_t ms) {
-  if (ms / 1000 > kMaxEpochSeconds) throw InvalidInput("engine webhook: 'timestamp' is beyond the year 9999", "timestamp");
+  if (ms / 1000 > kMaxEpochSeconds) throw InvalidInput("engine webhook: 'timestamp' is beyond the year 2262", "timestamp");
   return to_rfc3339(Clock::time_point(std::chrono::milliseconds(ms)));
 }
 
@@ -60,7 +60,7 @@ std::string at_from_seconds_text(const json& j) {
     if (s > kMaxEpochSeconds || s < -kMaxEpochSeconds) throw std::out_of_range("timestamp");
     return to_rfc3339(Clock::time_point(std::chrono::seconds(s)));
   } catch (const std::exception&) {
-    throw InvalidInput("timestamp must be epoch seconds (up to the year 9999)", "timestamp");
+    throw InvalidInput("timestamp must be epoch seconds (up to the year 2262)", "timestamp");
   }
 }
 

@@ -246,6 +246,7 @@ class Load:
         self.unknown = {}         # idempotency key → id of a 503 "status: unknown"
         self.gave_up = []         # keys never accepted before the deadline
         self.refused = defaultdict(int)  # non-202 answers by status (0: no answer)
+        self.internal_errors = []        # (time, idempotency key, body) of each 500
         self.retry_deadline_s = deadline_s
         self.next = 0
 
@@ -270,7 +271,9 @@ class Load:
                     if b.get("status") == "unknown":
                         self.unknown[key] = b.get("id")
                     wait = float(r.headers.get("Retry-After", backoff))
-                elif status not in (429, 500, 502, 504):
+                elif status == 500:  # never expected: kept with its time and body for the report
+                    self.internal_errors.append((time.time(), key, r.text[:200]))
+                elif status not in (429, 502, 504):
                     self.refused[status] += 1  # a client error: not retried (never expected here)
                     log(f"request refused {status}: {r.text[:300]}")
                     return
@@ -523,7 +526,7 @@ def main():
     ap.add_argument("--messages", type=int, default=None)
     ap.add_argument("--rate", type=float, default=None, help="messages per second offered")
     ap.add_argument("--tenants", type=int, default=10)
-    ap.add_argument("--sessions", type=int, default=4)
+    ap.add_argument("--sessions", type=int, default=6)
     ap.add_argument("--faults", default=",".join(ALL_FAULTS))
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
@@ -560,12 +563,17 @@ def run(args, system, rng, seed, messages, rate, faults, rx_log):
     system.cli("topics", "ensure")
     streams = []
     tenants = []
-    for t in range(args.tenants):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def make_tenant(t):
         name = f"chaos-{seed}-{t}"
         key = system.cli("tenant", "create", name).strip().splitlines()[-1]
-        tenants.append((name, key))
         for s in range(args.sessions):
             system.cli("session", "create", name, f"s{s}")
+        return name, key
+
+    with ThreadPoolExecutor(4) as pool:  # a few CLI processes at a time
+        tenants = list(pool.map(make_tenant, range(args.tenants)))
     # Streams ordered so the first `tenants` are one per tenant (the warm-up's).
     for s in range(args.sessions):
         for lane in LANES:
@@ -772,6 +780,8 @@ def check(system, load, faults, rx_log, t0, t_end, seed, messages, rate):
         statuses[pg[mid]["status"] if mid in pg else "missing"] += 1
     print(f"accepted (202)              {len(accepted)}   (retried requests: {sum(1 for a in load.accepted if a['tries'] > 1)}, "
           f"503 'unknown' answers: {len(load.unknown)}, gave up: {len(load.gave_up)}; non-202 answers {dict(load.refused)})")
+    for at, key, body in load.internal_errors:
+        print(f"HTTP 500 at +{at - t0:.1f}s (Idempotency-Key {key}, retried): {body}")
     print(f"terminal status             {dict(statuses)}; failed by reason {dict(failed_by_reason)}")
     print(f"lost                        {len(lost)}")
     print(f"double sends                {len(doubles)}   (provider arrivals {len(sends)} for {len(arrivals)} messages)")

@@ -157,6 +157,8 @@ TEST_CASE("security: repeated bad API keys from one address are refused for a wh
   const std::string kSend = R"({"to":"+15551234567","text":"hi"})";
 
   REQUIRE(call(http, "POST", "/v1/sessions/main/messages", good.api_key, kSend).status == 202);  // known good from here on
+  // The event stream answers 503 until its reader has found the end of sb.events.
+  REQUIRE(sbtest::eventually([&] { return stream_status(http, "/v1/events/stream", bearer(good.api_key)) == 200; }, 30000, 250));
   std::vector<std::string> guesses;
   for (int i = 0; i < 40; ++i) guesses.push_back("sb_live_guess" + std::to_string(i) + sb::new_uuid_v7());
   // The first limit+1 guesses are looked up and refused (401); the block starts with the last.

@@ -120,8 +120,11 @@ TEST_CASE("provider callbacks: wrongly typed fields and out-of-range timestamps 
   CHECK_THROWS_AS(engine_record(serialized, "t", "s"), InvalidInput);
   CHECK_THROWS_AS(parse_engine_callback(R"({"event":"session.status","session":"x","timestamp":9000000000000000000,"payload":{}})"),
                   InvalidInput);
-  CHECK(parse_engine_callback(R"({"event":"session.status","session":"x","timestamp":253402300799999,"payload":{}})").at ==
-        "9999-12-31T23:59:59.999Z");
+  // Year 9999 in ms came back as "1816-03-30T05:56:09.-934Z" before: the clock ends in 2262.
+  CHECK_THROWS_AS(parse_engine_callback(R"({"event":"session.status","session":"x","timestamp":253402300799999,"payload":{}})"),
+                  InvalidInput);
+  CHECK(parse_engine_callback(R"({"event":"session.status","session":"x","timestamp":7258118400123,"payload":{}})").at ==
+        "2200-01-01T00:00:00.123Z");
   const auto cloud = [](const std::string& value) {
     return R"({"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"1"},)" +
            value + "}}]}]}";
