@@ -10,6 +10,7 @@
 #include <cctype>
 
 #include "fuzz_support.hpp"
+#include "switchboard/core/errors.hpp"
 #include "switchboard/core/hmac.hpp"
 #include "switchboard/core/url_query.hpp"
 #include "switchboard/producers/callback_auth.hpp"
