@@ -282,7 +282,20 @@ struct IntakeServer::Impl {
   // On an IO thread with may_block == false: everything cached runs here; a cache miss moves
   // the request to the blocking pool (may_block == true) and starts over there.
   void send_message(const http::Request& req, const http::Responder& respond, bool may_block) {
-    auto again_blocking = [this, respond] { server.offload([this, respond] { send_message(respond.request(), respond, true); }); };
+    // Offloaded work has no handler around it to catch: an exception (PostgreSQL down while a key
+    // or session is looked up) would reach the pool thread and terminate intake (the chaos
+    // harness's PostgreSQL restart did). It is answered like any handler's.
+    auto again_blocking = [this, respond] {
+      server.offload([this, respond] {
+        try {
+          send_message(respond.request(), respond, true);
+        } catch (...) {
+          http::Response r;
+          exception_reply(respond.request(), r, std::current_exception());
+          respond(std::move(r));
+        }
+      });
+    };
     http::Response res;
     std::optional<std::string> tenant;
     if (may_block) {
