@@ -111,7 +111,8 @@ ConfPtr make_conf(const KafkaConfig& config, const std::map<std::string, std::st
 
 Producer::Producer(const KafkaConfig& config, const std::map<std::string, std::string>& props) {
   std::map<std::string, std::string> defaults = {
-      {"enable.idempotence", "true"},   // acks=all, no duplicates or reordering on retry
+      {"enable.idempotence", "true"},   // no duplicates or reordering on retry
+      {"acks", "all"},                  // implied by idempotence; said so, since min.insync.replicas relies on it
       {"partitioner", "murmur2_random"},  // Java-compatible key hashing
       // Batch under load (one request carries many records), stay quick when idle.
       {"linger.ms", "5"},

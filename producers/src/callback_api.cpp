@@ -7,8 +7,8 @@
 #include <memory>
 
 #include "switchboard/core/errors.hpp"
-#include "switchboard/core/hmac.hpp"
 #include "switchboard/core/log.hpp"
+#include "switchboard/producers/callback_auth.hpp"
 
 namespace sb {
 
@@ -86,7 +86,7 @@ void CallbackApi::engine(const http::Request& req, const http::Responder& respon
   const EngineNode* node = config_.engine.node(node_name);
   if (!node) return respond(answer(404, {{"error", "no engine node '" + node_name + "'"}}));
   const auto signature = req.get_header_value("X-Webhook-Hmac");
-  if (signature.empty() || !hmac_hex_matches(HmacDigest::Sha512, node->webhook_hmac_key, req.body, signature)) {
+  if (!engine_callback_signed(node->webhook_hmac_key, req.body, signature)) {
     log::warn("callback.rejected", {{"provider", "engine"}, {"node", node_name}, {"reason", signature.empty() ? "unsigned" : "bad_signature"}});
     return respond(answer(401, {{"error", "missing or wrong X-Webhook-Hmac (HMAC-SHA512 of the body under the node's key)"}}));
   }
@@ -138,21 +138,18 @@ std::optional<SessionStore::Owner> CallbackApi::owner_of_number(const std::strin
 }
 
 void CallbackApi::cloud_verify(const http::Request& req, http::Response& res) {
-  const auto mode = req.get_param_value("hub.mode");
-  const auto token = req.get_param_value("hub.verify_token");
-  if (mode != "subscribe" || config_.cloud_api.verify_token.empty() || !equal_constant_time(token, config_.cloud_api.verify_token)) {
-    log::warn("callback.verify_refused", {{"provider", "cloud_api"}, {"mode", mode}});
+  auto challenge = cloud_handshake_challenge(req, config_.cloud_api.verify_token);
+  if (!challenge) {
+    log::warn("callback.verify_refused", {{"provider", "cloud_api"}, {"mode", req.get_param_value("hub.mode")}});
     return reply_error(res, 403, "hub.verify_token does not match cloud_api.verify_token");
   }
   res.status = 200;
-  res.set_content(req.get_param_value("hub.challenge"), "text/plain");
+  res.set_content(std::move(*challenge), "text/plain");
 }
 
 void CallbackApi::cloud(const http::Request& req, const http::Responder& respond) {
-  const std::string prefix = "sha256=";
   const auto header = req.get_header_value("X-Hub-Signature-256");
-  if (config_.cloud_api.app_secret.empty() || header.rfind(prefix, 0) != 0 ||
-      !hmac_hex_matches(HmacDigest::Sha256, config_.cloud_api.app_secret, req.body, header.substr(prefix.size()))) {
+  if (!cloud_callback_signed(config_.cloud_api.app_secret, req.body, header)) {
     log::warn("callback.rejected", {{"provider", "cloud_api"}, {"reason", header.empty() ? "unsigned" : "bad_signature"}});
     return respond(answer(401, {{"error", "missing or wrong X-Hub-Signature-256 (sha256= HMAC of the body under the app secret)"}}));
   }

@@ -12,7 +12,25 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string at_from_ms(int64_t ms) { return to_rfc3339(Clock::time_point(std::chrono::milliseconds(ms))); }
+// Provider times the clock can't hold are refused: its nanoseconds end in the year 2262, and
+// converting a later time would overflow (undefined behaviour: garbage dates). No provider means them.
+constexpr int64_t kMaxEpochSeconds = std::chrono::duration_cast<std::chrono::seconds>(Clock::duration::max()).count() - 1;
+
+std::string at_from_ms(int64_t ms) {
+  if (ms / 1000 > kMaxEpochSeconds) throw InvalidInput("engine webhook: 'timestamp' is beyond the year 2262", "timestamp");
+  return to_rfc3339(Clock::time_point(std::chrono::milliseconds(ms)));
+}
+
+// A signed body whose fields have the wrong JSON types (a number where a string belongs) is
+// malformed input, a 400, like a missing field: nlohmann's type errors must not escape as a 500.
+template <typename Fn>
+auto malformed_is_invalid(const char* where, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const nlohmann::json::exception& e) {
+    throw InvalidInput(std::string(where) + ": a field has the wrong type (" + e.what() + ")");
+  }
+}
 
 const json& member(const json& j, const char* name, const char* where) {
   auto it = j.find(name);
@@ -39,9 +57,10 @@ std::string at_from_seconds_text(const json& j) {
   if (it == j.end()) return now_rfc3339();
   try {
     const long long s = it->is_string() ? std::stoll(it->get<std::string>()) : it->get<long long>();
+    if (s > kMaxEpochSeconds || s < -kMaxEpochSeconds) throw std::out_of_range("timestamp");
     return to_rfc3339(Clock::time_point(std::chrono::seconds(s)));
   } catch (const std::exception&) {
-    throw InvalidInput("timestamp must be epoch seconds", "timestamp");
+    throw InvalidInput("timestamp must be epoch seconds (up to the year 2262)", "timestamp");
   }
 }
 
@@ -51,7 +70,9 @@ json CallbackRecord::to_json() const {
   return {{"id", id}, {"kind", kind}, {"provider", provider}, {"tenant", tenant}, {"session", session}, {"at", at}, {"data", data}};
 }
 
-EngineCallback parse_engine_callback(std::string_view body) {
+namespace {
+
+EngineCallback parse_engine_envelope(std::string_view body) {
   const auto j = parse_json(body);
   if (!j.is_object()) throw InvalidInput("engine webhook: the body must be a JSON object");
   EngineCallback cb;
@@ -72,7 +93,8 @@ EngineCallback parse_engine_callback(std::string_view body) {
   return cb;
 }
 
-std::optional<CallbackRecord> engine_record(const EngineCallback& cb, const std::string& tenant, const std::string& session) {
+std::optional<CallbackRecord> engine_payload_record(const EngineCallback& cb, const std::string& tenant,
+                                                   const std::string& session) {
   CallbackRecord r;
   r.id = cb.id;
   r.provider = "engine";
@@ -115,7 +137,7 @@ std::optional<CallbackRecord> engine_record(const EngineCallback& cb, const std:
   return std::nullopt;
 }
 
-std::vector<CloudFact> parse_cloud_callback(std::string_view body) {
+std::vector<CloudFact> parse_cloud_body(std::string_view body) {
   const auto j = parse_json(body);
   if (!j.is_object() || j.value("object", "") != "whatsapp_business_account")
     throw InvalidInput("Cloud API webhook: expected {\"object\": \"whatsapp_business_account\", \"entry\": [...]}", "object");
@@ -166,6 +188,20 @@ std::vector<CloudFact> parse_cloud_callback(std::string_view body) {
     }
   }
   return out;
+}
+
+}  // namespace
+
+EngineCallback parse_engine_callback(std::string_view body) {
+  return malformed_is_invalid("engine webhook", [&] { return parse_engine_envelope(body); });
+}
+
+std::optional<CallbackRecord> engine_record(const EngineCallback& cb, const std::string& tenant, const std::string& session) {
+  return malformed_is_invalid("engine webhook payload", [&] { return engine_payload_record(cb, tenant, session); });
+}
+
+std::vector<CloudFact> parse_cloud_callback(std::string_view body) {
+  return malformed_is_invalid("Cloud API webhook", [&] { return parse_cloud_body(body); });
 }
 
 }  // namespace sb

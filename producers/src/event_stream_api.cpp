@@ -79,12 +79,8 @@ void EventStreamApi::open(const http::Request& req, const http::Responder& respo
     const auto auth = req.get_header_value("Authorization");
     if (auth.rfind("Bearer ", 0) == 0) key = auth.substr(7);
     else key = req.get_param_value("api_key");
-    const auto tenant = key.empty() ? std::nullopt : authenticate_(key);
-    if (!tenant) {
-      res.set_header("WWW-Authenticate", "Bearer");
-      reply_error(res, 401, "missing or invalid API key: send 'Authorization: Bearer <key>' (browsers: ?api_key=<key>)");
-      return respond(std::move(res));
-    }
+    const auto tenant = authenticate_(req, key, res);
+    if (!tenant) return respond(std::move(res));
     if (format == StreamFormat::websocket && !req.is_websocket_upgrade()) {
       res.set_header("Upgrade", "websocket");
       reply_error(res, 426, "this route speaks WebSocket: send 'Connection: Upgrade' and 'Upgrade: websocket' "

@@ -103,7 +103,11 @@ struct IntakeServer::Impl {
         sessions(c.intake.auth_cache_ttl_ms),
         throttle({c.intake.auth_failure_limit, c.intake.auth_failure_window_s, c.intake.auth_block_s}),
         webhooks(c, pool, schemas, [this](const auto& req, auto& res) { return authenticate_or_401(req, res); }),
-        streams(c, [this](const std::string& key) { return authenticate_key(key); }),
+        streams(c,
+                [this](const auto& req, const std::string& key, auto& res) {
+                  return authenticate_key_or_401(req, key, res,
+                                                 "send 'Authorization: Bearer <key>' (browsers: ?api_key=<key>)");
+                }),
         server(server_options(c.intake)),
         writer(c.intake, messages),
         publisher(c, c.intake.publish_timeout_ms),
@@ -137,38 +141,39 @@ struct IntakeServer::Impl {
     return std::make_pair(std::move(*key), std::move(hash));
   }
 
-  // A key given another way (the event stream's ?api_key=): the same cached lookup.
-  std::optional<std::string> authenticate_key(const std::string& key, const std::string& hash) {
-    if (auto t = keys.get(hash)) return t;
-    auto tenant = tenants.tenant_for_key(key);  // blocks on PostgreSQL
-    if (tenant) keys.put(hash, *tenant);
-    return tenant;
-  }
-  std::optional<std::string> authenticate_key(const std::string& key) { return authenticate_key(key, sha256_hex(key)); }
+  static constexpr const char* kBearerHint = "send 'Authorization: Bearer <key>'";
 
-  static void unauthorized(http::Response& res) {
+  static void unauthorized(http::Response& res, const std::string& hint = kBearerHint) {
     res.set_header("WWW-Authenticate", "Bearer");
-    reply_error(res, 401, "missing or invalid API key: send 'Authorization: Bearer <key>'");
+    reply_error(res, 401, "missing or invalid API key: " + hint);
   }
 
   // The caller's tenant, or nullopt with the answer written to res: 401 (no key, unknown key)
   // or 429 (this address sent too many unknown keys lately; see AuthThrottle). May block on
   // PostgreSQL.
   std::optional<std::string> authenticate_or_401(const http::Request& req, http::Response& res) {
-    const auto key = bearer_key(req);
-    if (!key) {
-      unauthorized(res);
+    auto key = bearer_token(req.get_header_value("Authorization"));
+    return authenticate_key_or_401(req, key ? *key : std::string(), res, kBearerHint);
+  }
+
+  // The same for a key however it came (the event stream also takes ?api_key=): every way in
+  // shares the cache and the brute-force throttle, so no route is a free oracle for guesses.
+  std::optional<std::string> authenticate_key_or_401(const http::Request& req, const std::string& api_key,
+                                                     http::Response& res, const std::string& hint) {
+    if (api_key.empty()) {
+      unauthorized(res, hint);
       return std::nullopt;
     }
-    if (auto t = keys.get(key->second)) return t;  // known good: never throttled
+    const auto hash = sha256_hex(api_key);
+    if (auto t = keys.get(hash)) return t;  // known good: never throttled
     if (const int wait_s = throttle.blocked_for_s(req.remote_addr)) {
       res.set_header("Retry-After", std::to_string(wait_s));
       reply_error(res, 429, "too many invalid API keys from this address; retry after " + std::to_string(wait_s) + " s");
       return std::nullopt;
     }
-    auto tenant = tenants.tenant_for_key(key->first);  // blocks on PostgreSQL
+    auto tenant = tenants.tenant_for_key(api_key);  // blocks on PostgreSQL
     if (tenant) {
-      keys.put(key->second, *tenant);
+      keys.put(hash, *tenant);
       return tenant;
     }
     if (throttle.failed(req.remote_addr)) {
@@ -177,7 +182,7 @@ struct IntakeServer::Impl {
                                           {"window_s", std::to_string(o.window_s)},
                                           {"blocked_s", std::to_string(o.block_s)}});
     }
-    unauthorized(res);
+    unauthorized(res, hint);
     return std::nullopt;
   }
 
@@ -256,7 +261,20 @@ struct IntakeServer::Impl {
   // On an IO thread with may_block == false: everything cached runs here; a cache miss moves
   // the request to the blocking pool (may_block == true) and starts over there.
   void send_message(const http::Request& req, const http::Responder& respond, bool may_block) {
-    auto again_blocking = [this, respond] { server.offload([this, respond] { send_message(respond.request(), respond, true); }); };
+    // Offloaded work has no handler around it to catch: an exception (PostgreSQL down while a key
+    // or session is looked up) would reach the pool thread and terminate intake (the chaos
+    // harness's PostgreSQL restart did). It is answered like any handler's.
+    auto again_blocking = [this, respond] {
+      server.offload([this, respond] {
+        try {
+          send_message(respond.request(), respond, true);
+        } catch (...) {
+          http::Response r;
+          exception_reply(respond.request(), r, std::current_exception());
+          respond(std::move(r));
+        }
+      });
+    };
     http::Response res;
     std::optional<std::string> tenant;
     if (may_block) {

@@ -44,7 +44,7 @@ sb_build_sanitized() {
 
 # sb_build_fuzz: configure (once) and build $SB_ROOT/build-fuzz with clang and -DSB_FUZZ=ON
 # (libFuzzer + ASan + UBSan), only the fuzz_* targets. Prints the tree's path on stdout.
-SB_FUZZ_TARGETS=(send_request command event webhook_api config)
+SB_FUZZ_TARGETS=(send_request command event webhook_api config callback)
 sb_build_fuzz() {
   local dir=$SB_ROOT/build-fuzz
   if [[ ! -f $dir/build.ninja ]]; then

@@ -47,6 +47,16 @@ std::size_t count_lines(const std::string& path, const std::string& needle) {
   return n;
 }
 
+// The status a stream route answers with; the body (an endless stream on 200) is not read.
+int stream_status(httplib::Client& http, const std::string& path, const httplib::Headers& headers = {}) {
+  int status = 0;
+  http.Get(path, headers, [&](const httplib::Response& r) {
+    status = r.status;
+    return false;  // stop here: a 200 is an event stream that never ends
+  }, [](const char*, size_t) { return false; });
+  return status;
+}
+
 }  // namespace
 
 TEST_CASE("security: tenant B can neither see nor change tenant A's messages, endpoints, attempts or events",
@@ -147,10 +157,20 @@ TEST_CASE("security: repeated bad API keys from one address are refused for a wh
   const std::string kSend = R"({"to":"+15551234567","text":"hi"})";
 
   REQUIRE(call(http, "POST", "/v1/sessions/main/messages", good.api_key, kSend).status == 202);  // known good from here on
+  // The event stream answers 503 until its reader has found the end of sb.events.
+  REQUIRE(sbtest::eventually([&] { return stream_status(http, "/v1/events/stream", bearer(good.api_key)) == 200; }, 30000, 250));
   std::vector<std::string> guesses;
   for (int i = 0; i < 40; ++i) guesses.push_back("sb_live_guess" + std::to_string(i) + sb::new_uuid_v7());
   // The first limit+1 guesses are looked up and refused (401); the block starts with the last.
-  for (int i = 0; i <= 5; ++i) CHECK(call(http, "GET", "/v1/webhooks", guesses[i]).status == 401);
+  // Half of them come as the event stream's ?api_key= (what browsers use): the same throttle.
+  for (int i = 0; i <= 2; ++i) CHECK(call(http, "GET", "/v1/webhooks", guesses[i]).status == 401);
+  for (int i = 3; i <= 5; ++i) CHECK(stream_status(http, "/v1/events/stream?api_key=" + guesses[i]) == 401);
+  CHECK(stream_status(http, "/v1/events/stream?api_key=" + guesses[6]) == 429);
+  CHECK(stream_status(http, "/v1/events/ws?api_key=" + guesses[6]) == 429);
+  CHECK(stream_status(http, "/v1/events/stream", bearer(guesses[6])) == 429);
+  // The good key opens a stream during the block, by query as by header.
+  CHECK(stream_status(http, "/v1/events/stream?api_key=" + good.api_key) == 200);
+  CHECK(stream_status(http, "/v1/events/stream", bearer(good.api_key)) == 200);
   for (int i = 6; i < 40; ++i) {
     auto r = http.Get("/v1/webhooks", bearer(guesses[i]));
     REQUIRE(r);

@@ -354,7 +354,9 @@ TEST_CASE("lane core: an interrupted send is never repeated blindly", "[unit][la
     CHECK(h.ledger.recorded[id].status == "sent");
     CHECK(h.ledger.recorded[id].provider_message_id == std::optional<std::string>("p-first"));
   }
-  SECTION("timeouts after the request went out: reconciled each time; 'not sent' is retried within the attempts") {
+  SECTION("our own call timed out: a 'not sent' lookup is no proof (the call may still go out), so uncertain, sent once") {
+    // Regression (chaos harness, provider hanging past the timeout): the lookup answered 404
+    // while the held request was still at the provider; resending made it two sends.
     sb::LaneCore::Options o;
     o.provider_retry = sb::RetryPolicy({1ms, 5ms, 2.0, 0.0, 3});
     Harness h(o);
@@ -363,7 +365,21 @@ TEST_CASE("lane core: an interrupted send is never repeated blindly", "[unit][la
     h.provider.lookups[id] = {sb::ReconcileResult::Status::NotSent, {}, {}};
     h.submit("a", id);
     REQUIRE(h.all_finished(1));
-    CHECK(h.provider.sends.size() == 3);  // the provider said "not sent" twice: safe to try again, not forever
+    CHECK(h.provider.sends.size() == 1);
+    CHECK(h.ledger.recorded[id].status == "failed");
+    CHECK(h.ledger.recorded[id].reason == std::optional<std::string>("uncertain"));
+  }
+  SECTION("a dead worker's mark and the provider says 'not sent': sent by us, retried within the attempts") {
+    sb::LaneCore::Options o;
+    o.provider_retry = sb::RetryPolicy({1ms, 5ms, 2.0, 0.0, 3});
+    Harness h(o);
+    const auto id = sb::new_uuid_v7();
+    h.ledger.claims[id] = {sb::SendClaim::Status::InProgress, {"sending", {}, {}, ""}};
+    h.provider.lookups[id] = {sb::ReconcileResult::Status::NotSent, {}, {}};
+    h.provider.answers[id] = {sb::SendResult::Status::RetryableError, {}, "HTTP 503", false};  // certainly not sent
+    h.submit("a", id);
+    REQUIRE(h.all_finished(1));
+    CHECK(h.provider.sends.size() == 3);
     CHECK(h.ledger.recorded[id].status == "failed");
     CHECK(h.ledger.recorded[id].reason == std::optional<std::string>("provider_failed"));
   }
@@ -417,11 +433,13 @@ TEST_CASE("lane core: a claimed command revoked during a retry back-off gets its
   Harness h(o);
   const auto refused = sb::new_uuid_v7(), timed_out = sb::new_uuid_v7();
   h.provider.answers[refused] = {sb::SendResult::Status::RetryableError, {}, "HTTP 503", false};  // certainly not sent
-  h.provider.answers[timed_out] = {sb::SendResult::Status::RetryableError, {}, "timeout", true};   // maybe sent
+  // A dead worker's call timed out (its mark replayed); the provider says "not sent"; our resend is refused.
+  h.ledger.claims[timed_out] = {sb::SendClaim::Status::InProgress, {"sending", {}, {}, ""}};
   h.provider.lookups[timed_out] = {sb::ReconcileResult::Status::NotSent, {}, {}};
+  h.provider.answers[timed_out] = {sb::SendResult::Status::RetryableError, {}, "HTTP 503", false};
   h.submit("a", refused);
   h.submit("b", timed_out);
-  // Both wait an hour for their retry: 'refused' after its 503, 'timed_out' after the provider said "not sent".
+  // Both wait an hour for their retry: 'refused' after its 503, 'timed_out' after "not sent" and a 503.
   REQUIRE(poll_until([&] { return h.core->load().queued == 2; }));
   h.core->on_revoking({kPart});
   std::lock_guard l(h.w.mu);

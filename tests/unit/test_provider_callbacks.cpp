@@ -105,3 +105,32 @@ TEST_CASE("cloud api: Graph error codes decide retry, back-off, rejection and pa
   CHECK(sent.provider_message_id == "wamid.OK");
   CHECK(EngineProvider::chat_id("+15551234567") == "15551234567@c.us");
 }
+
+// Found by the fuzz target (tests/fuzz/fuzz_callback.cpp): nlohmann's type errors escaped the
+// parsers (a 500 at intake, which the provider retries for ever), and a far-future timestamp
+// overflowed the clock's nanoseconds (undefined behaviour).
+TEST_CASE("provider callbacks: wrongly typed fields and out-of-range timestamps are malformed input", "[unit][callbacks]") {
+  auto failed_ack = parse_engine_callback(
+      R"({"event":"message.ack","session":"x","payload":{"id":"m","ack":-1,"ackName":7}})");
+  CHECK_THROWS_AS(engine_record(failed_ack, "t", "s"), InvalidInput);
+  auto echo = parse_engine_callback(R"({"event":"message","session":"x","payload":{"id":"m","from":"1@c.us","fromMe":"yes"}})");
+  CHECK_THROWS_AS(engine_record(echo, "t", "s"), InvalidInput);
+  auto serialized = parse_engine_callback(
+      R"({"event":"message.ack","session":"x","payload":{"id":{"_serialized":5},"ack":2}})");
+  CHECK_THROWS_AS(engine_record(serialized, "t", "s"), InvalidInput);
+  CHECK_THROWS_AS(parse_engine_callback(R"({"event":"session.status","session":"x","timestamp":9000000000000000000,"payload":{}})"),
+                  InvalidInput);
+  // Year 9999 in ms came back as "1816-03-30T05:56:09.-934Z" before: the clock ends in 2262.
+  CHECK_THROWS_AS(parse_engine_callback(R"({"event":"session.status","session":"x","timestamp":253402300799999,"payload":{}})"),
+                  InvalidInput);
+  CHECK(parse_engine_callback(R"({"event":"session.status","session":"x","timestamp":7258118400123,"payload":{}})").at ==
+        "2200-01-01T00:00:00.123Z");
+  const auto cloud = [](const std::string& value) {
+    return R"({"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"1"},)" +
+           value + "}}]}]}";
+  };
+  CHECK_THROWS_AS(parse_cloud_callback(cloud(R"("statuses":[{"id":"w","status":"failed","errors":[{"code":"x"}]}])")), InvalidInput);
+  CHECK_THROWS_AS(parse_cloud_callback(cloud(R"("statuses":[{"id":"w","status":"sent","timestamp":"99999999999999"}])")), InvalidInput);
+  CHECK_THROWS_AS(parse_cloud_callback(R"({"object":7,"entry":[]})"), InvalidInput);
+  CHECK_THROWS_AS(parse_cloud_callback(R"({"object":"whatsapp_business_account","entry":[{"changes":[{"field":1}]}]})"), InvalidInput);
+}

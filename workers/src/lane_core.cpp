@@ -323,8 +323,16 @@ void LaneCore::on_reconciled(const JobPtr& j, const ReconcileResult& r, const st
                                     {"provider_message_id", r.provider_message_id}});
     return conclude(j, std::move(o));
   }
-  if (r.status == ReconcileResult::Status::NotSent) j->maybe_out = false;  // the provider says nothing went out
-  if (r.status == ReconcileResult::Status::NotSent || options_.on_uncertain == OnUncertain::Resend) {
+  // "Not sent" is proof only when no request of ours may still reach the provider. Right after
+  // our own call timed out (provider_attempt > 0) the provider may still be working on it: the
+  // lookup races that request and can answer "not sent" before it goes out (found by the chaos
+  // harness: a provider hanging past the timeout answered the lookups 404, then sent the held
+  // requests, and the resends made each message twice). So then the on_uncertain rule decides,
+  // as when the provider can't tell; a dead worker's replayed mark (provider_attempt 0) still
+  // trusts the lookup.
+  const bool not_sent = r.status == ReconcileResult::Status::NotSent && j->provider_attempt == 0;
+  if (not_sent) j->maybe_out = false;  // the provider says nothing went out
+  if (not_sent || options_.on_uncertain == OnUncertain::Resend) {
     // Safe (or allowed) to send again — within the provider attempts, like any retry.
     const auto d = options_.provider_retry.after_retryable(why, std::max(1, j->provider_attempt), rng_);
     if (j->provider_attempt > 0 && !d.retry) {
@@ -334,7 +342,7 @@ void LaneCore::on_reconciled(const JobPtr& j, const ReconcileResult& r, const st
       return conclude(j, std::move(o));
     }
     log::warn("worker.resending", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
-                                   {"provider_says", r.status == ReconcileResult::Status::NotSent ? "not_sent" : "unknown"},
+                                   {"provider_says", not_sent ? "not_sent" : "unknown"},
                                    {"detail", why}});
     j->claimed = true;
     if (j->provider_attempt == 0) return send(j);  // never sent by us: the first attempt

@@ -112,7 +112,7 @@ void CloudApi::send(const http::Request& req, const http::Responder& respond) {
     n.last_to_ms[*to] = now;
   }
 
-  const int delay_ms = send_latency_ms(ctx_.config);
+  const int delay_ms = send_latency_ms(ctx_.config) + ctx_.hang_left_ms();
   auto finish = [this, respond, id, display, to = *to, message] {
     if (simulated_failure(ctx_.config)) return respond(graph_error(500, 2, "Service temporarily unavailable"));
     const std::string wamid = new_wamid();

@@ -49,6 +49,18 @@ void ControlApi::routes() {
   server_.async_route("GET", "/sim/sessions/log", [this](const http::Request&, http::Responder respond) {
     respond(reply(200, ctx_.lifetimes.to_json()));
   });
+  server_.async_route("POST", "/sim/hang", [this](const http::Request& req, http::Responder respond) {
+    std::string error;
+    auto body = parse_object(req.body, &error);
+    if (!body) return respond(reply(400, {{"error", error}}));
+    auto ms = body->find("for_ms");
+    if (ms == body->end() || !ms->is_number_integer() || ms->get<int64_t>() < 0 || ms->get<int64_t>() > 3600000)
+      return respond(reply(400, {{"error", "'for_ms' must be an integer from 0 to 3600000"}}));
+    const int64_t until = ms->get<int64_t>() == 0 ? 0 : now_ms() + ms->get<int64_t>();
+    ctx_.hang_until_ms = until;
+    log::warn("simulator.hang", {{"for_ms", std::to_string(ms->get<int64_t>())}});
+    respond(reply(200, {{"hang_until_ms", until}}));
+  });
   server_.async_route("POST", "/sim/cloud_api/verify", [this](const http::Request&, http::Responder respond) { cloud_.verify(respond); });
 }
 

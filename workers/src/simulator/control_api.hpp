@@ -8,6 +8,8 @@
 //   GET  /sim/log[?session=S|?phone_number_id=P]  → {"sends":[…],"dropped"}
 //   GET  /sim/sessions/log                        → [{"session","node","started_at_ms","stopped_at_ms"}]
 //   POST /sim/cloud_api/verify                    → {"ok","status","echoed"}
+//   POST /sim/hang {"for_ms"}                     → 200 {"hang_until_ms"}: every send and lookup
+//        arriving for that long waits until it ends before it is served (0: end it now)
 #include "cloud_api.hpp"
 #include "context.hpp"
 #include "engine_api.hpp"

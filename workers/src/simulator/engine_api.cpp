@@ -204,7 +204,7 @@ void EngineApi::send_text(const http::Request& req, const http::Responder& respo
     if (it->second.status != "WORKING" || !it->second.me) return respond(status_mismatch(*session, it->second.status, "WORKING"));
     me = *it->second.me;
   }
-  const int delay_ms = send_latency_ms(ctx_.config);
+  const int delay_ms = send_latency_ms(ctx_.config) + ctx_.hang_left_ms();
   auto finish = [this, respond, session = *session, me, chat_id = *chat_id, text = *text] {
     if (simulated_failure(ctx_.config)) return respond(reply(500, {{"error", "simulated failure"}}));
     sent(session, me, chat_id, text, respond);

@@ -25,10 +25,15 @@ void LegacyApi::routes() {
   });
   // What a provider adapter asks after a crash: did this message reach the provider, how often?
   server_.async_route("GET", R"(/v1/messages/([^/]+))", [this](const http::Request& req, http::Responder respond) {
-    std::lock_guard lock(mu_);
-    auto it = by_key_.find(req.matches[1]);
-    if (it == by_key_.end()) return respond(reply(404, {{"error", "no message '" + req.matches[1] + "'"}}));
-    respond(reply(200, {{"provider_message_id", it->second.provider_message_id}, {"count", it->second.count}}));
+    auto lookup = [this, respond, id = std::string(req.matches[1])] {
+      std::lock_guard lock(mu_);
+      auto it = by_key_.find(id);
+      if (it == by_key_.end()) return respond(reply(404, {{"error", "no message '" + id + "'"}}));
+      respond(reply(200, {{"provider_message_id", it->second.provider_message_id}, {"count", it->second.count}}));
+    };
+    // A hanging provider answers lookups late too (answered as of then).
+    if (const int wait_ms = ctx_.hang_left_ms()) server_.after(std::chrono::milliseconds(wait_ms), std::move(lookup));
+    else lookup();
   });
 }
 
@@ -45,7 +50,7 @@ void LegacyApi::send(const http::Request& req, const http::Responder& respond) {
   if (tenant.empty() || session.empty()) return respond(reply(400, {{"error", "'tenant' and 'session' must not be empty"}}));
 
   // Latency first (a slow failure is as realistic as a slow success): a timer, no thread held.
-  const int delay_ms = send_latency_ms(ctx_.config);
+  const int delay_ms = send_latency_ms(ctx_.config) + ctx_.hang_left_ms();
   auto finish = [this, respond, key = std::move(key), tenant = std::move(tenant), session = std::move(session),
                  to = (*body)["to"].get<std::string>(), text = (*body)["text"].get<std::string>(), delay_ms] {
     respond(outcome(key, tenant, session, to, text, delay_ms));
@@ -61,7 +66,9 @@ http::Response LegacyApi::outcome(const std::string& key, const std::string& ten
       std::lock_guard lock(mu_);
       ++failures_;
     }
-    log::debug("simulator.send", {{"tenant", tenant}, {"session", session}, {"message_id", key},
+    // One line per message on the wire, flushed before the answer: the provider's own record,
+  // which outlives the process (the chaos harness counts sends from it across restarts).
+  log::info("simulator.send", {{"tenant", tenant}, {"session", session}, {"message_id", key},
                                   {"outcome", "simulated_failure"}, {"latency_ms", std::to_string(delay_ms)}});
     return reply(503, {{"error", "simulated failure"}});
   }
@@ -95,7 +102,9 @@ http::Response LegacyApi::outcome(const std::string& key, const std::string& ten
               {{"tenant", tenant}, {"session", session}, {"message_id", key}, {"provider_message_id", provider_id}});
   if (repeat && !ctx_.config.dedupe)
     log::warn("simulator.sent_again", {{"tenant", tenant}, {"session", session}, {"message_id", key}, {"provider_message_id", provider_id}});
-  log::debug("simulator.send", {{"tenant", tenant},
+  // One line per message on the wire, flushed before the answer: the provider's own record,
+  // which outlives the process (the chaos harness counts sends from it across restarts).
+  log::info("simulator.send", {{"tenant", tenant},
                                 {"session", session},
                                 {"message_id", key},
                                 {"provider_message_id", provider_id},

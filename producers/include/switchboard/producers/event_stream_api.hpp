@@ -20,8 +20,11 @@ namespace sb {
 
 class EventStreamApi {
  public:
-  // API key → tenant id, or nullopt for an unknown key; may block (PostgreSQL on a cache miss).
-  using Authenticate = std::function<std::optional<std::string>(const std::string& api_key)>;
+  // (request, API key from the header or ?api_key=) → tenant id, or nullopt with the answer
+  // (401, or 429 from the brute-force throttle) written to the response; may block (PostgreSQL
+  // on a cache miss).
+  using Authenticate =
+      std::function<std::optional<std::string>(const http::Request&, const std::string& api_key, http::Response&)>;
   EventStreamApi(const Config& config, Authenticate authenticate);
 
   // Registers the two routes; `server` must be stopped before this object is destroyed.
