@@ -1,5 +1,6 @@
 #include "switchboard/workers/lane_worker.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "switchboard/core/events.hpp"
@@ -91,10 +92,19 @@ LaneWorker::LaneWorker(const Config& config, const std::string& lane, std::uniqu
       consumer_(config.kafka, consumer_options(config, lane_), core_) {
   sink_.attach(&consumer_);
   core_.set_session_control(lifecycle_.get());
-  if (config.worker.session_rate_per_s > 0) {
-    pacer_ = std::make_unique<RedisPacer>(config.redis, config.worker.session_rate_per_s);
+  if (config.pacing.enabled || config.worker.session_rate_per_s > 0) {
+    RedisPacer::Options po;
+    po.defaults = PacingPolicy::from_config(config.pacing);
+    if (config.worker.session_rate_per_s > 0)  // the older knob: a minimum gap
+      po.defaults.min_gap_ms = std::max(po.defaults.min_gap_ms, (999 + config.worker.session_rate_per_s) / config.worker.session_rate_per_s);
+    po.policy_cache = std::chrono::milliseconds(config.pacing.policy_cache_ms);
+    pacing_store_ = std::make_unique<PacingStore>(pool_);
+    pacer_ = std::make_unique<RedisPacer>(config.redis, po, [store = pacing_store_.get()](const auto& keys) { return store->load(keys); });
     core_.set_pacer(pacer_.get());
   }
+  resumer_ = std::make_unique<SessionResumer>(pool_, std::chrono::milliseconds(config.pacing.resume_poll_ms), [this](const nlohmann::json& e) {
+    sink_.publish_json(e, [] {}, [](const Error& err) { log::warn("session.resume_event_lost", {{"detail", err.what()}}); });
+  });
 }
 
 LaneWorker::~LaneWorker() { sink_.attach(nullptr); }
@@ -134,7 +144,7 @@ void LaneWorker::run(const std::atomic<bool>& stop) {
       });
   log::info("worker.started", {{"lane", lane_}, {"topic", config_.topic(lane_topic_base(lane_))},
                                {"max_in_flight", std::to_string(config_.worker.max_in_flight)},
-                               {"pacing_per_s", std::to_string(config_.worker.session_rate_per_s)}});
+                               {"pacing", pacer_ ? "on" : "off"}});
   consumer_.run(stop);  // drains (bounded), commits and leaves the group
   // What was acked is committed; flush the rest so a clean stop leaves little to redo.
   if (!producer_.flush(5000)) log::warn("worker.unflushed", {{"lane", lane_}, {"pending", std::to_string(publisher_.pending())}});
