@@ -154,8 +154,9 @@ TEST_CASE("pacing: a session limited to a 250 ms gap + 150 ms jitter sends no fa
   for (auto g : gaps) seen << g << " ";
   INFO("gaps between the simulator's receive times (ms): " << seen.str());
   // Redis grants slots ≥ 250 ms (+ jitter) apart; the path from grant to simulator (a claim in
-  // PostgreSQL, one HTTP call) varies by a few ms, so each observed gap may look a little shorter.
-  CHECK(*lo >= 250 - 40);
+  // PostgreSQL, one HTTP call) varies with the machine's load, so one observed gap may look
+  // shorter by that variation; the span of all of them can't.
+  CHECK(*lo >= 250 - 75);
   CHECK(mean >= 250 + 40);   // the jitter shows: uniform 0..150 adds ~75 on average
   CHECK(*hi - *lo >= 40);    // and the gaps are not all alike
   CHECK(paced.back() - paced.front() >= 14 * 250);
@@ -173,11 +174,11 @@ TEST_CASE("pacing: a banned Cloud API number pauses its session with session.sta
   httplib::Client api("127.0.0.1", sys.intake_port);
   const std::string number = "106540352242900";
   auto created = sbtest::call(api, "POST", "/v1/sessions", tenant.api_key,
-                              json{{"id", "biz"}, {"provider", "cloud_api"}, {"pacing", {{"cool_down_s", 2}}},
+                              json{{"id", "biz"}, {"provider", "cloud_api"}, {"pacing", {{"cool_down_s", 3}}},
                                    {"config", {{"phone_number_id", number}, {"access_token", "EAAG-pacing-token"}}}}.dump());
   INFO(created.body.dump());
   REQUIRE(created.status == 201);
-  CHECK(created.body["pacing"]["cool_down_s"] == 2);
+  CHECK(created.body["pacing"]["cool_down_s"] == 3);
   REQUIRE(sbtest::eventually([&] { return sbtest::call(api, "GET", "/v1/sessions/biz", tenant.api_key).body["status"] == "WORKING"; }, 20000));
   CHECK(sbtest::call(api, "POST", "/v1/sessions/biz/resume", tenant.api_key).status == 409);  // not PAUSED
 
@@ -193,7 +194,10 @@ TEST_CASE("pacing: a banned Cloud API number pauses its session with session.sta
   }, 20000));
   CHECK(paused["reason"] == "spam_rate_limit");
   CHECK(paused.contains("paused_until"));
-  CHECK(status_of(api, tenant.api_key, first) == "queued");  // held per sessions.not_working, not failed
+  // Put back and held per sessions.not_working, not failed.
+  CHECK(sbtest::eventually([&] { return status_of(api, tenant.api_key, first) == "queued"; }, 2000));
+  // The number recovers at once; the session stays paused until its cool-down (3 s) has passed.
+  REQUIRE(sim.Post("/sim/unban", json{{"account", number}}.dump(), "application/json")->status == 200);
   auto events = statuses(stack.config, "biz", [](const auto& v) {
     return std::any_of(v.begin(), v.end(), [](const json& e) { return e["data"]["status"] == "PAUSED"; });
   });
@@ -203,9 +207,7 @@ TEST_CASE("pacing: a banned Cloud API number pauses its session with session.sta
   CHECK((*pause_event)["data"]["previous"] == "WORKING");
   CHECK((*pause_event)["data"].contains("paused_until"));
 
-  // The number recovers; the cool-down (2 s) passes; a worker resumes the session and the held
-  // send goes out, once.
-  REQUIRE(sim.Post("/sim/unban", json{{"account", number}}.dump(), "application/json")->status == 200);
+  // A worker resumes the session after the cool-down and the held send goes out, once.
   REQUIRE(sbtest::eventually([&] { return status_of(api, tenant.api_key, first) == "sent"; }, 20000));
   auto s = sbtest::call(api, "GET", "/v1/sessions/biz", tenant.api_key).body;
   CHECK(s["status"] == "WORKING");

@@ -127,7 +127,17 @@ void LaneWorker::run(const std::atomic<bool>& stop) {
           return OpsServer::Metric{name, help, "gauge", v, lane};
         };
         const auto load = core_.load();
-        return std::vector<OpsServer::Metric>{
+        std::vector<OpsServer::Metric> pacing;
+        if (const auto* p = dynamic_cast<const RedisPacer*>(pacer_.get())) {
+          const auto& ps = p->stats();
+          pacing = {c("switchboard_pacing_reserves_total", "Send slots asked of the pacer", ps.reserves),
+                    c("switchboard_pacing_waits_total", "Asks answered with a wait (a pacing limit)", ps.waits),
+                    c("switchboard_pacing_unlimited_total", "Asks of sessions whose policy limits nothing (no Redis call)", ps.unlimited),
+                    c("switchboard_pacing_redis_round_trips_total", "Pipelines sent to Redis by the pacer", ps.redis_round_trips),
+                    c("switchboard_pacing_backoffs_total", "Throttle back-offs recorded for a session", ps.backoffs)};
+        }
+        pacing.push_back(c("switchboard_worker_sessions_paused_total", "Sessions paused on a ban signal", s.paused));
+        auto metrics = std::vector<OpsServer::Metric>{
             c("switchboard_worker_received_total", "Commands consumed", s.received),
             c("switchboard_worker_sent_total", "Messages the provider accepted", s.sent),
             c("switchboard_worker_failed_total", "Messages that ended as message.failed", s.failed),
@@ -141,6 +151,8 @@ void LaneWorker::run(const std::atomic<bool>& stop) {
               static_cast<double>(load.in_flight)),
             g("switchboard_worker_sessions", "Sessions with work or a pacing wait in this process",
               static_cast<double>(load.sessions))};
+        metrics.insert(metrics.end(), pacing.begin(), pacing.end());
+        return metrics;
       });
   log::info("worker.started", {{"lane", lane_}, {"topic", config_.topic(lane_topic_base(lane_))},
                                {"max_in_flight", std::to_string(config_.worker.max_in_flight)},
