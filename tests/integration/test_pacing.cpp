@@ -81,7 +81,8 @@ std::vector<int64_t> receive_times(int sim_port, const std::string& session) {
   auto r = sim.Get(("/sim/log?session=" + session).c_str());
   REQUIRE(r);
   std::vector<int64_t> at;
-  for (const auto& s : json::parse(r->body)["sends"]) at.push_back(s["at_ms"].get<int64_t>());
+  const auto log = json::parse(r->body);
+  for (const auto& s : log["sends"]) at.push_back(s["at_ms"].get<int64_t>());
   std::sort(at.begin(), at.end());
   return at;
 }
