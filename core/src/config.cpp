@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "switchboard/core/errors.hpp"
+#include "switchboard/core/pacing_policy.hpp"
 
 namespace sb {
 namespace {
@@ -199,6 +200,18 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("callbacks.batch_max", c.callbacks.batch_max, 1, 100000);
   t.integer("callbacks.linger_ms", c.callbacks.linger_ms, 0, 1000);
   t.text("callbacks.ops_listen", c.callbacks.ops_listen);
+  t.boolean("pacing.enabled", c.pacing.enabled);
+  t.integer("pacing.min_gap_ms", c.pacing.min_gap_ms, 0, 86400000);
+  t.integer("pacing.jitter_ms", c.pacing.jitter_ms, 0, 3600000);
+  t.integer("pacing.per_minute", c.pacing.per_minute, 0, 1000);
+  t.integer("pacing.per_hour", c.pacing.per_hour, 0, 10000);
+  t.text("pacing.warmup_daily_caps", c.pacing.warmup_daily_caps);
+  t.integer("pacing.cloud_api_number_per_s", c.pacing.cloud_api_number_per_s, 0, 10000);
+  t.integer("pacing.cloud_api_pair_gap_ms", c.pacing.cloud_api_pair_gap_ms, 0, 86400000);
+  t.integer("pacing.throttle_backoff_ms", c.pacing.throttle_backoff_ms, 0, 3600000);
+  t.integer("pacing.pause_cool_down_s", c.pacing.pause_cool_down_s, 0, 30 * 86400);
+  t.integer("pacing.policy_cache_ms", c.pacing.policy_cache_ms, 0, 3600000);
+  t.integer("pacing.resume_poll_ms", c.pacing.resume_poll_ms, 50, 600000);
 }
 
 const std::string kNotScalar = "\x01<list>";
@@ -316,6 +329,11 @@ Config parse_config(const std::string& yaml_text, const std::string& origin, Env
   if (c.schemas_dir.empty()) c.schemas_dir = SWITCHBOARD_DEFAULT_SCHEMAS_DIR;
   if (!c.engine.default_node.empty() && !c.engine.node(c.engine.default_node))
     throw ConfigError("config key 'engine.default_node' = '" + c.engine.default_node + "' names no node of engine.nodes");
+  try {
+    PacingPolicy::parse_caps(c.pacing.warmup_daily_caps);
+  } catch (const InvalidInput& e) {
+    throw ConfigError(std::string("config key 'pacing.warmup_daily_caps': ") + e.what());
+  }
   return c;
 }
 

@@ -59,6 +59,34 @@ RedisReplyPtr RedisClient::command(const std::vector<std::string>& argv) {
   return reply;
 }
 
+std::vector<RedisReplyPtr> RedisClient::pipeline(const std::vector<std::vector<std::string>>& commands) {
+  if (!ctx_) connect();
+  for (const auto& argv : commands) {
+    std::vector<const char*> args;
+    std::vector<size_t> lens;
+    for (const auto& a : argv) {
+      args.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(args.size()), args.data(), lens.data()) != REDIS_OK) {
+      ctx_.reset();
+      throw Unavailable("Redis pipeline: cannot queue " + argv.front() + " (out of memory)");
+    }
+  }
+  std::vector<RedisReplyPtr> replies;
+  replies.reserve(commands.size());
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || !raw) {
+      const std::string why = ctx_->errstr;
+      ctx_.reset();
+      throw Unavailable("Redis pipeline of " + std::to_string(commands.size()) + " commands failed: " + why);
+    }
+    replies.emplace_back(static_cast<redisReply*>(raw));
+  }
+  return replies;
+}
+
 bool RedisClient::ping() {
   try {
     auto r = command({"PING"});

@@ -48,7 +48,7 @@ SessionRecord record_from(const pqxx::row& r) {
 }  // namespace
 
 std::string normalize_session_status(const std::string& s) {
-  for (const char* known : {"STOPPED", "STARTING", "SCAN_QR_CODE", "WORKING", "FAILED"})
+  for (const char* known : {"STOPPED", "STARTING", "SCAN_QR_CODE", "WORKING", "PAUSED", "FAILED"})
     if (s == known) return s;
   return "UNKNOWN";
 }

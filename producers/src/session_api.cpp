@@ -55,6 +55,7 @@ SessionApi::SessionApi(const Config& config, pg::Pool& pool, const SchemaSet& sc
     : config_(config),
       schemas_(schemas),
       store_(pool),
+      pacing_(pool),
       secrets_(config.secrets.key),
       publisher_(publisher),
       authenticate_(std::move(authenticate)) {}
@@ -69,6 +70,10 @@ void SessionApi::mount(http::Server& server) {
   server.Post(R"(/v1/sessions/([^/]+)/stop)", [this](const auto& req, auto& res) { act(req, res, "stop"); });
   server.Post(R"(/v1/sessions/([^/]+)/restart)", [this](const auto& req, auto& res) { act(req, res, "restart"); });
   server.Post(R"(/v1/sessions/([^/]+)/logout)", [this](const auto& req, auto& res) { act(req, res, "logout"); });
+  server.Post(R"(/v1/sessions/([^/]+)/resume)", [this](const auto& req, auto& res) { act(req, res, "resume"); });
+  server.Patch(R"(/v1/sessions/([^/]+))", [this](const auto& req, auto& res) { update(req, res); });
+  server.Get("/v1/pacing", [this](const auto& req, auto& res) { tenant_pacing(req, res); });
+  server.Patch("/v1/pacing", [this](const auto& req, auto& res) { tenant_pacing(req, res); });
 }
 
 std::string SessionApi::publish(const std::string& tenant, const std::string& session, const std::string& action) {
@@ -89,6 +94,12 @@ void SessionApi::create(const http::Request& req, http::Response& res) {
   }
   try {
     schemas_.validate("http/session_create_request", body);
+  } catch (const InvalidInput& e) {
+    return reply_error(res, 422, e.what(), e.field());
+  }
+  const json pacing = body.value("pacing", json::object());
+  try {
+    PacingPolicy::validate(pacing);
   } catch (const InvalidInput& e) {
     return reply_error(res, 422, e.what(), e.field());
   }
@@ -127,8 +138,9 @@ void SessionApi::create(const http::Request& req, http::Response& res) {
   } catch (const Conflict& e) {
     return reply_error(res, 409, e.what(), "id");
   }
+  if (!pacing.empty()) pacing_.set_session(*tenant, s.name, pacing);
   log::info("session.created", {{"tenant", *tenant}, {"session", s.name}, {"provider", s.provider}});
-  json out = view(*store_.get(*tenant, s.name), nullptr);
+  json out = with_pacing(view(*store_.get(*tenant, s.name), nullptr), *tenant, s.name, false);
   if (body.value("start", true)) {
     try {
       out["start_command_id"] = publish(*tenant, s.name, "start");
@@ -159,7 +171,7 @@ void SessionApi::get(const http::Request& req, http::Response& res) {
   auto s = store_.get(*tenant, name);  // another tenant's session is simply not found
   if (!s) return reply_error(res, 404, "no session '" + name + "' for this tenant", "id");
   const auto history = store_.history(*tenant, name);
-  reply(res, 200, view(*s, &history));
+  reply(res, 200, with_pacing(view(*s, &history), *tenant, name, true));
 }
 
 void SessionApi::act(const http::Request& req, http::Response& res, const std::string& action) {
@@ -169,6 +181,8 @@ void SessionApi::act(const http::Request& req, http::Response& res, const std::s
   auto s = store_.get(*tenant, name);
   if (!s) return reply_error(res, 404, "no session '" + name + "' for this tenant", "id");
   if (s->deleting) return reply_error(res, 409, "session '" + name + "' is being deleted", "id");
+  if (action == "resume" && s->status != "PAUSED")
+    return reply_error(res, 409, "session '" + name + "' is " + s->status + ": only a PAUSED session resumes", "id");
   reply(res, 202, {{"id", name}, {"action", action}, {"command_id", publish(*tenant, name, action)}});
 }
 
@@ -181,6 +195,62 @@ void SessionApi::remove(const http::Request& req, http::Response& res) {
   // removes the row. A lost publish leaves the mark, and a repeated DELETE publishes again.
   store_.mark_deleting(*tenant, name);
   reply(res, 202, {{"id", name}, {"action", "delete"}, {"command_id", publish(*tenant, name, "delete")}});
+}
+
+// The session's pacing: its own overrides, when it resumes if PAUSED and (one session) the
+// policy in force.
+json SessionApi::with_pacing(json out, const std::string& tenant, const std::string& name, bool effective) {
+  auto found = pacing_.load(std::vector<PacingStore::Key>{PacingStore::Key{tenant, name}});
+  if (found.empty()) return out;
+  const auto& p = found.begin()->second;
+  out["pacing"] = p.session_overrides;
+  if (effective) out["pacing_effective"] = p.effective(PacingPolicy::from_config(config_.pacing)).to_json();
+  if (out["status"] == "PAUSED")
+    if (auto until = pacing_.paused_until(tenant, name)) out["paused_until"] = *until;
+  return out;
+}
+
+void SessionApi::update(const http::Request& req, http::Response& res) {
+  auto tenant = authenticate_(req, res);
+  if (!tenant) return;
+  const std::string name = req.matches[1];
+  json body;
+  try {
+    body = parse_json(req.body);
+  } catch (const InvalidInput& e) {
+    return reply_error(res, 400, e.what());
+  }
+  try {
+    schemas_.validate("http/session_update_request", body);
+    PacingPolicy::validate(body["pacing"]);
+  } catch (const InvalidInput& e) {
+    return reply_error(res, 422, e.what(), e.field());
+  }
+  if (!pacing_.set_session(*tenant, name, body["pacing"])) return reply_error(res, 404, "no session '" + name + "' for this tenant", "id");
+  log::info("session.pacing_set", {{"tenant", *tenant}, {"session", name}, {"pacing", body["pacing"].dump()}});
+  reply(res, 200, with_pacing(view(*store_.get(*tenant, name), nullptr), *tenant, name, true));
+}
+
+void SessionApi::tenant_pacing(const http::Request& req, http::Response& res) {
+  auto tenant = authenticate_(req, res);
+  if (!tenant) return;
+  if (req.method == "PATCH") {
+    json body;
+    try {
+      body = parse_json(req.body);
+    } catch (const InvalidInput& e) {
+      return reply_error(res, 400, e.what());
+    }
+    try {
+      schemas_.validate("http/tenant_pacing", body);
+      PacingPolicy::validate(body["pacing"]);
+    } catch (const InvalidInput& e) {
+      return reply_error(res, 422, e.what(), e.field());
+    }
+    pacing_.set_tenant(*tenant, body["pacing"]);
+    log::info("tenant.pacing_set", {{"tenant", *tenant}, {"pacing", body["pacing"].dump()}});
+  }
+  reply(res, 200, {{"pacing", pacing_.tenant(*tenant)}, {"defaults", PacingPolicy::from_config(config_.pacing).to_json()}});
 }
 
 void SessionApi::qr(const http::Request& req, http::Response& res) {

@@ -272,6 +272,13 @@ void TestStack::write_config() {
       out << "    " << name << ":\n      url: \"" << n.url << "\"\n      api_key: \"" << n.api_key
           << "\"\n      webhook_hmac_key: \"" << n.webhook_hmac_key << "\"\n";
   }
+  const auto& p = c.pacing;
+  out << "pacing:\n  enabled: " << (p.enabled ? "true" : "false") << "\n  min_gap_ms: " << p.min_gap_ms
+      << "\n  jitter_ms: " << p.jitter_ms << "\n  per_minute: " << p.per_minute << "\n  per_hour: " << p.per_hour
+      << "\n  warmup_daily_caps: \"" << p.warmup_daily_caps << "\"\n  cloud_api_number_per_s: " << p.cloud_api_number_per_s
+      << "\n  cloud_api_pair_gap_ms: " << p.cloud_api_pair_gap_ms << "\n  throttle_backoff_ms: " << p.throttle_backoff_ms
+      << "\n  pause_cool_down_s: " << p.pause_cool_down_s << "\n  policy_cache_ms: " << p.policy_cache_ms
+      << "\n  resume_poll_ms: " << p.resume_poll_ms << "\n";
 }
 
 TenantInfo TestStack::create_tenant(const std::string& name, const std::vector<std::string>& sessions) {

@@ -185,7 +185,7 @@ struct FakePacer : sb::Pacer {
   std::map<std::string, std::chrono::milliseconds> gap;  // per session: wait between sends
   std::map<std::string, sb::EventLoop::Clock::time_point> next;
   explicit FakePacer(World& world) : w(world) {}
-  void reserve(const std::string&, const std::string& session, Done done) override {
+  void reserve(const std::string&, const std::string& session, const std::string&, Done done) override {
     std::exception_ptr err;
     std::chrono::milliseconds wait{0};
     {
@@ -201,6 +201,34 @@ struct FakePacer : sb::Pacer {
       }
     }
     done(wait, err);
+  }
+  std::vector<std::pair<std::string, std::chrono::milliseconds>> backoffs;
+  void backoff(const std::string&, const std::string& session, std::chrono::milliseconds wait) override {
+    std::lock_guard l(w.mu);
+    backoffs.emplace_back(session, wait);
+  }
+};
+
+// Pauses like SessionLifecycle: the session's claims answer NotWorking (PAUSED) until resumed.
+struct FakeControl : sb::SessionControl {
+  World& w;
+  FakeLedger& ledger;
+  std::vector<std::string> paused;  // reasons
+  std::set<std::string> watched;    // message ids whose claims the pause turns to NotWorking
+  FakeControl(World& world, FakeLedger& l) : w(world), ledger(l) {}
+  void execute(const sb::SessionCommand&, Done done) override { done({}, nullptr); }
+  void pause(const std::string&, const std::string& session, const std::string& reason, Done done) override {
+    {
+      std::lock_guard l(w.mu);
+      paused.push_back(reason);
+      for (const auto& id : watched) ledger.claims[id] = sb::SendClaim{sb::SendClaim::Status::NotWorking, {}, "PAUSED"};
+    }
+    done({nlohmann::json{{"type", "session.status"}, {"session", session}, {"data", {{"status", "PAUSED"}, {"reason", reason}}}}}, nullptr);
+    w.changed();
+  }
+  void resume() {
+    std::lock_guard l(w.mu);
+    for (const auto& id : watched) ledger.claims.erase(id);
   }
 };
 
@@ -504,4 +532,58 @@ TEST_CASE("lane core: 100,000 sessions waiting on pacing timers cost memory only
       CHECK(per_session < 4096);
     }
   }
+}
+
+TEST_CASE("lane core: a ban signal pauses the session and puts the send back: it is held while PAUSED and sent "
+          "once resumed; a throttle backs the session off through the pacer",
+          "[unit][lane][pacing]") {
+  sb::LaneCore::Options o;
+  o.hold_poll = 20ms;
+  o.provider_retry = sb::RetryPolicy({1ms, 5ms, 2.0, 0.0, 3});
+  Harness h(o, /*pacing=*/true);
+  FakeControl control(h.w, h.ledger);
+  h.core->set_session_control(&control);
+  const auto id = sb::new_uuid_v7();
+  {
+    std::lock_guard l(h.w.mu);
+    control.watched.insert(id);
+    sb::SendResult banned{sb::SendResult::Status::Rejected, {}, "HTTP 400, Graph error 131048", false};
+    banned.pause_reason = "spam_rate_limit";
+    h.provider.answers[id] = banned;
+  }
+  h.submit("banned", id);
+  REQUIRE(h.w.wait([&] { return !control.paused.empty() && !h.ledger.unclaimed.empty(); }));
+  {
+    std::lock_guard l(h.w.mu);
+    CHECK(control.paused == std::vector<std::string>{"spam_rate_limit"});
+    CHECK(h.ledger.unclaimed == std::vector<std::string>{id});  // back to 'queued', not failed
+    CHECK(h.ledger.recorded.empty());
+    REQUIRE(h.sink.json_events.size() == 1);
+    CHECK(h.sink.json_events[0]["data"]["status"] == "PAUSED");
+    h.provider.answers.erase(id);  // the number recovered
+  }
+  REQUIRE(poll_until([&] { return h.core->stats().held >= 1; }));  // held by the not-working rule meanwhile
+  control.resume();
+  REQUIRE(h.all_finished(1));
+  {
+    std::lock_guard l(h.w.mu);
+    CHECK(h.ledger.recorded[id].status == "sent");
+  }
+  CHECK(h.sent_ids("banned").size() == 2);  // the banned try and the one after the pause
+
+  const auto throttled = sb::new_uuid_v7();
+  {
+    std::lock_guard l(h.w.mu);
+    sb::SendResult r{sb::SendResult::Status::RetryableError, {}, "HTTP 429, Graph error 130429", false};
+    r.retry_after_ms = 30;
+    r.throttled = true;
+    h.provider.answers[throttled] = r;
+  }
+  h.submit("busy", throttled);
+  REQUIRE(h.all_finished(2));
+  std::lock_guard l(h.w.mu);
+  CHECK(h.ledger.recorded[throttled].status == "failed");  // after the provider attempts
+  REQUIRE(h.pacer.backoffs.size() == 2);                    // every retry backed the session off first
+  CHECK(h.pacer.backoffs[0].first == "busy");
+  CHECK(h.pacer.backoffs[0].second >= 30ms);
 }

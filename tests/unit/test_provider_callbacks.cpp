@@ -87,9 +87,11 @@ TEST_CASE("cloud api: Graph error codes decide retry, back-off, rejection and pa
   CHECK(throughput.status == SendResult::Status::RetryableError);
   CHECK_FALSE(throughput.maybe_delivered);
   CHECK(throughput.retry_after_ms >= 1000);
+  CHECK(throughput.throttled);  // the whole session backs off (every lane, every replica)
   auto pair = graph(400, 131056);
   CHECK(pair.status == SendResult::Status::RetryableError);
   CHECK(pair.retry_after_ms >= 6000);
+  CHECK_FALSE(pair.throttled);  // one recipient only
   CHECK(graph(400, 131048).pause_reason == "spam_rate_limit");
   CHECK(graph(400, 131048).status == SendResult::Status::Rejected);
   CHECK(graph(400, 368).pause_reason == "policy_block");
@@ -133,4 +135,20 @@ TEST_CASE("provider callbacks: wrongly typed fields and out-of-range timestamps 
   CHECK_THROWS_AS(parse_cloud_callback(cloud(R"("statuses":[{"id":"w","status":"sent","timestamp":"99999999999999"}])")), InvalidInput);
   CHECK_THROWS_AS(parse_cloud_callback(R"({"object":7,"entry":[]})"), InvalidInput);
   CHECK_THROWS_AS(parse_cloud_callback(R"({"object":"whatsapp_business_account","entry":[{"changes":[{"field":1}]}]})"), InvalidInput);
+}
+
+TEST_CASE("providers: engine reach-out time-locks (error 463) are recognised, and the third within the window pauses",
+          "[unit][providers][pacing]") {
+  // WAHA GOWS: HTTP 500 {"exception": {"message": "2 UNKNOWN: server returned error 463"}}.
+  CHECK(ReachOutLocks::is_lock(500, R"({"statusCode":500,"exception":{"message":"2 UNKNOWN: server returned error 463"}})"));
+  CHECK_FALSE(ReachOutLocks::is_lock(500, R"({"statusCode":500,"exception":{"message":"timeout"}})"));
+  CHECK_FALSE(ReachOutLocks::is_lock(201, R"({"id":"error 463"})"));
+  ReachOutLocks locks(3, std::chrono::minutes(10));
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK_FALSE(locks.repeated("t/a", t0));
+  CHECK_FALSE(locks.repeated("t/a", t0 + std::chrono::minutes(11)));  // the first one left the window
+  CHECK_FALSE(locks.repeated("t/b", t0 + std::chrono::minutes(11)));  // another session counts apart
+  CHECK_FALSE(locks.repeated("t/a", t0 + std::chrono::minutes(12)));
+  CHECK(locks.repeated("t/a", t0 + std::chrono::minutes(13)));        // three within ten minutes
+  CHECK_FALSE(locks.repeated("t/a", t0 + std::chrono::minutes(14)));  // counted afresh after a pause
 }

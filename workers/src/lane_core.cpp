@@ -215,7 +215,7 @@ void LaneCore::hold_or_fail(const JobPtr& j, const SendClaim& c) {
 }
 
 void LaneCore::pace(const JobPtr& j) {
-  pacer_->reserve(j->command.tenant, j->command.session, [this, j](std::chrono::milliseconds wait, std::exception_ptr err) {
+  pacer_->reserve(j->command.tenant, j->command.session, j->command.to, [this, j](std::chrono::milliseconds wait, std::exception_ptr err) {
     later([this, j, wait, err] {
       if (err) return dependency_failed(j, err, "pacing");
       j->dependency_attempt = 0;
@@ -282,14 +282,7 @@ void LaneCore::on_sent(const JobPtr& j, const SendResult& r) {
     auto o = outcome_of(*j, "failed");
     o.reason = "provider_rejected";
     o.error = "provider rejected: " + r.error;
-    if (!r.pause_reason.empty() && control_) {
-      // The provider flagged this sender: the session pauses (its next sends are held).
-      ++stats_.paused;
-      control_->pause(cmd.tenant, cmd.session, r.pause_reason, [this](std::vector<nlohmann::json> events, std::exception_ptr err) {
-        if (err) return log::warn("session.pause_failed", {{"detail", what(err)}});
-        for (auto& e : events) sink_.publish_json(e, [] {}, [](const Error&) {});
-      });
-    }
+    if (!r.pause_reason.empty() && control_) return pause_session(j, r.pause_reason, std::move(o));
     return conclude(j, std::move(o));
   }
   if (r.maybe_delivered) return reconcile(j, r.error);  // repeating it could send it twice
@@ -299,12 +292,41 @@ void LaneCore::on_sent(const JobPtr& j, const SendResult& r) {
     log::warn("worker.provider_retry", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
                                         {"attempt", std::to_string(j->provider_attempt)}, {"error", r.error}});
     const auto delay = std::max<std::chrono::milliseconds>(d.delay, std::chrono::milliseconds(r.retry_after_ms));
+    if (r.throttled && pacer_) pacer_->backoff(cmd.tenant, cmd.session, delay);  // every lane and replica
     return engine_.retry_at(j, EventLoop::Clock::now() + delay);
   }
   auto o = outcome_of(*j, "failed");
   o.reason = "provider_failed";
   o.error = "provider failed after " + std::to_string(j->provider_attempt) + " attempts: " + r.error;
   conclude(j, std::move(o));
+}
+
+// The provider flagged this sender (spam limit, policy block): nothing was sent. The session
+// pauses (PAUSED, resumed after its cool-down or by API); once that is recorded this message
+// goes back to 'queued' and waits like any send to a session that is not WORKING
+// (sessions.not_working), its place at the head of the session kept. `failed` is its outcome
+// should the pause not be recordable.
+void LaneCore::pause_session(const JobPtr& j, const std::string& reason, MessageOutcome failed) {
+  ++stats_.paused;
+  const auto& cmd = j->command;
+  control_->pause(cmd.tenant, cmd.session, reason, [this, j, failed](std::vector<nlohmann::json> events, std::exception_ptr err) mutable {
+    for (auto& e : events) sink_.publish_json(e, [] {}, [](const Error&) {});
+    later([this, j, failed = std::move(failed), err]() mutable {
+      if (err) {
+        log::warn("session.pause_failed", {{"tenant", j->command.tenant}, {"session", j->command.session}, {"detail", what(err)}});
+        return conclude(j, std::move(failed));
+      }
+      ledger_.unclaim({j->command.id}, [this, j, failed = std::move(failed)](std::exception_ptr e) mutable {
+        later([this, j, failed = std::move(failed), e]() mutable {
+          if (e) return conclude(j, std::move(failed));
+          j->claimed = false;
+          j->maybe_out = false;
+          j->provider_attempt = 0;
+          engine_.retry_at(j, EventLoop::Clock::now());  // claimed again: held while PAUSED
+        });
+      });
+    });
+  });
 }
 
 void LaneCore::reconcile(const JobPtr& j, const std::string& why) {

@@ -1,5 +1,6 @@
 #include "switchboard/workers/lane_worker.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "switchboard/core/events.hpp"
@@ -91,10 +92,19 @@ LaneWorker::LaneWorker(const Config& config, const std::string& lane, std::uniqu
       consumer_(config.kafka, consumer_options(config, lane_), core_) {
   sink_.attach(&consumer_);
   core_.set_session_control(lifecycle_.get());
-  if (config.worker.session_rate_per_s > 0) {
-    pacer_ = std::make_unique<RedisPacer>(config.redis, config.worker.session_rate_per_s);
+  if (config.pacing.enabled || config.worker.session_rate_per_s > 0) {
+    RedisPacer::Options po;
+    po.defaults = PacingPolicy::from_config(config.pacing);
+    if (config.worker.session_rate_per_s > 0)  // the older knob: a minimum gap
+      po.defaults.min_gap_ms = std::max(po.defaults.min_gap_ms, (999 + config.worker.session_rate_per_s) / config.worker.session_rate_per_s);
+    po.policy_cache = std::chrono::milliseconds(config.pacing.policy_cache_ms);
+    pacing_store_ = std::make_unique<PacingStore>(pool_);
+    pacer_ = std::make_unique<RedisPacer>(config.redis, po, [store = pacing_store_.get()](const auto& keys) { return store->load(keys); });
     core_.set_pacer(pacer_.get());
   }
+  resumer_ = std::make_unique<SessionResumer>(pool_, std::chrono::milliseconds(config.pacing.resume_poll_ms), [this](const nlohmann::json& e) {
+    sink_.publish_json(e, [] {}, [](const Error& err) { log::warn("session.resume_event_lost", {{"detail", err.what()}}); });
+  });
 }
 
 LaneWorker::~LaneWorker() { sink_.attach(nullptr); }
@@ -117,7 +127,17 @@ void LaneWorker::run(const std::atomic<bool>& stop) {
           return OpsServer::Metric{name, help, "gauge", v, lane};
         };
         const auto load = core_.load();
-        return std::vector<OpsServer::Metric>{
+        std::vector<OpsServer::Metric> pacing;
+        if (const auto* p = dynamic_cast<const RedisPacer*>(pacer_.get())) {
+          const auto& ps = p->stats();
+          pacing = {c("switchboard_pacing_reserves_total", "Send slots asked of the pacer", ps.reserves),
+                    c("switchboard_pacing_waits_total", "Asks answered with a wait (a pacing limit)", ps.waits),
+                    c("switchboard_pacing_unlimited_total", "Asks of sessions whose policy limits nothing (no Redis call)", ps.unlimited),
+                    c("switchboard_pacing_redis_round_trips_total", "Pipelines sent to Redis by the pacer", ps.redis_round_trips),
+                    c("switchboard_pacing_backoffs_total", "Throttle back-offs recorded for a session", ps.backoffs)};
+        }
+        pacing.push_back(c("switchboard_worker_sessions_paused_total", "Sessions paused on a ban signal", s.paused));
+        auto metrics = std::vector<OpsServer::Metric>{
             c("switchboard_worker_received_total", "Commands consumed", s.received),
             c("switchboard_worker_sent_total", "Messages the provider accepted", s.sent),
             c("switchboard_worker_failed_total", "Messages that ended as message.failed", s.failed),
@@ -131,10 +151,12 @@ void LaneWorker::run(const std::atomic<bool>& stop) {
               static_cast<double>(load.in_flight)),
             g("switchboard_worker_sessions", "Sessions with work or a pacing wait in this process",
               static_cast<double>(load.sessions))};
+        metrics.insert(metrics.end(), pacing.begin(), pacing.end());
+        return metrics;
       });
   log::info("worker.started", {{"lane", lane_}, {"topic", config_.topic(lane_topic_base(lane_))},
                                {"max_in_flight", std::to_string(config_.worker.max_in_flight)},
-                               {"pacing_per_s", std::to_string(config_.worker.session_rate_per_s)}});
+                               {"pacing", pacer_ ? "on" : "off"}});
   consumer_.run(stop);  // drains (bounded), commits and leaves the group
   // What was acked is committed; flush the rest so a clean stop leaves little to redo.
   if (!producer_.flush(5000)) log::warn("worker.unflushed", {{"lane", lane_}, {"pending", std::to_string(publisher_.pending())}});

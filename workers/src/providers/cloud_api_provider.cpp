@@ -39,6 +39,7 @@ SendResult CloudApiProvider::interpret(const HttpResponse& resp, const std::stri
     case 130429:  // throughput exceeded: nothing sent, back off
       r = result(SendResult::Status::RetryableError, what);
       r.retry_after_ms = 1000;
+      r.throttled = true;
       return r;
     case 131056:  // pair rate limit: this recipient, later
       r = result(SendResult::Status::RetryableError, what);

@@ -25,6 +25,21 @@ std::string message_id_of(const json& j) {
 }
 }  // namespace
 
+bool ReachOutLocks::is_lock(long status, const std::string& body) {
+  return status >= 400 && (body.find("error 463") != std::string::npos || body.find("reachoutTimelock") != std::string::npos ||
+                           body.find("REACHOUT_TIMELOCK") != std::string::npos);
+}
+
+bool ReachOutLocks::repeated(const std::string& key, std::chrono::steady_clock::time_point now) {
+  std::lock_guard lock(mu_);
+  auto& times = seen_[key];
+  while (!times.empty() && now - times.front() > window_) times.pop_front();
+  times.push_back(now);
+  if (static_cast<int>(times.size()) < threshold_) return false;
+  seen_.erase(key);
+  return true;
+}
+
 void EngineProvider::send(const SendRequest& request, SendDone done) {
   const EngineNode* node = config_.node(request.route.node);
   if (!node)
@@ -41,7 +56,19 @@ void EngineProvider::send(const SendRequest& request, SendDone done) {
   } catch (const json::exception& e) {
     return done(result(SendResult::Status::Rejected, where + "request cannot be encoded as JSON: " + e.what()));
   }
-  client_.submit(std::move(req), [where, done = std::move(done)](HttpResponse resp) {
+  const std::string key = request.tenant_id + "/" + request.session;
+  client_.submit(std::move(req), [this, key, where, done = std::move(done)](HttpResponse resp) {
+    if (resp.transport_ok() && ReachOutLocks::is_lock(resp.status, resp.body)) {
+      auto r = result(SendResult::Status::RetryableError, where + "reach-out time-lock (WhatsApp error 463): " + excerpt(resp.body));
+      r.maybe_delivered = false;  // WhatsApp refused it
+      r.throttled = true;
+      r.retry_after_ms = 60000;
+      if (locks_.repeated(key, std::chrono::steady_clock::now())) {
+        r.status = SendResult::Status::Rejected;
+        r.pause_reason = "reach_out_timelock";
+      }
+      return done(std::move(r));
+    }
     if (resp.transport_ok() && resp.status == 422) {
       // The engine says the session is not WORKING (its status moved before ours did): nothing
       // was sent; try again after a back-off, by which time the status callback has arrived.

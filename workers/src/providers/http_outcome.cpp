@@ -109,6 +109,7 @@ SendResult interpret_send(const HttpResponse& resp, const std::string& where, co
     // 429 and 503 say the provider declined before doing anything; other 5xx and 408 may have
     // failed after the send.
     r.maybe_delivered = !(resp.status == 429 || resp.status == 503);
+    r.throttled = resp.status == 429;
     return r;
   }
   // Other 4xx (and 1xx/3xx: redirects are not followed) mean the request itself is wrong.

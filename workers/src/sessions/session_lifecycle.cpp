@@ -12,7 +12,7 @@ namespace sb {
 using json = nlohmann::json;
 
 SessionLifecycle::SessionLifecycle(const Config& config, pg::Pool& pool)
-    : config_(config), store_(pool), secrets_(config.secrets.key), thread_([this] { loop(); }) {}
+    : config_(config), store_(pool), pacing_(pool), secrets_(config.secrets.key), thread_([this] { loop(); }) {}
 
 SessionLifecycle::~SessionLifecycle() {
   stopper_.request_stop();
@@ -71,8 +71,21 @@ void SessionLifecycle::pause(const std::string& tenant, const std::string& sessi
     std::exception_ptr err;
     try {
       if (auto s = store_.get(tenant, session)) {
-        log::warn("session.paused", {{"tenant", tenant}, {"session", session}, {"reason", reason}});
-        record(events, *s, "FAILED", reason);
+        // PAUSED, not FAILED: the pairing is fine, the number must rest. Resumed by a worker's
+        // sweep once the cool-down has passed (SessionResumer), or by POST …/resume.
+        auto found = pacing_.load(std::vector<PacingStore::Key>{PacingStore::Key{tenant, session}});
+        const auto policy = found.empty() ? PacingPolicy::from_config(config_.pacing)
+                                          : found.begin()->second.effective(PacingPolicy::from_config(config_.pacing));
+        log::warn("session.paused", {{"tenant", tenant}, {"session", session}, {"reason", reason},
+                                     {"cool_down_s", std::to_string(policy.cool_down_s)}});
+        record(events, *s, "PAUSED", reason);
+        if (policy.cool_down_s > 0) {
+          const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch()).count() + int64_t{policy.cool_down_s} * 1000;
+          pacing_.set_paused_until(tenant, session, until);
+          if (auto at = pacing_.paused_until(tenant, session))
+            for (auto& e : events) e["data"]["paused_until"] = *at;
+        }
       }
     } catch (...) {
       err = std::current_exception();
@@ -111,6 +124,12 @@ std::vector<json> SessionLifecycle::run(const SessionCommand& c) {
     return events;
   }
   if (s->deleting && c.action != "delete") return events;  // a delete is on its way
+  if (c.action == "resume") {  // POST /v1/sessions/{id}/resume: only a PAUSED session resumes
+    if (s->status == "PAUSED") record(events, *s, "WORKING", std::string("resume requested"));
+    else log::info("session.command_skipped", {{"tenant", c.tenant}, {"session", c.session}, {"action", c.action},
+                                               {"detail", "not PAUSED (" + s->status + ")"}});
+    return events;
+  }
   const std::string why = c.action + " requested";
   // Stamped before the provider call: a status the provider reports by webhook after it is
   // newer, so this one never overwrites it (statuses apply in time order).

@@ -40,6 +40,14 @@ void ControlApi::routes() {
     respond(reply(200, *done));
   });
   server_.async_route("POST", "/sim/ban", [this](const http::Request& req, http::Responder respond) { ban(req, respond); });
+  server_.async_route("POST", "/sim/unban", [this](const http::Request& req, http::Responder respond) {
+    auto body = fields(req, respond, {"account"});
+    if (!body) return;
+    auto done = cloud_.ban((*body)["account"].get<std::string>(), 0);  // code 0: sends go through again
+    if (!done) return respond(reply(404, {{"error", "no Cloud API number has account '" + (*body)["account"].get<std::string>() + "'"}}));
+    (*done)["shape"] = "cloud_api";
+    respond(reply(200, *done));
+  });
   server_.async_route("GET", "/sim/log", [this](const http::Request& req, http::Responder respond) {
     if (req.has_param("session")) return respond(reply(200, ctx_.sends.to_json("session", req.get_param_value("session"))));
     if (req.has_param("phone_number_id"))

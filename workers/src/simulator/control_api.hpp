@@ -5,6 +5,7 @@
 //   POST /sim/inbound {"to","from","text"}        → 200 {"shape", …} (404 unknown account, 409 not WORKING)
 //   POST /sim/disconnect {"account"}              → 200 (engine session loses its auth, shows a new QR)
 //   POST /sim/ban {"account","code"?}             → 200 (engine: FAILED; Cloud number: sends fail with code)
+//   POST /sim/unban {"account"}                   → 200 (Cloud number: sends succeed again)
 //   GET  /sim/log[?session=S|?phone_number_id=P]  → {"sends":[…],"dropped"}
 //   GET  /sim/sessions/log                        → [{"session","node","started_at_ms","stopped_at_ms"}]
 //   POST /sim/cloud_api/verify                    → {"ok","status","echoed"}

@@ -213,6 +213,23 @@ struct CallbacksConfig {
   std::string ops_listen;
 };
 
+// Anti-ban pacing (see core/pacing_policy.hpp): the defaults every session gets unless its
+// tenant's or its own `pacing` says otherwise, enforced in Redis across replicas and lanes.
+struct PacingConfig {
+  bool enabled = true;              // false: no pacing, no Redis call per send
+  int min_gap_ms = 0;               // between two sends of a session, + random 0..jitter_ms
+  int jitter_ms = 0;
+  int per_minute = 0;               // sliding-window caps (0: none)
+  int per_hour = 0;
+  std::string warmup_daily_caps;    // "20,40,80": daily caps from the first WORKING day on
+  int cloud_api_number_per_s = 80;  // Cloud API per-number throughput
+  int cloud_api_pair_gap_ms = 0;    // Cloud API: same recipient again after this (Meta: ~6000)
+  int throttle_backoff_ms = 1000;   // 429 / 130429: the session's sends wait at least this
+  int pause_cool_down_s = 900;      // a session paused on a ban signal resumes after this (0: by API)
+  int policy_cache_ms = 5000;       // a session's overrides are re-read this often
+  int resume_poll_ms = 1000;        // how often workers look for paused sessions due to resume
+};
+
 struct Config {
   KafkaConfig kafka;
   PostgresConfig postgres;
@@ -229,6 +246,7 @@ struct Config {
   EngineConfig engine;
   CloudApiConfig cloud_api;
   CallbacksConfig callbacks;
+  PacingConfig pacing;
   std::string schemas_dir = SWITCHBOARD_DEFAULT_SCHEMAS_DIR;
 
   // Full topic / group names, with the prefix applied.

@@ -26,6 +26,9 @@ class RedisClient {
   // Runs one command; throws Unavailable when Redis can't be reached (the connection is dropped
   // and re-made on the next call), Error(Internal) for an error reply.
   RedisReplyPtr command(const std::vector<std::string>& argv);
+  // Several commands in one round trip; one reply each, in order. Error replies are handed back
+  // as they are (REDIS_REPLY_ERROR: the caller judges them); throws Unavailable on I/O failure.
+  std::vector<RedisReplyPtr> pipeline(const std::vector<std::vector<std::string>>& commands);
   bool ping();
 
  private:

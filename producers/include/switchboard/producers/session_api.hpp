@@ -6,6 +6,9 @@
 //   POST   /v1/sessions/{id}/start|stop|restart|logout   202 {"command_id"}
 //   DELETE /v1/sessions/{id}                202 {"command_id"} (removed once the worker stopped it)
 //   GET    /v1/sessions/{id}/qr             {"value","mimetype","data"} while SCAN_QR_CODE, else 409
+//   PATCH  /v1/sessions/{id}                {"pacing": {...}|null} → 200 the session (its pacing overrides)
+//   POST   /v1/sessions/{id}/resume         202 {"command_id"} (a PAUSED session back to WORKING), else 409
+//   GET|PATCH /v1/pacing                    the tenant's pacing overrides {"pacing"} (+ the config "defaults")
 // Lifecycle commands travel on sb.commands.high keyed by tenant: the worker owning the tenant's
 // partition runs them in order. Credentials in `config` are sealed before they are stored and
 // never appear in a response or a log line.
@@ -17,6 +20,7 @@
 #include "switchboard/core/http_server.hpp"
 #include "switchboard/core/schema.hpp"
 #include "switchboard/core/secret_box.hpp"
+#include "switchboard/core/pacing_store.hpp"
 #include "switchboard/core/session_store.hpp"
 #include "switchboard/producers/command_publisher.hpp"
 
@@ -39,12 +43,16 @@ class SessionApi {
   void act(const http::Request& req, http::Response& res, const std::string& action);
   void remove(const http::Request& req, http::Response& res);
   void qr(const http::Request& req, http::Response& res);
+  void update(const http::Request& req, http::Response& res);
+  void tenant_pacing(const http::Request& req, http::Response& res);
+  nlohmann::json with_pacing(nlohmann::json view, const std::string& tenant, const std::string& name, bool effective);
   // Publishes a lifecycle command; the command id.
   std::string publish(const std::string& tenant, const std::string& session, const std::string& action);
 
   const Config& config_;
   const SchemaSet& schemas_;
   SessionStore store_;
+  PacingStore pacing_;
   SecretBox secrets_;
   CommandPublisher& publisher_;
   Authenticate authenticate_;

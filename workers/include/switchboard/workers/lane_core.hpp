@@ -79,12 +79,14 @@ class SessionControl {
 };
 
 // Per-session send pacing shared across replicas (Redis). done(wait, error): wait 0 means a
-// send slot is reserved now; otherwise ask again after `wait`.
+// send slot (to recipient `to`) is reserved now; otherwise ask again after `wait`.
 class Pacer {
  public:
   using Done = std::function<void(std::chrono::milliseconds wait, std::exception_ptr error)>;
   virtual ~Pacer() = default;
-  virtual void reserve(const std::string& tenant, const std::string& session, Done done) = 0;
+  virtual void reserve(const std::string& tenant, const std::string& session, const std::string& to, Done done) = 0;
+  // The provider throttled the session (429): every replica's sends of it wait at least `wait`.
+  virtual void backoff(const std::string& /*tenant*/, const std::string& /*session*/, std::chrono::milliseconds /*wait*/) {}
 };
 
 struct LaneStats {
@@ -141,6 +143,7 @@ class LaneCore : public RecordHandler {
   void on_claimed(const JobPtr& j, const SendClaim& c, std::exception_ptr err);
   void send(const JobPtr& j);
   void on_sent(const JobPtr& j, const SendResult& r);
+  void pause_session(const JobPtr& j, const std::string& reason, MessageOutcome failed);
   void reconcile(const JobPtr& j, const std::string& why);
   void on_reconciled(const JobPtr& j, const ReconcileResult& r, const std::string& why);
   void conclude(const JobPtr& j, MessageOutcome o);

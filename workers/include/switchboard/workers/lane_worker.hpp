@@ -24,6 +24,7 @@
 #include "switchboard/workers/partitioned_consumer.hpp"
 #include "switchboard/workers/pg_command_ledger.hpp"
 #include "switchboard/workers/provider.hpp"
+#include "switchboard/workers/sessions/session_resumer.hpp"
 
 namespace sb {
 
@@ -75,9 +76,11 @@ class LaneWorker {
   LaneCore core_;                       // reaches loop_, ledger_, provider_, pacer_ (declared below)
   EventLoop loop_;                      // runs core_'s tasks
   PgCommandLedger ledger_;              // its thread calls back into core_ through loop_
+  std::unique_ptr<PacingStore> pacing_store_;  // read by the pacer's thread
   std::unique_ptr<Pacer> pacer_;        // likewise (null: no pacing)
   std::unique_ptr<SessionControl> lifecycle_;  // likewise: its thread runs session.* commands
   std::unique_ptr<Provider> provider_;  // its HTTP thread calls back into core_ through loop_
+  std::unique_ptr<SessionResumer> resumer_;    // its thread publishes through sink_
   PartitionedConsumer consumer_;        // last: its poll thread reaches everything above
 };
 

@@ -40,6 +40,9 @@ struct SendResult {
   bool maybe_delivered = false;
   // Not before this long (the provider asked for it: a rate limit); 0 = the retry policy's delay.
   int retry_after_ms = 0;
+  // The provider throttled this sender (HTTP 429, Graph 130429): every lane's and replica's
+  // sends of the session back off (Pacer::backoff), not only this retry.
+  bool throttled = false;
   // The provider flagged the sender (spam limit, policy block): the session should pause.
   std::string pause_reason;
 };

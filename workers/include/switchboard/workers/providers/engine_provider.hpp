@@ -3,15 +3,38 @@
 // with X-Api-Key. Written against WAHA's REST API as documented for 2024.x–2025.x (Core and
 // Plus): the response is the engine's raw message object, its id taken from "id" (string or
 // {"_serialized"}) or "key.id". A 422 (session not WORKING on the engine) is retryable and
-// certainly not sent. WAHA has no idempotency key and no lookup by our id: reconcile() answers
+// certainly not sent; a reach-out time-lock (error 463) backs off, and repeated ones pause the
+// session. WAHA has no idempotency key and no lookup by our id: reconcile() answers
 // Unknown, so an interrupted send is failed as uncertain (worker.on_uncertain), never repeated.
+#include <chrono>
+#include <deque>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "switchboard/core/config.hpp"
 #include "switchboard/core/http_async.hpp"
 #include "switchboard/workers/provider.hpp"
 
 namespace sb {
+
+// WhatsApp's reach-out time-lock (the engine answers its server error 463: this number may not
+// message new contacts for a while; nothing was sent). One lock backs the session off (the
+// pacer's shared back-off); `threshold` of them within `window` pause it (reach_out_timelock).
+class ReachOutLocks {
+ public:
+  ReachOutLocks(int threshold, std::chrono::seconds window) : threshold_(threshold), window_(window) {}
+  // Counts a lock of session `key` at `now`; true when it is the threshold-th within the window
+  // (the count then starts over).
+  bool repeated(const std::string& key, std::chrono::steady_clock::time_point now);
+  static bool is_lock(long status, const std::string& body);
+
+ private:
+  const int threshold_;
+  const std::chrono::seconds window_;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::deque<std::chrono::steady_clock::time_point>> seen_;
+};
 
 class EngineProvider : public Provider {
  public:
@@ -25,6 +48,7 @@ class EngineProvider : public Provider {
 
  private:
   const EngineConfig& config_;
+  ReachOutLocks locks_{3, std::chrono::minutes(10)};
   AsyncHttpClient client_;
 };
 

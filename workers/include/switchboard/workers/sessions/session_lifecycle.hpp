@@ -17,6 +17,7 @@
 #include "switchboard/core/pg.hpp"
 #include "switchboard/core/retry_policy.hpp"
 #include "switchboard/core/secret_box.hpp"
+#include "switchboard/core/pacing_store.hpp"
 #include "switchboard/core/session_store.hpp"
 #include "switchboard/workers/lane_core.hpp"
 
@@ -43,6 +44,7 @@ class SessionLifecycle : public SessionControl {
 
   const Config& config_;
   SessionStore store_;
+  PacingStore pacing_;  // pause cool-downs
   SecretBox secrets_;
   std::mutex mu_;
   std::condition_variable cv_;
