@@ -198,6 +198,16 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("callbacks.batch_max", c.callbacks.batch_max, 1, 100000);
   t.integer("callbacks.linger_ms", c.callbacks.linger_ms, 0, 1000);
   t.text("callbacks.ops_listen", c.callbacks.ops_listen);
+  t.boolean("scheduler.enabled", c.scheduler.enabled);
+  t.integer("scheduler.poll_interval_ms", c.scheduler.poll_interval_ms, 10, 60000);
+  t.integer("scheduler.batch_max", c.scheduler.batch_max, 1, 10000);
+  t.integer("scheduler.max_ahead_days", c.scheduler.max_ahead_days, 1, 3650);
+  t.integer("quotas.requests_per_s", c.quotas.requests_per_s, 0, 10000000);
+  t.integer("quotas.messages_per_day", c.quotas.messages_per_day, 0, 2000000000);
+  t.integer("quotas.override_refresh_ms", c.quotas.override_refresh_ms, 100, 3600000);
+  t.integer("backpressure.max_lag", c.backpressure.max_lag, 0, 2000000000);
+  t.integer("backpressure.check_interval_ms", c.backpressure.check_interval_ms, 100, 600000);
+  t.integer("backpressure.retry_after_s", c.backpressure.retry_after_s, 1, 3600);
 }
 
 const std::string kNotScalar = "\x01<list>";
