@@ -90,7 +90,10 @@ class RouteLatency {
       : family_(prometheus::BuildHistogram()
                     .Name("sb_intake_request_duration_seconds")
                     .Help("Intake handler latency (request read to response queued) by route.")
-                    .Register(metrics::registry())) {}
+                    .Register(metrics::registry())) {
+    for (const char* route : {"send_message", "get_message", "cancel_message"})  // series from the start
+      family_.Add({{"route", route}}, metrics::latency_buckets());
+  }
   void started(const http::Request& req) {
     std::lock_guard lock(mu_);
     started_[&req] = SteadyClock::now();

@@ -145,13 +145,16 @@ TEST_CASE("backpressure: a lane lagging past backpressure.max_lag gets 503 + Ret
 
   // No worker on the low lane yet: its records pile up.
   for (int i = 0; i < 10; ++i) REQUIRE(sbtest::call(http, "POST", "/v1/sessions/main/messages", tenant.api_key, low).status == 202);
-  httplib::Result refused;
+  std::string retry_after, refusal;
   REQUIRE(sbtest::eventually([&] {
-    refused = http.Post("/v1/sessions/main/messages", sbtest::bearer(tenant.api_key), low, "application/json");
-    return refused && refused->status == 503;
+    auto r = http.Post("/v1/sessions/main/messages", sbtest::bearer(tenant.api_key), low, "application/json");
+    if (!r || r->status != 503) return false;
+    retry_after = r->get_header_value("Retry-After");
+    refusal = r->body;
+    return true;
   }, 10000, 100));
-  CHECK(refused->get_header_value("Retry-After") == "3");
-  CHECK(json::parse(refused->body)["error"].get<std::string>().find("lane 'low'") != std::string::npos);
+  CHECK(retry_after == "3");
+  CHECK(json::parse(refusal)["error"].get<std::string>().find("lane 'low'") != std::string::npos);
   CHECK(sbtest::call(http, "POST", "/v1/sessions/main/messages", tenant.api_key, high).status == 202);  // another lane
   // Intake's /metrics shows the lag per partition and the refusing lane.
   auto metrics = http.Get("/metrics");

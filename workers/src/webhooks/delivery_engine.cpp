@@ -44,7 +44,8 @@ DeliveryEngine::DeliveryEngine(const WebhooksConfig& config, const AddressGuard&
       now_(std::move(now)),
       breaker_settings_(breaker_settings(config)),
       http_(http_options(config, guard)) {
-  delivery_latency();  // registered at start: /metrics lists the family before the first delivery
+  // Series exist from the start (prometheus-cpp leaves a family without any out of /metrics).
+  for (const char* verdict : {"delivered", "retry", "gone"}) delivery_latency().Add({{"verdict", verdict}}, metrics::latency_buckets());
 }
 
 std::size_t DeliveryEngine::outstanding() const {
