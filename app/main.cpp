@@ -17,6 +17,7 @@
 #include "switchboard/core/tenant_store.hpp"
 #include "switchboard/producers/command_publisher.hpp"
 #include "switchboard/producers/intake_server.hpp"
+#include "switchboard/producers/scheduled_sender.hpp"
 #include "switchboard/workers/callbacks/callback_worker.hpp"
 #include "switchboard/workers/lane_worker.hpp"
 #include "switchboard/workers/providers/routing_provider.hpp"
@@ -180,6 +181,7 @@ int main(int argc, char** argv) {
   auto* sim_cmd = app.add_subcommand("simulator", "serve a simulated messaging provider over HTTP");
   auto* webhooks_cmd = app.add_subcommand("webhooks", "deliver events from sb.events to tenants' webhook endpoints");
   auto* callbacks_cmd = app.add_subcommand("callbacks", "turn provider callbacks (sb.callbacks) into receipts, inbound messages and session statuses");
+  auto* scheduler_cmd = app.add_subcommand("scheduler", "publish scheduled messages (send_at) to their lanes when due (intake runs one too: scheduler.enabled)");
   auto* dev_cmd = app.add_subcommand("dev", "run simulator, intake, the three lane workers, the callbacks worker and the webhook dispatcher in one process");
 
   auto* publish_cmd = app.add_subcommand("publish", "publish a send command straight to its lane topic (no HTTP)");
@@ -249,6 +251,12 @@ int main(int argc, char** argv) {
       run_webhooks(config);
     } else if (*callbacks_cmd) {
       run_callbacks(config);
+    } else if (*scheduler_cmd) {
+      sb::pg::Pool pool(config.postgres);
+      sb::CommandPublisher publisher(config, config.intake.publish_timeout_ms);
+      sb::ScheduledSender scheduler(config, pool, publisher);
+      while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the signal thread sets it
+      scheduler.stop();
     } else if (*sim_cmd) {
       sb::Simulator simulator(config.simulator);
       on_stop([&] { simulator.stop(); });

@@ -7,6 +7,7 @@
 #include "switchboard/core/command.hpp"
 #include "switchboard/core/errors.hpp"
 #include "switchboard/core/kafka.hpp"
+#include "switchboard/core/pg.hpp"
 
 namespace sb {
 namespace {
@@ -159,7 +160,29 @@ ClusterStatus read_cluster_status(const Config& config, int timeout_ms) {
   for (auto& g : s.groups)
     for (const auto& t : s.topics)
       if (t.name == g.topic) group_lag(config, g, t, timeout_ms);
+  try {
+    s.sessions = read_session_counts(config);
+  } catch (const std::exception& e) {
+    s.sessions_error = e.what();  // Kafka's half of the picture is still worth printing
+  }
   return s;
+}
+
+std::vector<SessionCount> read_session_counts(const Config& config) {
+  auto pg = config.postgres;
+  pg.pool_size = 1;
+  pg::Pool pool(pg);
+  return read_session_counts(pool);
+}
+
+std::vector<SessionCount> read_session_counts(pg::Pool& pool) {
+  return pool.run([](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    std::vector<SessionCount> out;
+    for (const auto& r : tx.exec("SELECT status, COALESCE(node, ''), count(*) FROM sessions GROUP BY 1, 2 ORDER BY 1, 2"))
+      out.push_back({r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<int64_t>()});
+    return out;
+  });
 }
 
 nlohmann::json to_json(const ClusterStatus& s) {
@@ -187,6 +210,10 @@ nlohmann::json to_json(const ClusterStatus& s) {
     if (!g.error.empty()) jg["error"] = g.error;
     out["groups"].push_back(jg);
   }
+  json sessions = json::array();
+  for (const auto& c : s.sessions) sessions.push_back({{"status", c.status}, {"node", c.node}, {"count", c.count}});
+  out["sessions"] = sessions;
+  if (!s.sessions_error.empty()) out["sessions_error"] = s.sessions_error;
   return out;
 }
 
@@ -218,6 +245,9 @@ std::string to_text(const ClusterStatus& s) {
     for (const auto& p : g.partitions)
       if (p.lag > 0) out << "    partition " << p.partition << "  committed " << p.committed << "  high " << p.high << "  lag " << p.lag << "\n";
   }
+  out << "sessions by status and node\n";
+  if (!s.sessions_error.empty()) out << "  ERROR " << s.sessions_error << "\n";
+  for (const auto& c : s.sessions) out << "  " << c.status << "  " << (c.node.empty() ? "-" : c.node) << "  " << c.count << "\n";
   out << "dead letters\n  sb.dlq " << s.dlq_depth << "\n  sb.webhooks.dlq " << s.webhooks_dlq_depth << "\n";
   return out.str();
 }

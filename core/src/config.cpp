@@ -212,6 +212,16 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("pacing.pause_cool_down_s", c.pacing.pause_cool_down_s, 0, 30 * 86400);
   t.integer("pacing.policy_cache_ms", c.pacing.policy_cache_ms, 0, 3600000);
   t.integer("pacing.resume_poll_ms", c.pacing.resume_poll_ms, 50, 600000);
+  t.boolean("scheduler.enabled", c.scheduler.enabled);
+  t.integer("scheduler.poll_interval_ms", c.scheduler.poll_interval_ms, 10, 60000);
+  t.integer("scheduler.batch_max", c.scheduler.batch_max, 1, 10000);
+  t.integer("scheduler.max_ahead_days", c.scheduler.max_ahead_days, 1, 3650);
+  t.integer("quotas.requests_per_s", c.quotas.requests_per_s, 0, 10000000);
+  t.integer("quotas.messages_per_day", c.quotas.messages_per_day, 0, 2000000000);
+  t.integer("quotas.override_refresh_ms", c.quotas.override_refresh_ms, 100, 3600000);
+  t.integer("backpressure.max_lag", c.backpressure.max_lag, 0, 2000000000);
+  t.integer("backpressure.check_interval_ms", c.backpressure.check_interval_ms, 100, 600000);
+  t.integer("backpressure.retry_after_s", c.backpressure.retry_after_s, 1, 3600);
 }
 
 const std::string kNotScalar = "\x01<list>";

@@ -99,7 +99,8 @@ std::optional<MessageView> MessageStore::get(const std::string& tenant_id, const
     auto r = tx.exec_params(R"SQL(
       SELECT id::text, session, recipient, body, priority, status, provider_message_id, error, idempotency_key,
              to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-             to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+             to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+             to_char(send_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
       FROM messages WHERE id = $1 AND tenant_id = $2)SQL", id, tenant_id);
     if (r.empty()) return std::nullopt;
     MessageView v;
@@ -115,6 +116,7 @@ std::optional<MessageView> MessageStore::get(const std::string& tenant_id, const
     if (!row[8].is_null()) v.idempotency_key = row[8].as<std::string>();
     v.created_at = row[9].as<std::string>();
     v.updated_at = row[10].as<std::string>();
+    if (!row[11].is_null()) v.send_at = row[11].as<std::string>();
     auto h = tx.exec_params(R"SQL(
       SELECT status, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), detail
       FROM message_status_history WHERE message_id = $1 ORDER BY at, status DESC)SQL", id);
@@ -183,7 +185,8 @@ std::vector<SendClaim> MessageStore::claim_for_send(const std::vector<SendComman
         SELECT i.id, i.tenant_id, i.session, i.recipient, i.body, i.priority, 'sending'
         FROM input i JOIN sess s ON s.tenant_id = i.tenant_id AND s.name = i.session
         WHERE s.status = 'WORKING' AND NOT s.deleting
-        ON CONFLICT (id) DO UPDATE SET status = 'sending', updated_at = now() WHERE messages.status = 'queued'
+        ON CONFLICT (id) DO UPDATE SET status = 'sending', updated_at = now()
+          WHERE messages.status = 'queued' OR (messages.status = 'scheduled' AND messages.send_at <= now())  -- a scheduler's release (scheduled_store.hpp)
         RETURNING id
       )
       SELECT i.id::text, c.id IS NOT NULL, m.status, m.provider_message_id, m.error,
@@ -210,7 +213,9 @@ std::vector<SendClaim> MessageStore::claim_for_send(const std::vector<SendComman
       }
       if (row[1].as<bool>()) {
         claim.status = SendClaim::Status::Fresh;
-      } else if (!row[2].is_null() && row[2].as<std::string>() != "queued") {
+      } else if (!row[2].is_null() && row[2].as<std::string>() != "queued" && row[2].as<std::string>() != "scheduled") {
+        // ('scheduled' is as good as 'queued' here: a release whose commit this statement's
+        // snapshot predates, or one rolled back; the session's status decides, as for queued.)
         claim.known = known_from(row, 2);
         claim.status = claim.known.status == "sending" ? SendClaim::Status::InProgress : SendClaim::Status::Final;
       } else if (!session_known) {

@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "switchboard/core/metrics.hpp"
+
 namespace sb {
 
 OpsServer::OpsServer(const std::string& listen, const std::string& key, Readiness ready, Metrics metrics) {
@@ -25,6 +27,7 @@ OpsServer::OpsServer(const std::string& listen, const std::string& key, Readines
     for (const auto& m : metrics())
       out << "# HELP " << m.name << ' ' << m.help << "\n# TYPE " << m.name << ' ' << m.type << '\n'
           << m.name << (m.labels.empty() ? "" : "{" + m.labels + "}") << ' ' << m.value << '\n';
+    out << metrics::render();  // the process's prometheus-cpp families (histograms, labelled series)
     res.set_content(out.str(), "text/plain; version=0.0.4");
   });
   server_->set_error_handler([](const http::Request&, http::Response& res) {

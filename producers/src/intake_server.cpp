@@ -11,16 +11,22 @@
 #include <thread>
 #include <unordered_map>
 
+#include "switchboard/core/cluster_status.hpp"
 #include "switchboard/core/http_server.hpp"
 #include "switchboard/core/ids.hpp"
 #include "switchboard/core/log.hpp"
 #include "switchboard/core/message_store.hpp"
+#include "switchboard/core/metrics.hpp"
+#include "switchboard/core/scheduled_store.hpp"
 #include "switchboard/core/schema.hpp"
 #include "switchboard/core/tenant_store.hpp"
 #include "switchboard/producers/auth_throttle.hpp"
 #include "switchboard/producers/command_publisher.hpp"
 #include "switchboard/producers/event_stream_api.hpp"
 #include "switchboard/producers/queued_message_writer.hpp"
+#include "switchboard/producers/scheduled_sender.hpp"
+#include "switchboard/producers/lane_backpressure.hpp"
+#include "switchboard/producers/tenant_quotas.hpp"
 #include "switchboard/producers/callback_api.hpp"
 #include "switchboard/producers/session_api.hpp"
 #include "switchboard/producers/request_parsing.hpp"
@@ -54,6 +60,52 @@ class RequestMetrics {
   std::map<std::pair<std::string, int>, uint64_t> counts_;
 };
 
+// Handler latency of intake's own routes (send, read, cancel), by route: from the handler's
+// start (the request fully read) to the response handed to the server, in a prometheus-cpp
+// histogram. Keyed by the Request's address, which is unique while its response is pending.
+class RouteLatency {
+ public:
+  RouteLatency()
+      : family_(prometheus::BuildHistogram()
+                    .Name("sb_intake_request_duration_seconds")
+                    .Help("Intake handler latency (request read to response queued) by route.")
+                    .Register(metrics::registry())) {
+    for (const char* route : {"send_message", "get_message", "cancel_message"})  // series from the start
+      family_.Add({{"route", route}}, metrics::latency_buckets());
+  }
+  void started(const http::Request& req) {
+    std::lock_guard lock(mu_);
+    started_[&req] = SteadyClock::now();
+  }
+  void finished(const http::Request& req, const std::string& route) {
+    SteadyClock::time_point t0;
+    {
+      std::lock_guard lock(mu_);
+      auto it = started_.find(&req);
+      if (it == started_.end()) return;  // a route not timed here, or answered by the server itself
+      t0 = it->second;
+      started_.erase(it);
+    }
+    family_.Add({{"route", route}}, metrics::latency_buckets()).Observe(metrics::seconds_since(t0));
+  }
+
+ private:
+  prometheus::Family<prometheus::Histogram>& family_;
+  std::mutex mu_;
+  std::unordered_map<const http::Request*, SteadyClock::time_point> started_;
+};
+
+// A Prometheus label value: backslash, quote and newline escaped.
+std::string label_value(const std::string& v) {
+  std::string out;
+  for (char ch : v) {
+    if (ch == '\\' || ch == '"') out += '\\';
+    if (ch == '\n') out += "\\n";
+    else out += ch;
+  }
+  return out;
+}
+
 // Bounded label set: request paths carry ids, and unknown paths are anyone's to invent.
 std::string route_label(const std::string& path) {
   if (path.rfind("/v1/sessions/", 0) == 0 && path.size() > 9 && path.compare(path.size() - 9, 9, "/messages") == 0)
@@ -76,10 +128,12 @@ struct IntakeServer::Impl {
   pg::Pool pool;
   TenantStore tenants;
   MessageStore messages;
+  ScheduledStore scheduled;  // send_at: stored, released by a scheduler, cancellable
   TtlCache keys;
   TtlCache sessions;
   AuthThrottle throttle;
   RequestMetrics metrics;
+  RouteLatency latency;
   WebhookApi webhooks;
   EventStreamApi streams;  // before the server: its routes' work reaches it until the server stops
   // The server is declared before what its handlers and the callbacks below reach through it
@@ -90,6 +144,10 @@ struct IntakeServer::Impl {
   CommandPublisher publisher;  // after the writer: its delivery callbacks queue discards there
   SessionApi session_api;      // publishes lifecycle commands through the publisher
   CallbackApi callback_api;    // provider callbacks onto sb.callbacks, through the publisher
+  std::unique_ptr<ScheduledSender> scheduler;  // after the publisher it publishes through (scheduler.enabled)
+  // Last: their threads run request continuations that reach everything above.
+  TenantQuotas quotas;            // per-tenant requests/s and messages/day, in Redis
+  LaneBackpressure backpressure;  // lane lag, read every backpressure.check_interval_ms
   std::atomic<int> bound_port{0};
   std::atomic<uint64_t> acks{0}, ack_us{0};  // broker acknowledgements and their summed latency
 
@@ -99,10 +157,11 @@ struct IntakeServer::Impl {
         pool(c.postgres),
         tenants(pool),
         messages(pool),
+        scheduled(pool),
         keys(c.intake.auth_cache_ttl_ms),
         sessions(c.intake.auth_cache_ttl_ms),
         throttle({c.intake.auth_failure_limit, c.intake.auth_failure_window_s, c.intake.auth_block_s}),
-        webhooks(c, pool, schemas, [this](const auto& req, auto& res) { return authenticate_or_401(req, res); }),
+        webhooks(c, pool, schemas, [this](const auto& req, auto& res) { return authenticate_counted(req, res); }),
         streams(c,
                 [this](const auto& req, const std::string& key, auto& res) {
                   return authenticate_key_or_401(req, key, res,
@@ -111,13 +170,17 @@ struct IntakeServer::Impl {
         server(server_options(c.intake)),
         writer(c.intake, messages),
         publisher(c, c.intake.publish_timeout_ms),
-        session_api(c, pool, schemas, publisher, [this](const auto& req, auto& res) { return authenticate_or_401(req, res); }),
-        callback_api(c, pool, publisher) {
+        session_api(c, pool, schemas, publisher, [this](const auto& req, auto& res) { return authenticate_counted(req, res); }),
+        callback_api(c, pool, publisher),
+        quotas(c, pool),
+        backpressure(c) {
+    if (c.scheduler.enabled) scheduler = std::make_unique<ScheduledSender>(c, pool, publisher);
     routes();
   }
 
   ~Impl() {
     server.stop();     // no request handler runs from here on
+    if (scheduler) scheduler->stop();  // its turn under way finishes (bounded by the publish timeout)
     writer.stop();     // rows still queued are written; their callbacks publish
     publisher.flush(config.intake.publish_timeout_ms + 1000);  // delivery callbacks answer or discard
   }
@@ -184,6 +247,26 @@ struct IntakeServer::Impl {
     }
     unauthorized(res, hint);
     return std::nullopt;
+  }
+
+  // authenticate_or_401, then the tenant's requests/s quota (429 with RateLimit headers).
+  // For every authenticated route but the send, which counts its request itself (async).
+  std::optional<std::string> authenticate_counted(const http::Request& req, http::Response& res) {
+    auto tenant = authenticate_or_401(req, res);
+    if (!tenant) return tenant;
+    const auto d = quotas.check_now(*tenant, 0);
+    if (d.allowed) return tenant;
+    over_quota(res, d);
+    return std::nullopt;
+  }
+
+  void over_quota(http::Response& res, const QuotaDecision& d) {
+    res.set_header("Retry-After", std::to_string(std::max(1, d.retry_after_s)));
+    if (!d.policy_header.empty()) res.set_header("RateLimit-Policy", d.policy_header);
+    if (!d.ratelimit_header.empty()) res.set_header("RateLimit", d.ratelimit_header);
+    reply_error(res, 429, d.exceeded == "messages"
+                              ? "over the tenant's messages-per-day quota; retry after " + std::to_string(d.retry_after_s) + " s"
+                              : "over the tenant's requests-per-second quota; retry after " + std::to_string(std::max(1, d.retry_after_s)) + " s");
   }
 
   bool session_known(const std::string& tenant, const std::string& session) {
@@ -303,7 +386,30 @@ struct IntakeServer::Impl {
       return respond(std::move(res));
     }
 
-    SendCommand cmd{new_uuid_v7(), *tenant, session, in.priority, now_rfc3339(), in.to, in.text};
+    // Backpressure (a cached flag) before the quota: a refused send should not use up quota.
+    if (!in.send_at && backpressure.overloaded(in.priority)) {
+      res.set_header("Retry-After", std::to_string(config.backpressure.retry_after_s));
+      reply_error(res, 503, "lane '" + in.priority + "' is behind (consumer lag over backpressure.max_lag); retry after " +
+                                std::to_string(config.backpressure.retry_after_s) + " s");
+      return respond(std::move(res));
+    }
+    // With no quota configured this calls back at once, on this thread.
+    quotas.check(*tenant, 1, [this, respond, tenant = *tenant, session, in = std::move(in)](const QuotaDecision& d) {
+      if (!d.allowed) {
+        http::Response r;
+        over_quota(r, d);
+        return respond(std::move(r));
+      }
+      accept_send(tenant, session, in, respond);
+    });
+  }
+
+  // The send, authenticated, valid and within quota: stored and published (or scheduled).
+  void accept_send(const std::string& tenant, const std::string& session, const SendMessageRequest& in, const http::Responder& respond) {
+    if (in.send_at) {  // a scheduled send: one insert, off the IO thread (not the hot path)
+      return server.offload([this, respond, tenant, session, in] { schedule_message(tenant, session, in, respond); });
+    }
+    SendCommand cmd{new_uuid_v7(), tenant, session, in.priority, now_rfc3339(), in.to, in.text};
     NewMessage row{cmd.id, cmd.tenant, cmd.session, cmd.to, cmd.text, cmd.priority, in.idempotency_key};
     writer.insert(std::move(row), [this, respond, cmd = std::move(cmd)](const InsertOutcome& outcome, std::exception_ptr err) {
       if (err) {
@@ -325,13 +431,50 @@ struct IntakeServer::Impl {
     });
   }
 
+  // Stores a send_at message as 'scheduled' (ScheduledSender publishes it when due).
+  void schedule_message(const std::string& tenant, const std::string& session, const SendMessageRequest& in,
+                        const http::Responder& respond) {
+    http::Response res;
+    try {
+      const long long now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+      const long long max_ahead_ms = static_cast<long long>(config.scheduler.max_ahead_days) * 86400000LL;
+      if (in.send_at_unix_ms - now_ms > max_ahead_ms) {
+        reply_error(res, 422, "send_at is more than " + std::to_string(config.scheduler.max_ahead_days) +
+                                  " days ahead (scheduler.max_ahead_days)", "send_at");
+        return respond(std::move(res));
+      }
+      NewMessage row{new_uuid_v7(), tenant, session, in.to, in.text, in.priority, in.idempotency_key};
+      const auto outcome = scheduled.schedule(row, *in.send_at);
+      if (!outcome.created) return replay_earlier(tenant, outcome.id, respond);
+      log::debug("intake.scheduled", {{"tenant", tenant}, {"session", session}, {"message_id", outcome.id}, {"send_at", *in.send_at}});
+      reply(res, 202, {{"id", outcome.id}, {"status", "scheduled"}});
+    } catch (...) {
+      exception_reply(respond.request(), res, std::current_exception());
+    }
+    respond(std::move(res));
+  }
+
+  // DELETE /v1/messages/{id}: a scheduled message is cancelled; anything further along is 409.
+  void cancel_message(const http::Request& req, http::Response& res) {
+    auto tenant = authenticate_counted(req, res);
+    if (!tenant) return;
+    const std::string id = req.matches[1];
+    const auto r = scheduled.cancel(*tenant, id, config.intake.publish_timeout_ms + 2000);
+    using Kind = ScheduledStore::CancelResult::Kind;
+    if (r.kind == Kind::NotFound) return reply_error(res, 404, "no message '" + id + "' for this tenant", "id");
+    if (r.kind == Kind::TooLate)
+      return reply_error(res, 409, "message '" + id + "' is " + r.status + ": only a scheduled message can be cancelled", "id");
+    log::info("intake.cancelled", {{"tenant", *tenant}, {"message_id", id}});
+    reply(res, 200, {{"id", id}, {"status", "cancelled"}});
+  }
+
   // Answers with the earlier message of an idempotency key. If it is still queued its first
   // publish may not have been acked (or was possibly persisted), so publish it again: the worker
   // dedupes by id, and a 202 must never stand for a lost command.
   void replay_earlier(const std::string& tenant, const std::string& id, const http::Responder& respond) {
     auto earlier = messages.get(tenant, id);
     if (!earlier) return respond(unavailable("the earlier request with this idempotency key is still in progress; retry"));
-    if (earlier->status != "queued") {
+    if (earlier->status != "queued" || earlier->send_at) {  // a scheduled one is the scheduler's to publish
       http::Response res;
       res.set_header("Idempotent-Replayed", "true");
       reply(res, 202, {{"id", earlier->id}, {"status", earlier->status}});
@@ -342,7 +485,7 @@ struct IntakeServer::Impl {
   }
 
   void get_message(const http::Request& req, http::Response& res) {
-    auto tenant = authenticate_or_401(req, res);
+    auto tenant = authenticate_counted(req, res);
     if (!tenant) return;
     const std::string id = req.matches[1];
     auto m = messages.get(*tenant, id);  // another tenant's id is simply not found
@@ -359,13 +502,24 @@ struct IntakeServer::Impl {
     if (m->provider_message_id) out["provider_message_id"] = *m->provider_message_id;
     if (m->error) out["error"] = *m->error;
     if (m->idempotency_key) out["idempotency_key"] = *m->idempotency_key;
+    if (m->send_at) out["send_at"] = *m->send_at;
     reply(res, 200, out);
   }
 
   void routes() {
     server.async_route("POST", R"(/v1/sessions/([^/]+)/messages)",
-                       [this](const http::Request& req, http::Responder respond) { send_message(req, respond, false); });
-    server.Get(R"(/v1/messages/([^/]+))", [this](const auto& req, auto& res) { get_message(req, res); });
+                       [this](const http::Request& req, http::Responder respond) {
+                         latency.started(req);
+                         send_message(req, respond, false);
+                       });
+    server.Get(R"(/v1/messages/([^/]+))", [this](const auto& req, auto& res) {
+      latency.started(req);
+      get_message(req, res);
+    });
+    server.Delete(R"(/v1/messages/([^/]+))", [this](const auto& req, auto& res) {
+      latency.started(req);
+      cancel_message(req, res);
+    });
     webhooks.mount(server);
     session_api.mount(server);
     callback_api.mount(server);
@@ -381,8 +535,8 @@ struct IntakeServer::Impl {
       reply(res, kafka_ok && pg_ok ? 200 : 503,
             {{"status", kafka_ok && pg_ok ? "ready" : "not_ready"}, {"kafka", kafka_ok}, {"postgres", pg_ok}});
     });
-    server.async_route("GET", "/metrics", [this](const http::Request&, http::Responder respond) {
-      http::Response res;
+    // On the blocking pool: the sessions gauge is a PostgreSQL query (one GROUP BY per scrape).
+    server.Get("/metrics", [this](const http::Request&, http::Response& res) {
       const auto w = writer.stats();
       std::string out = metrics.render();
       out += "# HELP sb_intake_insert_batches_total Group-committed insert transactions.\n"
@@ -396,8 +550,31 @@ struct IntakeServer::Impl {
              "\n# HELP sb_intake_kafka_ack_seconds_total Summed produce-to-ack latency.\n# TYPE sb_intake_kafka_ack_seconds_total counter\n"
              "sb_intake_kafka_ack_seconds_total " + std::to_string(ack_us.load() / 1e6) + "\n";
       out += streams.metrics();
+      out += backpressure.metrics();
+      out += "# HELP sb_intake_quota_refused_total Requests refused with 429 for a tenant quota.\n"
+             "# TYPE sb_intake_quota_refused_total counter\nsb_intake_quota_refused_total " + std::to_string(quotas.refused()) +
+             "\n# HELP sb_intake_redis_errors_total Quota checks Redis could not answer (let through).\n"
+             "# TYPE sb_intake_redis_errors_total counter\nsb_intake_redis_errors_total " + std::to_string(quotas.redis_errors()) + "\n";
+      if (scheduler) {
+        const auto st = scheduler->stats();
+        out += "# HELP sb_scheduler_released_total Scheduled messages published to their lane by this process.\n"
+               "# TYPE sb_scheduler_released_total counter\nsb_scheduler_released_total " + std::to_string(st.released) +
+               "\n# HELP sb_scheduler_publish_failures_total Scheduled messages Kafka did not acknowledge (retried next turn).\n"
+               "# TYPE sb_scheduler_publish_failures_total counter\nsb_scheduler_publish_failures_total " + std::to_string(st.publish_failures) +
+               "\n# HELP sb_scheduler_turn_failures_total Scheduler turns PostgreSQL failed.\n"
+               "# TYPE sb_scheduler_turn_failures_total counter\nsb_scheduler_turn_failures_total " + std::to_string(st.turn_failures) + "\n";
+      }
+      out += "# HELP sb_sessions Sessions by status and engine node (node \"\" = not on an engine node); the same from every replica.\n"
+             "# TYPE sb_sessions gauge\n";
+      try {
+        for (const auto& c : read_session_counts(pool))
+          out += "sb_sessions{status=\"" + label_value(c.status) + "\",node=\"" + label_value(c.node) + "\"} " +
+                 std::to_string(c.count) + "\n";
+      } catch (const Error& e) {
+        log::warn("intake.metrics_sessions_unreadable", {{"detail", e.what()}});
+      }
+      out += metrics::render();
       res.set_content(std::move(out), "text/plain; version=0.0.4");
-      respond(std::move(res));
     });
 
     server.set_exception_handler([this](const auto& req, auto& res, std::exception_ptr ep) { exception_reply(req, res, ep); });
@@ -412,7 +589,10 @@ struct IntakeServer::Impl {
         reply_error(res, res.status, "HTTP error " + std::to_string(res.status));
     });
     server.set_logger([this](const http::Request& req, const http::Response& res) {
-      metrics.count(route_label(req.path), res.status);
+      auto route = route_label(req.path);
+      if (route == "get_message" && req.method == "DELETE") route = "cancel_message";
+      metrics.count(route, res.status);
+      latency.finished(req, route);
     });
   }
 };

@@ -31,6 +31,7 @@ SB_APT_PACKAGES=(
   libssl-dev             # TLS / HMAC signing
   libqrencode-dev        # the simulator's pairing QR codes
   zlib1g-dev             # deflate + CRC-32 for the simulator's PNG images
+  prometheus-cpp-dev     # metrics: histograms and labelled series in the Prometheus text format
   # --- local servers for dev and integration tests ---
   postgresql             # initdb/pg_ctl/psql under /usr/lib/postgresql/<ver>/bin
   redis-server           # also pulls redis-tools (redis-cli)

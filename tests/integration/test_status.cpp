@@ -71,6 +71,12 @@ TEST_CASE("status: groups with members, assignments and lag, and dead-letter dep
   CHECK(committed == 3);  // lag 0 because all 3 were committed, not because nothing was there
   CHECK(s.dlq_depth == 2);
   CHECK(s.webhooks_dlq_depth == 0);
+  // Sessions by status and node, from PostgreSQL: acme's one simulator session is WORKING, no node.
+  INFO(s.sessions_error);
+  REQUIRE(s.sessions.size() == 1);
+  CHECK(s.sessions[0].status == "WORKING");
+  CHECK(s.sessions[0].node.empty());
+  CHECK(s.sessions[0].count == 1);
 
   // The command line: the same facts, as JSON on stdout (logs go to stderr).
   const auto out = stack.log_dir + "/status.json";
@@ -91,8 +97,12 @@ TEST_CASE("status: groups with members, assignments and lag, and dead-letter dep
     }
   CHECK(found);
   CHECK(doc["topics"].size() == 6);
+  REQUIRE(doc["sessions"].size() == 1);
+  CHECK(doc["sessions"][0]["status"] == "WORKING");
+  CHECK(doc["sessions"][0]["count"] == 1);
 
   const auto text = sb::to_text(s);
   CHECK_THAT(text, Catch::Contains("consumer groups") && Catch::Contains(stack.topic("sb-workers-default")) &&
-                       Catch::Contains("sb.dlq 2"));
+                       Catch::Contains("sb.dlq 2") && Catch::Contains("sessions by status and node") &&
+                       Catch::Contains("WORKING  -  1"));
 }

@@ -244,6 +244,7 @@ void LaneCore::on_claimed(const JobPtr& j, const SendClaim& c, std::exception_pt
     case SendClaim::Status::NotWorking:
       return hold_or_fail(j, c);
     case SendClaim::Status::Final: {
+      if (c.known.status == "cancelled") return skip_unreleased(j, c.known.status);
       // A replay of a command whose outcome is recorded: not sent again; its event is
       // republished with the same id (it may not have reached Kafka before a crash).
       ++stats_.replayed;
@@ -424,6 +425,16 @@ void LaneCore::publish(std::vector<ConsumedRecord> records, const MessageOutcome
       sink_.dead_letter(*rec, "event_unpublishable", e.what(), [this, rec] { sink_.finished(*rec); });
     }
   });
+}
+
+// A scheduled send's command whose message was cancelled after a scheduler published it and then
+// died before committing the release (core/scheduled_store.hpp): nothing is sent, no event goes out.
+void LaneCore::skip_unreleased(const JobPtr& j, const std::string& status) {
+  ++stats_.replayed;
+  log::info("worker.unreleased_skipped", {{"tenant", j->command.tenant}, {"session", j->command.session},
+                                          {"message_id", j->command.id}, {"status", status}});
+  engine_.done(j);
+  sink_.finished(j->record);
 }
 
 void LaneCore::republish(const JobPtr& j, const MessageOutcome& o) {

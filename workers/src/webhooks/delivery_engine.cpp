@@ -1,6 +1,9 @@
 #include "switchboard/workers/webhooks/delivery_engine.hpp"
 
 #include <algorithm>
+#include <chrono>
+
+#include "switchboard/core/metrics.hpp"
 
 namespace sb {
 
@@ -32,13 +35,18 @@ AsyncHttpClient::Options http_options(const WebhooksConfig& c, const AddressGuar
 
 }  // namespace
 
+static prometheus::Family<prometheus::Histogram>& delivery_latency();
+
 DeliveryEngine::DeliveryEngine(const WebhooksConfig& config, const AddressGuard& guard,
                                std::chrono::milliseconds max_line_wait, Now now)
     : config_(config),
       max_line_wait_(max_line_wait.count() > 0 ? max_line_wait : std::chrono::milliseconds(config.timeout_ms)),
       now_(std::move(now)),
       breaker_settings_(breaker_settings(config)),
-      http_(http_options(config, guard)) {}
+      http_(http_options(config, guard)) {
+  // Series exist from the start (prometheus-cpp leaves a family without any out of /metrics).
+  for (const char* verdict : {"delivered", "retry", "gone"}) delivery_latency().Add({{"verdict", verdict}}, metrics::latency_buckets());
+}
 
 std::size_t DeliveryEngine::outstanding() const {
   std::lock_guard lock(mu_);
@@ -127,6 +135,23 @@ void DeliveryEngine::carry_out(Plan& plan) {
   for (auto& w : plan.start) start(std::move(w.delivery), std::move(w.done));
 }
 
+// Webhook attempts by verdict (delivered, retry, gone): latency from submit to the answer.
+static prometheus::Family<prometheus::Histogram>& delivery_latency() {
+  static auto& family = prometheus::BuildHistogram()
+                            .Name("sb_webhook_delivery_duration_seconds")
+                            .Help("Webhook delivery attempts by verdict (delivered, retry, gone), submit to answer.")
+                            .Register(metrics::registry());
+  return family;
+}
+
+static void observe_delivery(const DeliveryAttempt& a, std::chrono::steady_clock::time_point t0) {
+  auto& family = delivery_latency();
+  const char* verdict = a.verdict == DeliveryAttempt::Verdict::Delivered ? "delivered"
+                        : a.verdict == DeliveryAttempt::Verdict::Gone    ? "gone"
+                                                                         : "retry";
+  family.Add({{"verdict", verdict}}, metrics::latency_buckets()).Observe(metrics::seconds_since(t0));
+}
+
 void DeliveryEngine::start(Delivery delivery, Done done) {
   HttpRequest req;
   req.url = delivery.endpoint.url;
@@ -145,8 +170,10 @@ void DeliveryEngine::start(Delivery delivery, Done done) {
     return;
   }
   auto shared = std::make_shared<Waiting>(Waiting{std::move(delivery), std::move(done)});
-  http_.submit(std::move(req), [this, shared](HttpResponse response) {
+  const auto t0 = std::chrono::steady_clock::now();
+  http_.submit(std::move(req), [this, shared, t0](HttpResponse response) {
     DeliveryAttempt a = classify(response);
+    observe_delivery(a, t0);
     const bool ok = a.verdict == DeliveryAttempt::Verdict::Delivered;
     const std::string id = shared->delivery.endpoint.id;
     finished(id, ok, std::move(shared->delivery), std::move(a), shared->done);

@@ -52,12 +52,32 @@ struct GroupStatus {
   int64_t lag() const;
 };
 
+namespace pg {
+class Pool;
+}
+
+// Sessions by status and node (node empty: not on an engine node), from PostgreSQL.
+struct SessionCount {
+  std::string status, node;
+  int64_t count = 0;
+};
+
+namespace pg {
+class Pool;
+}
+
 struct ClusterStatus {
   std::vector<BrokerStatus> brokers;
   std::vector<TopicStatus> topics;
   std::vector<GroupStatus> groups;
   int64_t dlq_depth = 0, webhooks_dlq_depth = 0;  // records on sb.dlq / sb.webhooks.dlq
+  std::vector<SessionCount> sessions;
+  std::string sessions_error;  // PostgreSQL could not be read
 };
+
+// One GROUP BY over the sessions table. Throws Unavailable when PostgreSQL can't be reached.
+std::vector<SessionCount> read_session_counts(const Config& config);
+std::vector<SessionCount> read_session_counts(pg::Pool& pool);  // on a pool the caller has
 
 // Queries the cluster of config.kafka (with its topic prefix). Throws Unavailable when no broker
 // answers within timeout_ms; per-topic and per-group problems are reported in their `error`.

@@ -230,6 +230,32 @@ struct PacingConfig {
   int resume_poll_ms = 1000;        // how often workers look for paused sessions due to resume
 };
 
+// Scheduled sends (`send_at`): every intake replica runs a scheduler thread (and `switchboard
+// scheduler` runs one alone) that publishes due messages to their lane, FOR UPDATE SKIP LOCKED
+// batches, so any number of replicas share the work. See producers/scheduled_sender.hpp.
+struct SchedulerConfig {
+  bool enabled = true;            // run the scheduler thread inside intake
+  int poll_interval_ms = 200;     // how often due messages are looked for: the bound on lateness
+  int batch_max = 500;            // messages published per transaction
+  int max_ahead_days = 90;        // a send_at further ahead is refused (422)
+};
+
+// Per-tenant quotas at intake, counted in Redis (one atomic script per request) so every
+// intake replica shares them. 0 = unlimited. tenant_quotas rows (PostgreSQL) override per tenant.
+struct QuotaConfig {
+  int requests_per_s = 0;         // authenticated API requests per tenant per second
+  int messages_per_day = 0;       // accepted messages per tenant per UTC day
+  int override_refresh_ms = 5000; // how often intake re-reads tenant_quotas
+};
+
+// Global backpressure: when the lanes' consumer lag (high watermark − committed offset, summed
+// over a lane's partitions) passes max_lag, intake answers sends with 503 + Retry-After.
+struct BackpressureConfig {
+  int max_lag = 0;                // records; 0 = off
+  int check_interval_ms = 1000;   // lag is computed this often (cached in between)
+  int retry_after_s = 5;
+};
+
 struct Config {
   KafkaConfig kafka;
   PostgresConfig postgres;
@@ -247,6 +273,9 @@ struct Config {
   CloudApiConfig cloud_api;
   CallbacksConfig callbacks;
   PacingConfig pacing;
+  SchedulerConfig scheduler;
+  QuotaConfig quotas;
+  BackpressureConfig backpressure;
   std::string schemas_dir = SWITCHBOARD_DEFAULT_SCHEMAS_DIR;
 
   // Full topic / group names, with the prefix applied.

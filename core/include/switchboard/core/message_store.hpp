@@ -37,6 +37,7 @@ struct StatusChange {
 struct MessageView {
   std::string id, session, to, text, priority, status, created_at, updated_at;
   std::optional<std::string> provider_message_id, error, idempotency_key;
+  std::optional<std::string> send_at;  // scheduled sends only
   std::vector<StatusChange> history;
 };
 

@@ -31,9 +31,14 @@ std::optional<std::string> bearer_token(std::string_view authorization);
 struct SendMessageRequest {
   std::string to, text, priority;
   std::optional<std::string> idempotency_key;  // header or body field (they must agree)
+  std::optional<std::string> send_at;          // scheduled send: RFC 3339, fields in range
+  long long send_at_unix_ms = 0;               // the same instant, for the range checks
 };
 SendMessageRequest parse_send_request(std::string_view body, const std::optional<std::string>& idempotency_header,
                                const SchemaSet& schemas);
+
+// An RFC 3339 time the schemas' pattern accepted (fields in range) → Unix milliseconds.
+long long rfc3339_unix_ms(const std::string& t);
 
 // POST /v1/webhooks
 struct WebhookCreateRequest {

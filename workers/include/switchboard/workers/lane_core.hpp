@@ -150,6 +150,7 @@ class LaneCore : public RecordHandler {
   void on_recorded(const JobPtr& j, const MessageOutcome& o, std::exception_ptr err);
   void publish(std::vector<ConsumedRecord> records, const MessageOutcome& o);
   void republish(const JobPtr& j, const MessageOutcome& o);
+  void skip_unreleased(const JobPtr& j, const std::string& status);  // scheduled_store.hpp
   void dead_letter(const JobPtr& j, const std::string& reason, const std::string& detail);
   void dependency_failed(const JobPtr& j, std::exception_ptr err, const char* step);
   bool live(const Job& j) const;

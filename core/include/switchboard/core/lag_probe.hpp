@@ -1,0 +1,42 @@
+#pragma once
+// Consumer lag of Switchboard's groups, cheaply and repeatedly: one long-lived Kafka handle per
+// group (it never subscribes, so it never joins the group) fetches the committed offsets, and
+// the partitions' high watermarks are queried from the leaders. lag = high − committed (from
+// the low watermark while nothing is committed). For intake's backpressure and /metrics; the
+// one-shot operator view is cluster_status.hpp.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "switchboard/core/config.hpp"
+#include "switchboard/core/kafka.hpp"
+
+namespace sb {
+
+struct GroupLag {
+  std::string group, topic;  // full names (topic prefix applied)
+  std::string lane;          // high|default|low for the lane groups, empty otherwise
+  std::map<int32_t, int64_t> partitions;  // partition → lag
+  std::string error;         // set when this group could not be read this time
+  int64_t total() const;
+};
+
+class LagProbe {
+ public:
+  // The lane groups (sb-workers-<lane> on sb.commands.<lane>), plus sb-webhooks on sb.events
+  // and sb-callbacks on sb.callbacks when with_dispatchers.
+  LagProbe(const Config& config, bool with_dispatchers);
+  ~LagProbe();
+  // Blocks up to about timeout_ms per group. Never throws: a group that can't be read says why.
+  std::vector<GroupLag> read(int timeout_ms);
+
+ private:
+  struct Group;
+  const Config& config_;
+  kafka::HandlePtr watermarks_;  // metadata and watermark queries
+  std::vector<std::unique_ptr<Group>> groups_;
+};
+
+}  // namespace sb
