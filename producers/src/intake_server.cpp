@@ -22,6 +22,7 @@
 #include "switchboard/producers/queued_message_writer.hpp"
 #include "switchboard/producers/callback_api.hpp"
 #include "switchboard/producers/session_api.hpp"
+#include "switchboard/producers/node_api.hpp"
 #include "switchboard/producers/request_parsing.hpp"
 #include "switchboard/producers/webhook_api.hpp"
 
@@ -111,6 +112,7 @@ struct IntakeServer::Impl {
   CommandPublisher publisher;  // after the writer: its delivery callbacks queue discards there
   SessionApi session_api;      // publishes lifecycle commands through the publisher
   CallbackApi callback_api;    // provider callbacks onto sb.callbacks, through the publisher
+  NodeApi node_api;            // operators: engine nodes (/v1/admin/nodes)
   std::atomic<int> bound_port{0};
   std::atomic<uint64_t> acks{0}, ack_us{0};  // broker acknowledgements and their summed latency
 
@@ -129,7 +131,14 @@ struct IntakeServer::Impl {
         writer(c.intake, messages),
         publisher(c, c.intake.publish_timeout_ms),
         session_api(c, pool, schemas, publisher, [this](const auto& req, auto& res) { return authenticate_or_401(req, res); }),
-        callback_api(c, pool, publisher) {
+        callback_api(c, pool, publisher),
+        node_api(c, pool) {
+    // Config nodes (engine.nodes) join the registry: placement sees them.
+    try {
+      NodeRegistry(pool, c.engine, SecretBox()).register_config_nodes();
+    } catch (const Error& e) {
+      log::warn("intake.config_nodes_not_registered", {{"detail", e.what()}});  // the next role to start does it
+    }
     routes();
   }
 
@@ -371,6 +380,7 @@ struct IntakeServer::Impl {
     server.Get(R"(/v1/messages/([^/]+))", [this](const auto& req, auto& res) { get_message(req, res); });
     webhooks.mount(server);
     session_api.mount(server);
+    node_api.mount(server);
     callback_api.mount(server);
     streams.mount(server);
     server.async_route("GET", "/health", [](const http::Request&, http::Responder respond) {
@@ -399,6 +409,9 @@ struct IntakeServer::Impl {
              "\n# HELP sb_intake_kafka_ack_seconds_total Summed produce-to-ack latency.\n# TYPE sb_intake_kafka_ack_seconds_total counter\n"
              "sb_intake_kafka_ack_seconds_total " + std::to_string(ack_us.load() / 1e6) + "\n";
       out += streams.metrics();
+      out += "# HELP sb_placement_no_capacity_total Engine sessions refused: no node of their group had room.\n"
+             "# TYPE sb_placement_no_capacity_total counter\nsb_placement_no_capacity_total " +
+             std::to_string(session_api.no_capacity()) + "\n";
       res.set_content(std::move(out), "text/plain; version=0.0.4");
       respond(std::move(res));
     });

@@ -8,7 +8,7 @@ namespace sb {
 
 std::unique_ptr<Provider> make_session_provider(const Config& config) {
   return std::make_unique<RoutingProvider>(std::make_unique<HttpProvider>(config.provider),
-                                           std::make_unique<EngineProvider>(config.engine),
+                                           std::make_unique<EngineProvider>(config.engine, SecretBox(config.secrets.key)),
                                            std::make_unique<CloudApiProvider>(config.cloud_api, SecretBox(config.secrets.key)));
 }
 

@@ -10,10 +10,15 @@
 // 401 on a missing or wrong signature, 400 on a malformed body (either way nothing is written),
 // 200 only once every fact is durable on sb.callbacks (keyed by tenant), 503 otherwise (the
 // provider retries). A fact for a session we don't know is acknowledged and dropped (logged).
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "switchboard/core/config.hpp"
 #include "switchboard/core/http_server.hpp"
+#include "switchboard/core/node_registry.hpp"
 #include "switchboard/core/session_store.hpp"
 #include "switchboard/producers/callback_records.hpp"
 #include "switchboard/producers/command_publisher.hpp"
@@ -34,9 +39,15 @@ class CallbackApi {
   // Writes the records, then answers 200 (all acked) or 503.
   void publish_all(std::vector<CallbackRecord> records, const http::Responder& respond);
 
+  // The node (with its HMAC key) from the registry, cached a few seconds: every ack is a callback.
+  std::optional<EngineNode> node(const std::string& name);
+
   const Config& config_;
   SessionStore sessions_;
   CommandPublisher& publisher_;
+  NodeRegistry nodes_;
+  std::mutex nodes_mu_;
+  std::map<std::string, std::pair<std::optional<EngineNode>, std::chrono::steady_clock::time_point>> node_cache_;
 };
 
 }  // namespace sb
