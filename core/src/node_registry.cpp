@@ -9,7 +9,10 @@ namespace {
 
 constexpr const char* kNodeColumns = R"SQL(
   n.name, n.url, n.source, n.storage_group, n.health, n.capacity,
-  (SELECT count(*) FROM sessions s WHERE s.node = n.name)::int, n.failures, n.draining,
+  -- Placed on it, plus moves off it not finished (still stopping there): a drained node is one
+  -- where both are none.
+  ((SELECT count(*) FROM sessions s WHERE s.node = n.name) +
+   (SELECT count(*) FROM session_moves m WHERE m.from_node = n.name AND m.to_node <> n.name))::int, n.failures, n.draining,
   to_char(n.drained_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
   to_char(n.health_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))SQL";
 

@@ -116,3 +116,28 @@ TEST_CASE("fencing: nodes of one storage group refuse a call older than the sess
   CHECK_FALSE(r.maybe_delivered);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("placement: the placer's settings and engine.nodes capacity/storage_group, documented and validated", "[unit][placement][config]") {
+  auto none = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+  const auto documented = sb::load_config(std::string(SWITCHBOARD_DEFAULT_SCHEMAS_DIR) + "/../config/switchboard.yaml", none);
+  const sb::PlacerConfig defaults;
+  CHECK(documented.placer.probe_interval_ms == defaults.probe_interval_ms);
+  CHECK(documented.placer.failure_threshold == defaults.failure_threshold);
+  CHECK(documented.placer.lease_ttl_ms == defaults.lease_ttl_ms);
+  CHECK(documented.placer.max_starts_per_node == defaults.max_starts_per_node);
+  CHECK(documented.placer.start_stagger_ms == defaults.start_stagger_ms);
+  CHECK(documented.placer.start_jitter == defaults.start_jitter);
+  CHECK(documented.intake.admin_key.empty());
+
+  auto c = sb::parse_config("engine:\n  nodes:\n    w1: {url: \"http://w1:3000\", webhook_hmac_key: k, capacity: 7, storage_group: eu}\n"
+                            "    w2: {url: \"http://w2:3000\", webhook_hmac_key: k}\nplacer:\n  start_stagger_ms: 5\n",
+                            "test.yaml", none);
+  CHECK(c.engine.nodes.at("w1").capacity == 7);
+  CHECK(c.engine.nodes.at("w1").storage_group == "eu");
+  CHECK(c.engine.nodes.at("w2").capacity == sb::EngineNode{}.capacity);
+  CHECK(c.engine.nodes.at("w2").storage_group == "default");
+  CHECK(c.placer.start_stagger_ms == 5);
+  CHECK_THROWS_AS(sb::parse_config("engine:\n  nodes:\n    w1: {url: \"http://w1\", webhook_hmac_key: k, capacity: lots}\n", "t.yaml", none),
+                  sb::ConfigError);
+  CHECK_THROWS_AS(sb::parse_config("placer:\n  failure_threshold: 0\n", "t.yaml", none), sb::ConfigError);
+}
