@@ -141,6 +141,7 @@ void run_dev(const sb::Config& c) {
   for (const char* lane : sb::kLanes) roles.push_back(role(lane, [&c, lane] { run_worker(c, lane); }));
   roles.push_back(role("callbacks", [&c] { run_callbacks(c); }));
   roles.push_back(role("webhooks", [&c] { run_webhooks(c); }));
+  roles.push_back(role("placer", [&c] { sb::Placer(c).run(g_stop); }));
   sb::log::info("dev.started", {{"intake", c.intake.listen}, {"simulator", c.simulator.listen}, {"kafka", c.kafka.brokers}});
   for (auto& r : roles) r.join();
   if (failed) std::rethrow_exception(failed);
@@ -184,7 +185,7 @@ int main(int argc, char** argv) {
   auto* sim_cmd = app.add_subcommand("simulator", "serve a simulated messaging provider over HTTP");
   auto* webhooks_cmd = app.add_subcommand("webhooks", "deliver events from sb.events to tenants' webhook endpoints");
   auto* callbacks_cmd = app.add_subcommand("callbacks", "turn provider callbacks (sb.callbacks) into receipts, inbound messages and session statuses");
-  auto* dev_cmd = app.add_subcommand("dev", "run simulator, intake, the three lane workers, the callbacks worker and the webhook dispatcher in one process");
+  auto* dev_cmd = app.add_subcommand("dev", "run simulator, intake, the three lane workers, the callbacks worker, the webhook dispatcher and the placer in one process");
 
   // Engine nodes (issue 9): the registry in PostgreSQL, and the placer that keeps sessions on live nodes.
   auto* nodes_cmd = app.add_subcommand("nodes", "manage engine nodes (registry in PostgreSQL)");

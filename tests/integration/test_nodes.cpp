@@ -200,8 +200,10 @@ std::vector<json> spans_of(const std::vector<const SimNode*>& nodes) {
 // Every send the nodes received: text → how many times.
 std::map<std::string, int> texts_received(const std::vector<const SimNode*>& nodes) {
   std::map<std::string, int> out;
-  for (const auto* n : nodes)
-    for (const auto& s : get_json(n->port, "/sim/log")["sends"]) ++out[s["text"].get<std::string>()];
+  for (const auto* n : nodes) {
+    const auto log = get_json(n->port, "/sim/log");  // kept: a range over a temporary's member would dangle
+    for (const auto& s : log["sends"]) ++out[s["text"].get<std::string>()];
+  }
   return out;
 }
 
@@ -215,6 +217,18 @@ int count_sent(TestStack& stack, const std::set<std::string>& ids) {
         ++n;
       }
     return n;
+  });
+}
+
+// For failure messages: every message's status and provider id.
+std::string message_rows(TestStack& stack) {
+  return pool_of(stack).run([&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    std::string out;
+    for (const auto& r : tx.exec("SELECT session, body, status, coalesce(provider_message_id, ''), coalesce(error, '') FROM messages ORDER BY created_at"))
+      out += r[0].as<std::string>() + " '" + r[1].as<std::string>() + "' " + r[2].as<std::string>() + " " + r[3].as<std::string>() + " " +
+             r[4].as<std::string>() + "\n";
+    return out;
   });
 }
 
@@ -411,6 +425,7 @@ TEST_CASE("nodes: SIGKILL of a node re-places all its sessions on the others of 
   // The messages: all sent, each received exactly once.
   REQUIRE(sbtest::eventually([&] { return count_sent(stack, ids) == static_cast<int>(ids.size()); }, 60000, 200));
   const auto received = texts_received(alive);
+  INFO(message_rows(stack));
   for (const auto& t : texts) {
     INFO(t);
     CHECK(received.count(t) == 1);

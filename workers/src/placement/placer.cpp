@@ -204,7 +204,7 @@ void Placer::probe_all() {
       log::warn("node.dead", {{"node", node.name}, {"failures", std::to_string(config_.placer.failure_threshold)}, {"detail", detail}});
     } else if (moved_to == "healthy") {
       log::info("node.healthy", {{"node", node.name}, {"was", node.health}});
-    } else if (!ok) {
+    } else if (!ok && node.health != "dead") {  // a dead node's misses are not news
       log::warn("node.probe_failed", {{"node", node.name}, {"detail", detail}});
     }
     if (ok) reconcile(node, running);
