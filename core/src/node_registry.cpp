@@ -261,6 +261,11 @@ Placement SessionPlacement::choose(pqxx::work& tx, const std::string& group, con
     if (placed >= r[0][0].as<int>()) throw NoCapacity("engine node '" + *pinned + "' is at capacity");
     return {*pinned, 1, r[0][1].as<std::string>()};
   }
+  // No node at all (for that group): the request can't be served here — not a passing shortage.
+  if (tx.exec_params("SELECT 1 FROM engine_nodes WHERE $1 = '' OR storage_group = $1 LIMIT 1", group).empty())
+    throw InvalidInput(group.empty() ? "provider 'engine' is not available here: no engine node is registered (switchboard nodes add, or engine.nodes)"
+                                     : "no engine node is registered in group '" + group + "'",
+                       group.empty() ? "provider" : "config.group");
   auto p = pick(eligible(tx, group, {}), group);
   p.generation = 1;
   return p;

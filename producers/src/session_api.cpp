@@ -135,6 +135,8 @@ void SessionApi::create(const http::Request& req, http::Response& res) {
     return reply_error(res, 409, e.what(), "id");
   } catch (const NotFound& e) {
     return reply_error(res, 422, e.what(), "config.node");
+  } catch (const InvalidInput& e) {
+    return reply_error(res, 422, e.what(), e.field());
   } catch (const NoCapacity& e) {
     ++no_capacity_;
     log::warn("session.no_capacity", {{"tenant", *tenant}, {"session", s.name}, {"detail", e.what()}});

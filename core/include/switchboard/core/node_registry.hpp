@@ -109,8 +109,9 @@ class SessionPlacement {
   explicit SessionPlacement(pg::Pool& pool) : pool_(pool) {}
 
   // Inside the transaction creating a session: picks its node (`pinned` if given and it has
-  // room, else the best of `group`, or of any group when empty). Throws NoCapacity, NotFound
-  // (pinned node unknown).
+  // room, else the best of `group`, or of any group when empty). Throws NoCapacity (every node
+  // full, dead or draining), InvalidInput (no node registered at all there), NotFound (pinned
+  // node unknown).
   static Placement choose(pqxx::work& tx, const std::string& group, const std::optional<std::string>& pinned);
 
   // Re-places a session away from its current node (failover, drain, a start finding its node
