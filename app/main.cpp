@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <functional>
+#include <cstdio>
 #include <iostream>
 #include <mutex>
 #include <thread>
@@ -18,7 +19,10 @@
 #include "switchboard/producers/command_publisher.hpp"
 #include "switchboard/producers/intake_server.hpp"
 #include "switchboard/producers/scheduled_sender.hpp"
+#include "switchboard/core/node_registry.hpp"
+#include "switchboard/producers/node_api.hpp"
 #include "switchboard/workers/callbacks/callback_worker.hpp"
+#include "switchboard/workers/placement/placer.hpp"
 #include "switchboard/workers/lane_worker.hpp"
 #include "switchboard/workers/providers/routing_provider.hpp"
 #include "switchboard/workers/simulator.hpp"
@@ -138,6 +142,7 @@ void run_dev(const sb::Config& c) {
   for (const char* lane : sb::kLanes) roles.push_back(role(lane, [&c, lane] { run_worker(c, lane); }));
   roles.push_back(role("callbacks", [&c] { run_callbacks(c); }));
   roles.push_back(role("webhooks", [&c] { run_webhooks(c); }));
+  roles.push_back(role("placer", [&c] { sb::Placer(c).run(g_stop); }));
   sb::log::info("dev.started", {{"intake", c.intake.listen}, {"simulator", c.simulator.listen}, {"kafka", c.kafka.brokers}});
   for (auto& r : roles) r.join();
   if (failed) std::rethrow_exception(failed);
@@ -182,7 +187,33 @@ int main(int argc, char** argv) {
   auto* webhooks_cmd = app.add_subcommand("webhooks", "deliver events from sb.events to tenants' webhook endpoints");
   auto* callbacks_cmd = app.add_subcommand("callbacks", "turn provider callbacks (sb.callbacks) into receipts, inbound messages and session statuses");
   auto* scheduler_cmd = app.add_subcommand("scheduler", "publish scheduled messages (send_at) to their lanes when due (intake runs one too: scheduler.enabled)");
-  auto* dev_cmd = app.add_subcommand("dev", "run simulator, intake, the three lane workers, the callbacks worker and the webhook dispatcher in one process");
+  auto* dev_cmd = app.add_subcommand("dev", "run simulator, intake, the three lane workers, the callbacks worker, the webhook dispatcher and the placer in one process");
+
+  // Engine nodes (issue 9): the registry in PostgreSQL, and the placer that keeps sessions on live nodes.
+  auto* nodes_cmd = app.add_subcommand("nodes", "manage engine nodes (registry in PostgreSQL)");
+  nodes_cmd->require_subcommand(1);
+  sb::NewNode new_node;
+  bool nodes_json = false, drain_wait = false;
+  int drain_timeout_s = 600;
+  auto* nodes_add = nodes_cmd->add_subcommand("add", "register an engine node (WAHA REST API)");
+  nodes_add->add_option("name", new_node.name, "node name (part of its callback URL)")->required();
+  nodes_add->add_option("--url", new_node.url, "base URL, e.g. http://waha-1:3000")->required();
+  nodes_add->add_option("--capacity", new_node.capacity, "max sessions placed on it")->required()->check(CLI::NonNegativeNumber);
+  nodes_add->add_option("--group", new_node.storage_group, "storage group: nodes sharing session auth storage (default: default)");
+  nodes_add->add_option("--api-key", new_node.api_key, "the node's X-Api-Key (sealed at rest)");
+  nodes_add->add_option("--webhook-hmac-key", new_node.webhook_hmac_key, "key its webhooks are signed with (default: a new random one)");
+  auto* nodes_list = nodes_cmd->add_subcommand("list", "every node: capacity, sessions, health, draining");
+  nodes_list->add_flag("--json", nodes_json, "one JSON document, for scripts");
+  std::string node_name;
+  auto* nodes_drain = nodes_cmd->add_subcommand("drain", "move every session off a node (the placer does it), e.g. before an upgrade");
+  nodes_drain->add_option("name", node_name, "node name")->required();
+  nodes_drain->add_flag("--wait", drain_wait, "wait until the node is empty");
+  nodes_drain->add_option("--timeout", drain_timeout_s, "seconds --wait waits (default 600)");
+  auto* nodes_undrain = nodes_cmd->add_subcommand("undrain", "let sessions be placed on a node again");
+  nodes_undrain->add_option("name", node_name, "node name")->required();
+  auto* nodes_remove = nodes_cmd->add_subcommand("remove", "forget a node (refused while sessions are placed on it)");
+  nodes_remove->add_option("name", node_name, "node name")->required();
+  auto* placer_cmd = app.add_subcommand("placer", "probe engine nodes, fail sessions over, drain nodes (one replica acts, leased)");
 
   auto* publish_cmd = app.add_subcommand("publish", "publish a send command straight to its lane topic (no HTTP)");
   std::string to, text, priority = "default", message_id;
@@ -267,6 +298,54 @@ int main(int argc, char** argv) {
       const auto status = sb::read_cluster_status(config);
       if (status_json) std::cout << sb::to_json(status).dump(2) << "\n";
       else std::cout << sb::to_text(status);
+    } else if (*nodes_cmd) {
+      sb::pg::Pool pool(config.postgres);
+      sb::NodeRegistry nodes(pool, config.engine, sb::SecretBox(config.secrets.key));
+      nodes.register_config_nodes();
+      if (*nodes_add) {
+        if (new_node.webhook_hmac_key.empty()) new_node.webhook_hmac_key = sb::new_secret("whk_");
+        if (new_node.storage_group.empty()) new_node.storage_group = "default";
+        nodes.add(new_node);
+        std::cout << "node " << new_node.name << " added (" << new_node.url << ", capacity " << new_node.capacity << ", group "
+                  << new_node.storage_group << ")\n";
+      } else if (*nodes_list) {
+        const auto all = nodes.list();
+        if (nodes_json) {
+          nlohmann::json items = nlohmann::json::array();
+          for (const auto& n : all) items.push_back(sb::NodeApi::view(n));
+          std::cout << nlohmann::json{{"nodes", items}}.dump(2) << "\n";
+        } else {
+          std::printf("%-16s %-10s %-8s %9s %9s  %-9s %s\n", "NAME", "GROUP", "HEALTH", "SESSIONS", "CAPACITY", "STATE", "URL");
+          for (const auto& n : all)
+            std::printf("%-16s %-10s %-8s %9d %9d  %-9s %s\n", n.name.c_str(), n.storage_group.c_str(), n.health.c_str(), n.sessions,
+                        n.capacity, n.draining ? (n.sessions == 0 ? "drained" : "draining") : "active", n.url.c_str());
+        }
+      } else if (*nodes_drain) {
+        nodes.set_draining(node_name, true);
+        std::cout << "node " << node_name << " is draining: the placer moves its sessions off" << std::endl;
+        if (drain_wait) {
+          const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(drain_timeout_s);
+          while (true) {
+            auto n = nodes.get(node_name);
+            if (!n) throw sb::NotFound("engine node '" + node_name + "' was removed meanwhile");
+            if (n->sessions == 0) break;
+            if (std::chrono::steady_clock::now() >= deadline || g_stop)
+              throw sb::Unavailable("node " + node_name + " still has " + std::to_string(n->sessions) +
+                                    " sessions after " + std::to_string(drain_timeout_s) + " s: is a placer running?");
+            std::this_thread::sleep_for(std::chrono::milliseconds(250));
+          }
+          std::cout << "node " << node_name << " is empty (drained)" << std::endl;
+        }
+      } else if (*nodes_undrain) {
+        nodes.set_draining(node_name, false);
+        std::cout << "node " << node_name << " takes sessions again\n";
+      } else if (*nodes_remove) {
+        nodes.remove(node_name);
+        std::cout << "node " << node_name << " removed\n";
+      }
+    } else if (*placer_cmd) {
+      sb::Placer placer(config);
+      placer.run(g_stop);
     } else if (*publish_cmd) {
       sb::pg::Pool pool(config.postgres);
       sb::TenantStore tenants(pool);

@@ -222,6 +222,16 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("backpressure.max_lag", c.backpressure.max_lag, 0, 2000000000);
   t.integer("backpressure.check_interval_ms", c.backpressure.check_interval_ms, 100, 600000);
   t.integer("backpressure.retry_after_s", c.backpressure.retry_after_s, 1, 3600);
+  t.text("intake.admin_key", c.intake.admin_key);
+  t.integer("placer.probe_interval_ms", c.placer.probe_interval_ms, 10, 600000);
+  t.integer("placer.probe_timeout_ms", c.placer.probe_timeout_ms, 10, 600000);
+  t.integer("placer.failure_threshold", c.placer.failure_threshold, 1, 1000);
+  t.integer("placer.lease_ttl_ms", c.placer.lease_ttl_ms, 100, 3600000);
+  t.integer("placer.max_starts_per_node", c.placer.max_starts_per_node, 1, 10000);
+  t.integer("placer.start_stagger_ms", c.placer.start_stagger_ms, 0, 600000);
+  t.real("placer.start_jitter", c.placer.start_jitter, 0.0, 1.0);
+  t.integer("placer.start_timeout_ms", c.placer.start_timeout_ms, 100, 3600000);
+  t.text("placer.ops_listen", c.placer.ops_listen);
 }
 
 const std::string kNotScalar = "\x01<list>";
@@ -244,10 +254,20 @@ void parse_engine_nodes(const YAML::Node& node, const std::string& origin, Engin
       if (key == "url") n.url = v;
       else if (key == "api_key") n.api_key = v;
       else if (key == "webhook_hmac_key") n.webhook_hmac_key = v;
-      else throw ConfigError(where + ": unknown key '" + key + "' (known keys here: url, api_key, webhook_hmac_key)");
+      else if (key == "storage_group") n.storage_group = v;
+      else if (key == "capacity") {
+        try {
+          std::size_t used = 0;
+          n.capacity = std::stoi(v, &used);
+          if (used != v.size() || n.capacity < 0) throw std::invalid_argument(v);
+        } catch (const std::exception&) {
+          throw ConfigError(where + ".capacity must be a whole number of sessions (0 or more), got '" + v + "'");
+        }
+      } else throw ConfigError(where + ": unknown key '" + key + "' (known keys here: url, api_key, webhook_hmac_key, capacity, storage_group)");
     }
     if (n.url.rfind("http://", 0) != 0 && n.url.rfind("https://", 0) != 0)
       throw ConfigError(where + ".url must be an http:// or https:// URL, got '" + n.url + "'");
+    if (n.storage_group.empty()) throw ConfigError(where + ".storage_group must not be empty");
     if (n.webhook_hmac_key.empty())
       throw ConfigError(where + ".webhook_hmac_key must be set: the node's callbacks are verified with it (X-Webhook-Hmac)");
     engine.nodes[n.name] = std::move(n);

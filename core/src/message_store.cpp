@@ -178,8 +178,9 @@ std::vector<SendClaim> MessageStore::claim_for_send(const std::vector<SendComman
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
           AS t(id, tenant_id, session, recipient, body, priority)
       ), sess AS (
-        SELECT s.tenant_id, s.name, s.status, s.deleting, s.provider, s.node, s.engine_name, s.phone_number_id, s.secrets
-        FROM sessions s JOIN (SELECT DISTINCT tenant_id, session FROM input) k ON s.tenant_id = k.tenant_id AND s.name = k.session
+        SELECT s.tenant_id, s.name, s.status, s.deleting, s.provider, s.node, s.engine_name, s.phone_number_id, s.secrets,
+               s.generation, n.url AS node_url, n.secrets AS node_secrets
+        FROM sessions s LEFT JOIN engine_nodes n ON n.name = s.node JOIN (SELECT DISTINCT tenant_id, session FROM input) k ON s.tenant_id = k.tenant_id AND s.name = k.session
       ), claimed AS (
         INSERT INTO messages (id, tenant_id, session, recipient, body, priority, status)
         SELECT i.id, i.tenant_id, i.session, i.recipient, i.body, i.priority, 'sending'
@@ -191,7 +192,8 @@ std::vector<SendClaim> MessageStore::claim_for_send(const std::vector<SendComman
       )
       SELECT i.id::text, c.id IS NOT NULL, m.status, m.provider_message_id, m.error,
              to_char(m.updated_at AT TIME ZONE 'UTC', ')SQL") + kUtcMillis + R"SQL('),
-             s.status, s.deleting, s.provider, s.node, s.engine_name, s.phone_number_id, s.secrets
+             s.status, s.deleting, s.provider, s.node, s.engine_name, s.phone_number_id, s.secrets,
+             s.generation, s.node_url, s.node_secrets
       FROM input i LEFT JOIN claimed c ON c.id = i.id LEFT JOIN messages m ON m.id = i.id
                    LEFT JOIN sess s ON s.tenant_id = i.tenant_id AND s.name = i.session
     )SQL",
@@ -209,6 +211,9 @@ std::vector<SendClaim> MessageStore::claim_for_send(const std::vector<SendComman
         claim.engine_name = text(10);
         claim.phone_number_id = text(11);
         claim.secrets = text(12);
+        claim.generation = row[13].as<int64_t>();
+        claim.node_url = text(14);
+        claim.node_secrets = text(15);
         if (row[7].as<bool>()) claim.session_status = "DELETING";
       }
       if (row[1].as<bool>()) {

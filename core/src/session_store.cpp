@@ -14,7 +14,8 @@ constexpr const char* kColumns = R"SQL(
   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
   to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
   raw_status, reason, node, engine_name, phone_number_id, account, config::text, secrets,
-  qr_value, qr_png, to_char(qr_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), deleting)SQL";
+  qr_value, qr_png, to_char(qr_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), deleting,
+  generation, storage_group)SQL";
 
 std::optional<std::string> opt(const pqxx::field& f) {
   if (f.is_null()) return std::nullopt;
@@ -42,6 +43,8 @@ SessionRecord record_from(const pqxx::row& r) {
   s.qr_png = opt(r[16]);
   s.qr_at = opt(r[17]);
   s.deleting = r[18].as<bool>();
+  s.generation = r[19].as<int64_t>();
+  s.storage_group = opt(r[20]);
   return s;
 }
 
@@ -57,18 +60,25 @@ std::string engine_session_name(const std::string& tenant_id, const std::string&
   return "sb" + sha256_hex(tenant_id + "/" + session).substr(0, 30);
 }
 
-void SessionStore::create(const NewSession& s) {
-  if (!TenantStore::valid_session_name(s.name))
-    throw InvalidInput("session name '" + s.name + "' is invalid: use 1-64 of A-Z, a-z, 0-9, '_', '.', '-'", "id");
+void SessionStore::create(const NewSession& input, const std::function<void(pqxx::work&, NewSession&)>& place) {
+  if (!TenantStore::valid_session_name(input.name))
+    throw InvalidInput("session name '" + input.name + "' is invalid: use 1-64 of A-Z, a-z, 0-9, '_', '.', '-'", "id");
   pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
+    NewSession s = input;
+    if (place) {
+      if (!tx.exec_params("SELECT 1 FROM sessions WHERE tenant_id = $1 AND name = $2", s.tenant_id, s.name).empty())
+        throw Conflict("session '" + s.name + "' already exists for this tenant");
+      place(tx, s);
+    }
     pqxx::result r;
     try {
       r = tx.exec_params(R"SQL(
-        INSERT INTO sessions (tenant_id, name, provider, status, config, secrets, node, engine_name, phone_number_id)
-        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING name)SQL",
+        INSERT INTO sessions (tenant_id, name, provider, status, config, secrets, node, engine_name, phone_number_id,
+                              storage_group, generation)
+        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING name)SQL",
                          s.tenant_id, s.name, s.provider, s.status, s.config.dump(), s.secrets, s.node, s.engine_name,
-                         s.phone_number_id);
+                         s.phone_number_id, s.storage_group, s.generation);
     } catch (const pqxx::unique_violation&) {
       throw Conflict("phone_number_id '" + s.phone_number_id.value_or("") + "' belongs to another session already");
     }
@@ -117,14 +127,19 @@ std::vector<SessionStatusChange> SessionStore::history(const std::string& tenant
 
 SessionStore::Applied SessionStore::set_status(const std::string& tenant_id, const std::string& name,
                                                const SessionStatusChange& ch, const std::optional<std::string>& account,
-                                               bool clear_account) {
+                                               bool clear_account, std::optional<int64_t> generation) {
   return pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
     Applied a;
-    auto before = tx.exec_params("SELECT status, status_at <= $3::timestamptz FROM sessions WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
-                                 tenant_id, name, ch.at);
+    auto before = tx.exec_params(
+        "SELECT status, status_at <= $3::timestamptz, generation FROM sessions WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+        tenant_id, name, ch.at);
     if (before.empty()) return a;
     a.exists = true;
+    if (generation && before[0][2].as<int64_t>() != *generation) {
+      a.stale = true;  // re-placed since this write's owner read it: not its to change
+      return a;
+    }
     const auto previous = before[0][0].as<std::string>();
     const bool newer = before[0][1].as<bool>();
     tx.exec_params("INSERT INTO session_status_history (tenant_id, session, status, raw_status, reason, at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -173,9 +188,10 @@ void SessionStore::remove(const std::string& tenant_id, const std::string& name)
 std::optional<SessionStore::Owner> SessionStore::find_by_engine_name(const std::string& node, const std::string& engine_name) {
   return pool_.run([&](pqxx::connection& c) -> std::optional<Owner> {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_params("SELECT tenant_id::text, name FROM sessions WHERE engine_name = $1 AND node = $2", engine_name, node);
+    auto r = tx.exec_params("SELECT tenant_id::text, name, generation FROM sessions WHERE engine_name = $1 AND node = $2",
+                            engine_name, node);
     if (r.empty()) return std::nullopt;
-    return Owner{r[0][0].as<std::string>(), r[0][1].as<std::string>()};
+    return Owner{r[0][0].as<std::string>(), r[0][1].as<std::string>(), r[0][2].as<int64_t>()};
   });
 }
 

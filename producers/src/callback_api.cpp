@@ -15,7 +15,23 @@ namespace sb {
 using json = nlohmann::json;
 
 CallbackApi::CallbackApi(const Config& config, pg::Pool& pool, CommandPublisher& publisher)
-    : config_(config), sessions_(pool), publisher_(publisher) {}
+    : config_(config),
+      sessions_(pool),
+      publisher_(publisher),
+      nodes_(pool, config.engine, config.secrets.key.empty() ? SecretBox() : SecretBox(config.secrets.key)) {}
+
+std::optional<EngineNode> CallbackApi::node(const std::string& name) {
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(nodes_mu_);
+    if (auto it = node_cache_.find(name); it != node_cache_.end() && it->second.second > now) return it->second.first;
+  }
+  auto n = nodes_.engine_node(name);  // blocks on PostgreSQL (an offloaded handler)
+  std::lock_guard lock(nodes_mu_);
+  if (node_cache_.size() > 10000) node_cache_.clear();  // names come from URLs: bound what strangers can fill
+  node_cache_[name] = {n, now + std::chrono::seconds(n ? 5 : 1)};
+  return n;
+}
 
 namespace {
 http::Response answer(int status, const json& body) {
@@ -83,7 +99,13 @@ void CallbackApi::publish_all(std::vector<CallbackRecord> records, const http::R
 
 void CallbackApi::engine(const http::Request& req, const http::Responder& respond) {
   const std::string node_name = req.matches[1];
-  const EngineNode* node = config_.engine.node(node_name);
+  std::optional<EngineNode> node;
+  try {
+    node = this->node(node_name);
+  } catch (const Error& e) {
+    if (e.retryable()) return respond(unavailable(config_.intake.retry_after_s));
+    log::error("callback.node_unreadable", {{"node", node_name}, {"detail", e.what()}});
+  }
   if (!node) return respond(answer(404, {{"error", "no engine node '" + node_name + "'"}}));
   const auto signature = req.get_header_value("X-Webhook-Hmac");
   if (!engine_callback_signed(node->webhook_hmac_key, req.body, signature)) {
@@ -108,7 +130,12 @@ void CallbackApi::engine(const http::Request& req, const http::Responder& respon
   }
   std::vector<CallbackRecord> records;
   try {
-    if (auto r = engine_record(cb, owner->tenant_id, owner->name)) records.push_back(std::move(*r));
+    if (auto r = engine_record(cb, owner->tenant_id, owner->name)) {
+      // A status is the node's word about its placement: fenced by the generation it holds now
+      // (the callbacks worker drops it if the session was re-placed before it is recorded).
+      if (r->kind == "status" && owner->generation > 0) r->data["generation"] = owner->generation;
+      records.push_back(std::move(*r));
+    }
   } catch (const InvalidInput& e) {
     return respond(answer(400, {{"error", e.what()}}));
   }

@@ -29,6 +29,7 @@
 #include "switchboard/producers/tenant_quotas.hpp"
 #include "switchboard/producers/callback_api.hpp"
 #include "switchboard/producers/session_api.hpp"
+#include "switchboard/producers/node_api.hpp"
 #include "switchboard/producers/request_parsing.hpp"
 #include "switchboard/producers/webhook_api.hpp"
 
@@ -144,6 +145,7 @@ struct IntakeServer::Impl {
   CommandPublisher publisher;  // after the writer: its delivery callbacks queue discards there
   SessionApi session_api;      // publishes lifecycle commands through the publisher
   CallbackApi callback_api;    // provider callbacks onto sb.callbacks, through the publisher
+  NodeApi node_api;            // operators: engine nodes (/v1/admin/nodes)
   std::unique_ptr<ScheduledSender> scheduler;  // after the publisher it publishes through (scheduler.enabled)
   // Last: their threads run request continuations that reach everything above.
   TenantQuotas quotas;            // per-tenant requests/s and messages/day, in Redis
@@ -172,8 +174,15 @@ struct IntakeServer::Impl {
         publisher(c, c.intake.publish_timeout_ms),
         session_api(c, pool, schemas, publisher, [this](const auto& req, auto& res) { return authenticate_counted(req, res); }),
         callback_api(c, pool, publisher),
+        node_api(c, pool),
         quotas(c, pool),
         backpressure(c) {
+    // Config nodes (engine.nodes) join the registry: placement sees them.
+    try {
+      NodeRegistry(pool, c.engine, SecretBox()).register_config_nodes();
+    } catch (const Error& e) {
+      log::warn("intake.config_nodes_not_registered", {{"detail", e.what()}});  // the next role to start does it
+    }
     if (c.scheduler.enabled) scheduler = std::make_unique<ScheduledSender>(c, pool, publisher);
     routes();
   }
@@ -522,6 +531,7 @@ struct IntakeServer::Impl {
     });
     webhooks.mount(server);
     session_api.mount(server);
+    node_api.mount(server);
     callback_api.mount(server);
     streams.mount(server);
     server.async_route("GET", "/health", [](const http::Request&, http::Responder respond) {
@@ -550,6 +560,9 @@ struct IntakeServer::Impl {
              "\n# HELP sb_intake_kafka_ack_seconds_total Summed produce-to-ack latency.\n# TYPE sb_intake_kafka_ack_seconds_total counter\n"
              "sb_intake_kafka_ack_seconds_total " + std::to_string(ack_us.load() / 1e6) + "\n";
       out += streams.metrics();
+      out += "# HELP sb_placement_no_capacity_total Engine sessions refused: no node of their group had room.\n"
+             "# TYPE sb_placement_no_capacity_total counter\nsb_placement_no_capacity_total " +
+             std::to_string(session_api.no_capacity()) + "\n";
       out += backpressure.metrics();
       out += "# HELP sb_intake_quota_refused_total Requests refused with 429 for a tenant quota.\n"
              "# TYPE sb_intake_quota_refused_total counter\nsb_intake_quota_refused_total " + std::to_string(quotas.refused()) +

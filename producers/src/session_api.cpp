@@ -7,6 +7,7 @@
 #include "switchboard/core/errors.hpp"
 #include "switchboard/core/ids.hpp"
 #include "switchboard/core/log.hpp"
+#include "switchboard/core/node_registry.hpp"
 
 namespace sb {
 using nlohmann::json;
@@ -118,25 +119,41 @@ void SessionApi::create(const http::Request& req, http::Response& res) {
       return reply_error(res, 503, "this deployment cannot store credentials: secrets.key is not configured");
     s.secrets = seal_session_secrets(secrets_, *tenant, s.name, secret);
   }
+  std::function<void(pqxx::work&, NewSession&)> place;
   if (s.provider == "engine") {
-    const EngineNode* node = config.contains("node") ? config_.engine.node(config["node"]) : config_.engine.placement();
-    if (!node)
-      return reply_error(res, 422,
-                         config.contains("node") ? "unknown engine node '" + config["node"].get<std::string>() + "'"
-                                                 : "provider 'engine' is not available here: no engine node is configured (engine.nodes)",
-                         config.contains("node") ? "config.node" : "provider");
-    s.node = node->name;
-    s.config["node"] = node->name;
+    std::optional<std::string> pinned;
+    if (config.contains("node")) pinned = config["node"].get<std::string>();
+    else if (!config.contains("group") && !config_.engine.default_node.empty()) pinned = config_.engine.default_node;
+    const std::string group = config.value("group", std::string());
     s.engine_name = engine_session_name(*tenant, s.name);
+    // The node is chosen in the creating transaction, with the candidate nodes locked: two
+    // creates at once never overfill a node.
+    place = [pinned, group](pqxx::work& tx, NewSession& n) {
+      auto p = SessionPlacement::choose(tx, group, pinned);
+      n.node = p.node;
+      n.config["node"] = p.node;
+      n.generation = p.generation;
+      n.storage_group = p.storage_group;
+    };
   } else if (s.provider == "cloud_api") {
     s.phone_number_id = config["phone_number_id"].get<std::string>();
   } else {
     s.status = "STOPPED";
   }
   try {
-    store_.create(s);
+    store_.create(s, place);
   } catch (const Conflict& e) {
     return reply_error(res, 409, e.what(), "id");
+  } catch (const NotFound& e) {
+    return reply_error(res, 422, e.what(), "config.node");
+  } catch (const InvalidInput& e) {
+    return reply_error(res, 422, e.what(), e.field());
+  } catch (const NoCapacity& e) {
+    ++no_capacity_;
+    log::warn("session.no_capacity", {{"tenant", *tenant}, {"session", s.name}, {"detail", e.what()}});
+    res.set_header("Retry-After", std::to_string(config_.intake.retry_after_s * 15));
+    return reply(res, 503, {{"error", std::string("no_capacity: ") + e.what() + "; add engine nodes or capacity, or retry later"},
+                            {"reason", "no_capacity"}});
   }
   if (!pacing.empty()) pacing_.set_session(*tenant, s.name, pacing);
   log::info("session.created", {{"tenant", *tenant}, {"session", s.name}, {"provider", s.provider}});

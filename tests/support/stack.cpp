@@ -211,9 +211,11 @@ TestStack::~TestStack() {
   }
 }
 
-void TestStack::write_config() {
-  config_path = log_dir + "/switchboard.yaml";
-  std::ofstream out(config_path);
+void TestStack::write_config() { config_path = write_config_as("switchboard.yaml"); }
+
+std::string TestStack::write_config_as(const std::string& file) {
+  const std::string path = log_dir + "/" + file;
+  std::ofstream out(path);
   const auto& c = config;
   out << "kafka:\n  brokers: \"" << c.kafka.brokers << "\"\n  topic_prefix: \"" << c.kafka.topic_prefix
       << "\"\n  partitions: " << c.kafka.partitions << "\n  librdkafka:\n";
@@ -222,7 +224,7 @@ void TestStack::write_config() {
       << "redis:\n  url: \"" << c.redis.url << "\"\n"
       << "log:\n  level: " << c.log.level << "\n  format: " << c.log.format << "\n"
       << "intake:\n  listen: \"" << c.intake.listen << "\"\n  io_threads: " << c.intake.io_threads << "\n"
-      << "  public_url: \"" << c.intake.public_url << "\"\n"
+      << "  public_url: \"" << c.intake.public_url << "\"\n  admin_key: \"" << c.intake.admin_key << "\"\n"
       << "  publish_timeout_ms: " << c.intake.publish_timeout_ms << "\n"
       << "  auth_failure_limit: " << c.intake.auth_failure_limit << "\n  auth_failure_window_s: "
       << c.intake.auth_failure_window_s << "\n  auth_block_s: " << c.intake.auth_block_s << "\n"
@@ -270,15 +272,24 @@ void TestStack::write_config() {
     out << "  nodes:\n";
     for (const auto& [name, n] : c.engine.nodes)
       out << "    " << name << ":\n      url: \"" << n.url << "\"\n      api_key: \"" << n.api_key
-          << "\"\n      webhook_hmac_key: \"" << n.webhook_hmac_key << "\"\n";
+          << "\"\n      webhook_hmac_key: \"" << n.webhook_hmac_key << "\"\n      capacity: " << n.capacity
+          << "\n      storage_group: \"" << n.storage_group << "\"\n";
   }
-  const auto& p = c.pacing;
-  out << "pacing:\n  enabled: " << (p.enabled ? "true" : "false") << "\n  min_gap_ms: " << p.min_gap_ms
-      << "\n  jitter_ms: " << p.jitter_ms << "\n  per_minute: " << p.per_minute << "\n  per_hour: " << p.per_hour
-      << "\n  warmup_daily_caps: \"" << p.warmup_daily_caps << "\"\n  cloud_api_number_per_s: " << p.cloud_api_number_per_s
-      << "\n  cloud_api_pair_gap_ms: " << p.cloud_api_pair_gap_ms << "\n  throttle_backoff_ms: " << p.throttle_backoff_ms
-      << "\n  pause_cool_down_s: " << p.pause_cool_down_s << "\n  policy_cache_ms: " << p.policy_cache_ms
-      << "\n  resume_poll_ms: " << p.resume_poll_ms << "\n";
+  {
+    const auto& p = c.pacing;
+    out << "pacing:\n  enabled: " << (p.enabled ? "true" : "false") << "\n  min_gap_ms: " << p.min_gap_ms
+        << "\n  jitter_ms: " << p.jitter_ms << "\n  per_minute: " << p.per_minute << "\n  per_hour: " << p.per_hour
+        << "\n  warmup_daily_caps: \"" << p.warmup_daily_caps << "\"\n  cloud_api_number_per_s: " << p.cloud_api_number_per_s
+        << "\n  cloud_api_pair_gap_ms: " << p.cloud_api_pair_gap_ms << "\n  throttle_backoff_ms: " << p.throttle_backoff_ms
+        << "\n  pause_cool_down_s: " << p.pause_cool_down_s << "\n  policy_cache_ms: " << p.policy_cache_ms
+        << "\n  resume_poll_ms: " << p.resume_poll_ms << "\n";
+  }
+  const auto& p = c.placer;
+  out << "placer:\n  probe_interval_ms: " << p.probe_interval_ms << "\n  probe_timeout_ms: " << p.probe_timeout_ms
+      << "\n  failure_threshold: " << p.failure_threshold << "\n  lease_ttl_ms: " << p.lease_ttl_ms
+      << "\n  max_starts_per_node: " << p.max_starts_per_node << "\n  start_stagger_ms: " << p.start_stagger_ms
+      << "\n  start_jitter: " << p.start_jitter << "\n  start_timeout_ms: " << p.start_timeout_ms << "\n";
+  return path;
 }
 
 TenantInfo TestStack::create_tenant(const std::string& name, const std::vector<std::string>& sessions) {
@@ -297,8 +308,10 @@ const std::string& minted(const std::string& secret) {
   return secret;
 }
 
-Child TestStack::spawn(const std::string& label, const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {require_env("SWITCHBOARD_BIN"), "--config", config_path};
+Child TestStack::spawn(const std::string& label, const std::vector<std::string>& args) { return spawn_with(label, config_path, args); }
+
+Child TestStack::spawn_with(const std::string& label, const std::string& config_file, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {require_env("SWITCHBOARD_BIN"), "--config", config_file};
   argv.insert(argv.end(), args.begin(), args.end());
   return Child(argv, log_dir + "/" + label + ".log");
 }

@@ -56,6 +56,10 @@ class TestStack {
   Child spawn(const std::string& label, const std::vector<std::string>& args);
   // Rewrites the child config after changing `config` (ports, simulator settings…).
   void write_config();
+  // Writes `config` as log_dir/<file> (another process's own config: a second simulator node);
+  // returns its path. config_path is left as it is.
+  std::string write_config_as(const std::string& file);
+  Child spawn_with(const std::string& label, const std::string& config_file, const std::vector<std::string>& args);
   std::string topic(const std::string& base) const { return config.topic(base); }
 
  private:

@@ -239,7 +239,7 @@ void LaneCore::on_claimed(const JobPtr& j, const SendClaim& c, std::exception_pt
   switch (c.status) {
     case SendClaim::Status::Fresh:
       j->claimed = true;
-      j->route = SessionRoute{c.provider, c.node, c.engine_name, c.phone_number_id, c.secrets};
+      j->route = SessionRoute{c.provider, c.node, c.engine_name, c.phone_number_id, c.secrets, c.generation, c.node_url, c.node_secrets};
       return send(j);
     case SendClaim::Status::NotWorking:
       return hold_or_fail(j, c);
@@ -286,6 +286,7 @@ void LaneCore::on_sent(const JobPtr& j, const SendResult& r) {
     if (!r.pause_reason.empty() && control_) return pause_session(j, r.pause_reason, std::move(o));
     return conclude(j, std::move(o));
   }
+  if (r.reroute && !r.maybe_delivered && reroute(j, r)) return;
   if (r.maybe_delivered) return reconcile(j, r.error);  // repeating it could send it twice
   const auto d = options_.provider_retry.after_retryable(r.error, j->provider_attempt, rng_);
   if (d.retry) {
@@ -328,6 +329,27 @@ void LaneCore::pause_session(const JobPtr& j, const std::string& reason, Message
       });
     });
   });
+}
+
+bool LaneCore::reroute(const JobPtr& j, const SendResult& r) {
+  // The engine session's placement may be moving (failover, drain): its mark goes back and the
+  // send returns to its claim, which reads the placement again and holds it while the session
+  // is not WORKING — bounded by sessions.hold_max like any held send.
+  const auto now = EventLoop::Clock::now();
+  if (!j->held_since) j->held_since = now;
+  if (now - *j->held_since >= options_.hold_max) return false;  // the provider attempts decide
+  const auto& cmd = j->command;
+  log::info("worker.rerouting", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
+                                 {"node", j->route.node}, {"error", r.error}});
+  --j->provider_attempt;  // nothing was sent: not an attempt
+  j->claimed = false;
+  ledger_.unclaim({cmd.id}, [this, j](std::exception_ptr err) {
+    later([this, j, err] {
+      if (err) j->claimed = true;  // the mark stayed: the send goes to the node it has now
+      engine_.retry_at(j, EventLoop::Clock::now() + options_.hold_poll);
+    });
+  });
+  return true;
 }
 
 void LaneCore::reconcile(const JobPtr& j, const std::string& why) {

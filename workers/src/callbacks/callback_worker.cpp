@@ -46,6 +46,7 @@ CallbackWorker::CallbackWorker(const Config& config)
     : config_(config),
       pool_(config.postgres),
       sessions_(pool_),
+      nodes_(pool_, config.engine, SecretBox(config.secrets.key)),
       receipts_(pool_),
       producer_(config.kafka),
       publisher_(producer_),
@@ -290,7 +291,12 @@ void CallbackWorker::statuses(std::vector<Item>& items, std::vector<std::pair<It
     SessionStatusChange change{status, status == raw ? std::nullopt : std::optional<std::string>(raw),
                                std::optional<std::string>("reported by the provider"), it.callback.value("at", now_rfc3339())};
     std::vector<json> events;
-    const auto applied = sessions_.set_status(tenant, session, change, status == "WORKING" ? account : std::nullopt);
+    std::optional<int64_t> generation;
+    if (d.contains("generation") && d["generation"].is_number_integer()) generation = d["generation"].get<int64_t>();
+    const auto applied = sessions_.set_status(tenant, session, change, status == "WORKING" ? account : std::nullopt, false, generation);
+    if (applied.stale)
+      log::info("session.status_stale", {{"tenant", tenant}, {"session", session}, {"status", status},
+                                         {"detail", "reported by a node the session has been moved from"}});
     if (applied.previous) {
       log::info("session.status", {{"tenant", tenant}, {"session", session}, {"status", status}, {"previous", *applied.previous}});
       events.push_back(session_status_event(tenant, session, status, applied.previous, change.reason, change.raw_status,
@@ -299,10 +305,10 @@ void CallbackWorker::statuses(std::vector<Item>& items, std::vector<std::pair<It
     if (status == "SCAN_QR_CODE" && applied.exists) {
       // Each rotation re-reports SCAN_QR_CODE: fetch the QR shown now; a new value is an event.
       auto s = sessions_.get(tenant, session);
-      const EngineNode* node = s && s->node ? config_.engine.node(*s->node) : nullptr;
+      const auto node = s && s->node ? nodes_.engine_node(*s->node) : std::nullopt;
       if (node && s->engine_name) {
         try {
-          EngineClient engine(*node, config_.engine.timeout_ms);
+          EngineClient engine(*node, config_.engine.timeout_ms, s->generation);
           if (auto qr = engine.qr(*s->engine_name); qr && qr->value != s->qr_value.value_or("")) {
             sessions_.set_qr(tenant, session, qr->value, qr->png_base64);
             events.push_back(session_qr_event(tenant, session, qr->value, now_rfc3339()));

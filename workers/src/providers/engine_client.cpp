@@ -2,23 +2,28 @@
 
 #include <nlohmann/json.hpp>
 
+#include "switchboard/core/node_registry.hpp"
 #include "switchboard/workers/providers/http_outcome.hpp"
 
 namespace sb {
 
 using json = nlohmann::json;
 
-EngineClient::EngineClient(const EngineNode& node, int timeout_ms) : node_(node), http_(timeout_ms, std::min(timeout_ms, 2000)) {}
+EngineClient::EngineClient(const EngineNode& node, int timeout_ms, int64_t generation)
+    : node_(node), generation_(generation), http_(timeout_ms, std::min(timeout_ms, 2000)) {}
 
 HttpResponse EngineClient::call(const std::string& method, const std::string& path, const std::string& body, bool json_accept) {
   std::vector<std::pair<std::string, std::string>> headers;
   if (json_accept) headers.emplace_back("Accept", "application/json");
   if (!body.empty()) headers.emplace_back("Content-Type", "application/json");
   if (!node_.api_key.empty()) headers.emplace_back("X-Api-Key", node_.api_key);
+  if (generation_ > 0) headers.emplace_back(kGenerationHeader, std::to_string(generation_));
   auto r = http_.request(method, node_.url + path, body, headers);
   const std::string what = "engine " + node_.name + " " + method + " " + path;
   if (!r.transport_ok()) throw Unavailable(what + ": " + r.error + " (retried; check the node is up)");
   if (r.status == 429 || r.status >= 500) throw Unavailable(what + ": HTTP " + std::to_string(r.status) + ": " + excerpt(r.body));
+  if (r.status == 409 && r.body.find("stale_generation") != std::string::npos)
+    throw StalePlacement(what + " with generation " + std::to_string(generation_) + ": refused, the node knows a newer placement: " + excerpt(r.body));
   return r;
 }
 
@@ -100,6 +105,19 @@ std::optional<EngineClient::Qr> EngineClient::qr(const std::string& name) {
   } catch (const json::exception& e) {
     throw ProviderRefused("engine " + node_.name + " QR of " + name + ": unreadable answer: " + e.what());
   }
+}
+
+std::vector<std::string> EngineClient::running() {
+  auto r = call("GET", "/api/sessions", "");
+  if (r.status != 200) throw ProviderRefused("engine " + node_.name + " GET /api/sessions: HTTP " + std::to_string(r.status) + ": " + excerpt(r.body));
+  std::vector<std::string> out;
+  try {
+    for (const auto& s : json::parse(r.body))
+      if (s.is_object() && s.contains("name") && s["name"].is_string() && s.value("status", "") != "STOPPED") out.push_back(s["name"]);
+  } catch (const json::exception& e) {
+    throw ProviderRefused("engine " + node_.name + " GET /api/sessions: unreadable answer: " + e.what());
+  }
+  return out;
 }
 
 }  // namespace sb

@@ -12,7 +12,30 @@ std::string EngineProvider::chat_id(const std::string& e164) {
   return (e164.rfind('+', 0) == 0 ? e164.substr(1) : e164) + "@c.us";
 }
 
-EngineProvider::EngineProvider(const EngineConfig& config) : config_(config), client_(AsyncHttpClient::Options{}) {}
+EngineProvider::EngineProvider(const EngineConfig& config, SecretBox secrets)
+    : config_(config), secrets_(std::move(secrets)), client_(AsyncHttpClient::Options{}) {}
+
+std::optional<EngineNode> EngineProvider::node_of(const SessionRoute& route, std::string& error) const {
+  if (route.node_url.empty()) {  // not in the registry (yet): a config node
+    if (const EngineNode* n = config_.node(route.node)) return *n;
+    error = "engine node '" + route.node + "' is neither registered nor configured (engine.nodes)";
+    return std::nullopt;
+  }
+  EngineNode n;
+  n.name = route.node;
+  n.url = route.node_url;
+  if (route.node_secrets.empty()) {
+    if (const EngineNode* c = config_.node(route.node)) n.api_key = c->api_key;
+    return n;
+  }
+  try {
+    n.api_key = open_node_secrets(secrets_, route.node, route.node_secrets).value("api_key", "");
+  } catch (const Error& e) {
+    error = "engine node '" + route.node + "': " + e.what();
+    return std::nullopt;
+  }
+  return n;
+}
 
 namespace {
 std::string message_id_of(const json& j) {
@@ -41,15 +64,16 @@ bool ReachOutLocks::repeated(const std::string& key, std::chrono::steady_clock::
 }
 
 void EngineProvider::send(const SendRequest& request, SendDone done) {
-  const EngineNode* node = config_.node(request.route.node);
-  if (!node)
-    return done(result(SendResult::Status::Rejected, "engine node '" + request.route.node + "' is not configured (engine.nodes)"));
+  std::string problem;
+  const auto node = node_of(request.route, problem);
+  if (!node) return done(result(SendResult::Status::Rejected, problem));
   HttpRequest req;
   req.url = node->url + "/api/sendText";
   req.timeout_ms = config_.timeout_ms;
   req.connect_timeout_ms = std::min(config_.timeout_ms, 2000);
   req.headers = {{"Content-Type", "application/json"}, {"Accept", "application/json"}};
   if (!node->api_key.empty()) req.headers.emplace_back("X-Api-Key", node->api_key);
+  if (request.route.generation > 0) req.headers.emplace_back(kGenerationHeader, std::to_string(request.route.generation));
   const std::string where = "engine " + node->name + " sendText: ";
   try {
     req.body = json{{"session", request.route.engine_name}, {"chatId", chat_id(request.to)}, {"text", request.text}}.dump();
@@ -74,9 +98,20 @@ void EngineProvider::send(const SendRequest& request, SendDone done) {
       // was sent; try again after a back-off, by which time the status callback has arrived.
       auto r = result(SendResult::Status::RetryableError, where + "HTTP 422 (session not WORKING on the engine): " + excerpt(resp.body));
       r.maybe_delivered = false;
+      r.reroute = true;
       return done(std::move(r));
     }
-    done(interpret_send(resp, where, message_id_of));
+    if (resp.transport_ok() && (resp.status == 404 || resp.status == 409)) {
+      // Not on this node (404), or the node knows a newer placement (409, fencing): the session
+      // moved; nothing was sent.
+      auto r = result(SendResult::Status::RetryableError, where + "HTTP " + std::to_string(resp.status) +
+                                                               " (the session is not placed here now): " + excerpt(resp.body));
+      r.reroute = true;
+      return done(std::move(r));
+    }
+    auto r = interpret_send(resp, where, message_id_of);
+    if (!resp.transport_ok() && !resp.request_sent) r.reroute = true;  // the node is unreachable: it may be failing over
+    done(std::move(r));
   });
 }
 

@@ -5,6 +5,7 @@
 #include "switchboard/core/ids.hpp"
 #include "switchboard/core/log.hpp"
 #include "switchboard/workers/providers/engine_client.hpp"
+#include "switchboard/core/node_registry.hpp"
 #include "switchboard/workers/providers/http_outcome.hpp"
 
 namespace sb {
@@ -12,7 +13,19 @@ namespace sb {
 using json = nlohmann::json;
 
 SessionLifecycle::SessionLifecycle(const Config& config, pg::Pool& pool)
-    : config_(config), store_(pool), pacing_(pool), secrets_(config.secrets.key), thread_([this] { loop(); }) {}
+    : config_(config),
+      store_(pool),
+      pacing_(pool),
+      secrets_(config.secrets.key),
+      nodes_(pool, config.engine, SecretBox(config.secrets.key)),
+      placement_(pool),
+      thread_([this] { loop(); }) {
+  try {
+    nodes_.register_config_nodes();
+  } catch (const Error& e) {
+    log::warn("session.config_nodes_not_registered", {{"detail", e.what()}});  // another role does it
+  }
+}
 
 SessionLifecycle::~SessionLifecycle() {
   stopper_.request_stop();
@@ -48,6 +61,11 @@ void SessionLifecycle::execute(const SessionCommand& command, Done done) {
     std::exception_ptr err;
     try {
       events = run(command);
+    } catch (const StalePlacement& e) {
+      // This worker's view of the placement is older than the node's: the placer moved the
+      // session meanwhile. Nothing changes; the mover starts it where it is now.
+      log::warn("session.command_stale", {{"tenant", command.tenant}, {"session", command.session},
+                                          {"action", command.action}, {"detail", e.what()}});
     } catch (const ProviderRefused& e) {
       // The provider said no (bad credentials, refused request): the session is FAILED with
       // the provider's words as the reason, and the command is done — retrying can't help.
@@ -100,8 +118,13 @@ void SessionLifecycle::record(std::vector<json>& events, const SessionRecord& s,
   const std::string our = normalize_session_status(status);
   SessionStatusChange change{our, our == status ? std::nullopt : std::optional<std::string>(status), reason,
                              at.empty() ? now_rfc3339() : at};
-  auto applied = store_.set_status(s.tenant_id, s.name, change, account, clear_account);
-  if (!applied.previous) return;  // nothing changed (same status): no event
+  // Engine sessions: fenced by the generation this command ran with.
+  auto applied = store_.set_status(s.tenant_id, s.name, change, account, clear_account,
+                                   s.provider == "engine" ? std::optional<int64_t>(s.generation) : std::nullopt);
+  if (applied.stale)
+    log::warn("session.status_stale", {{"tenant", s.tenant_id}, {"session", s.name}, {"status", our},
+                                       {"generation", std::to_string(s.generation)}});
+  if (!applied.previous) return;  // nothing changed (same status), or not ours to change: no event
   log::info("session.status", {{"tenant", s.tenant_id}, {"session", s.name}, {"status", our},
                                {"previous", *applied.previous}, {"reason", reason.value_or("")}});
   events.push_back(session_status_event(s.tenant_id, s.name, our, applied.previous, reason, change.raw_status,
@@ -136,9 +159,41 @@ std::vector<json> SessionLifecycle::run(const SessionCommand& c) {
   const std::string at = now_rfc3339();
 
   if (s->provider == "engine") {
-    const EngineNode* node = config_.engine.node(s->node.value_or(""));
-    if (!node) throw ProviderRefused("engine node '" + s->node.value_or("") + "' is not configured (engine.nodes)");
-    EngineClient engine(*node, config_.engine.timeout_ms);
+    if (c.action == "start" || c.action == "restart") {
+      // A start goes to a live node with room: its node dead, draining or gone → re-placed.
+      auto node = s->node ? nodes_.get(*s->node) : std::nullopt;
+      if (!node || node->draining || node->health == "dead") {
+        const std::string why_moved = !s->node ? "not placed" : !node ? "node " + *s->node + " is not registered"
+                                      : node->draining ? "node " + *s->node + " is draining" : "node " + *s->node + " is dead";
+        try {
+          auto moved = placement_.move(s->tenant_id, s->name, s->generation, c.action + " requested; " + why_moved, false);
+          if (!moved) return events;  // moved by someone else meanwhile: their start stands
+          log::info("session.placed", {{"tenant", s->tenant_id}, {"session", s->name}, {"node", moved->to.node},
+                                       {"generation", std::to_string(moved->to.generation)}, {"reason", why_moved}});
+          if (node && node->health != "dead" && s->engine_name)
+            if (auto old = nodes_.engine_node(node->name)) {
+              // Stopped where it was (with the new generation, which fences that node) before it
+              // starts on the new one: never running on two nodes.
+              try {
+                EngineClient(*old, config_.engine.timeout_ms, moved->to.generation).stop(*s->engine_name);
+              } catch (const Error& e) {
+                log::warn("session.stop_on_source_failed", {{"tenant", s->tenant_id}, {"session", s->name},
+                                                            {"node", node->name}, {"detail", e.what()}});
+              }
+            }
+          s = store_.get(c.tenant, c.session);
+          if (!s) return events;
+        } catch (const NoCapacity& e) {
+          ++no_capacity_;
+          log::warn("session.no_capacity", {{"tenant", s->tenant_id}, {"session", s->name}, {"detail", e.what()}});
+          record(events, *s, "FAILED", std::string("no_capacity"), std::nullopt, false, at);
+          return events;
+        }
+      }
+    }
+    auto node = nodes_.engine_node(s->node.value_or(""));
+    if (!node) throw ProviderRefused("engine node '" + s->node.value_or("") + "' is not registered (switchboard nodes add, or engine.nodes)");
+    EngineClient engine(*node, config_.engine.timeout_ms, s->generation);
     const std::string name = s->engine_name.value_or(engine_session_name(s->tenant_id, s->name));
     const std::string callback = config_.intake.callback_base() + "/v1/providers/engine/" + node->name + "/webhook";
     EngineClient::State st;

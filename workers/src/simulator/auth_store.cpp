@@ -2,7 +2,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <cstdlib>
 #include <sstream>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "switchboard/core/errors.hpp"
@@ -75,6 +78,39 @@ void AuthStore::erase(const std::string& session) {
   }
   std::error_code ec;
   fs::remove(path_of(session), ec);
+}
+
+uint64_t AuthStore::admit(const std::string& session, uint64_t generation) {
+  std::lock_guard lock(mu_);
+  if (directory_.empty()) {
+    auto& newest = generations_[session];
+    if (generation < newest) return newest;
+    newest = generation;
+    return 0;
+  }
+  // One small file per session, read and written under an exclusive flock: the nodes sharing
+  // the directory are separate processes.
+  const std::string path = directory_ + "/" + percent_encode(session) + ".generation";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    log::error("simulator.generation_unavailable", {{"session", session}, {"path", path}});
+    return 0;  // can't tell: admit (as a real engine would)
+  }
+  ::flock(fd, LOCK_EX);
+  char buf[32] = {0};
+  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  const uint64_t newest = n > 0 ? std::strtoull(buf, nullptr, 10) : 0;
+  uint64_t refused = 0;
+  if (generation < newest) {
+    refused = newest;
+  } else if (generation > newest) {
+    const std::string text = std::to_string(generation);
+    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size()))
+      log::error("simulator.generation_write_failed", {{"session", session}, {"path", path}});
+  }
+  ::flock(fd, LOCK_UN);
+  ::close(fd);
+  return refused;
 }
 
 }  // namespace sb::sim

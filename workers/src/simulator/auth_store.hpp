@@ -26,11 +26,19 @@ class AuthStore {
   void save(const std::string& session, const Account& account);
   void erase(const std::string& session);
 
+  // Switchboard's placement fence (X-Switchboard-Generation), kept beside the auth so every
+  // node of the storage group sees it: a call with an older generation than the newest one
+  // seen for the session is refused (returns that newest one); a newer one becomes the newest.
+  // Returns 0 when admitted. Real WAHA has no such check; it stands in for "the storage layer
+  // knows who owns the session now".
+  uint64_t admit(const std::string& session, uint64_t generation);
+
  private:
   std::string path_of(const std::string& session) const;
   const std::string directory_;
   mutable std::mutex mu_;
   std::map<std::string, Account> memory_;  // when there's no directory
+  std::map<std::string, uint64_t> generations_;  // likewise
 };
 
 }  // namespace sb::sim

@@ -88,6 +88,23 @@ json EngineApi::to_json(const Session& s) const {
 
 // ------------------------------------------------------------------ handlers
 
+bool EngineApi::stale(const http::Request& req, const std::string& session, const http::Responder& respond, uint64_t* generation) {
+  const std::string header = req.get_header_value("X-Switchboard-Generation");
+  if (header.empty() || !all_digits(header) || header.size() > 18) return false;  // not fenced (real clients)
+  const uint64_t g = std::stoull(header);
+  if (const uint64_t newest = ctx_.auth.admit(session, g)) {
+    log::info("simulator.engine.stale_generation", {{"session", session}, {"generation", header}, {"newest", std::to_string(newest)}});
+    respond(reply(409, {{"error", "stale placement: generation " + header + " is older than " + std::to_string(newest) +
+                                      ", which the session has been placed with since"},
+                        {"session", session},
+                        {"stale_generation", g},
+                        {"generation", newest}}));
+    return true;
+  }
+  if (generation) *generation = g;
+  return false;
+}
+
 void EngineApi::create(const http::Request& req, const http::Responder& respond) {
   std::string error;
   auto body = parse_object(req.body, &error);
@@ -100,11 +117,14 @@ void EngineApi::create(const http::Request& req, const http::Responder& respond)
   if (auto bad = invalid_config(config)) return respond(reply(400, {{"error", *bad}}));
   if (body->contains("start") && !(*body)["start"].is_boolean()) return respond(reply(400, {{"error", "'start' must be a boolean"}}));
   const bool start_now = body->value("start", true);  // WAHA starts a new session unless told not to
+  uint64_t generation = 0;
+  if (stale(req, name, respond, &generation)) return;
 
   std::lock_guard lock(mu_);
   if (sessions_.count(name)) return respond(reply(422, {{"error", "Session '" + name + "' already exists"}, {"session", name}}));
   Session& s = sessions_[name];
   s.name = name;
+  s.generation = generation;
   s.config = std::move(config);
   s.me = ctx_.auth.load(name);  // paired before (maybe on another node): its account is known
   log::info("simulator.engine.session_created", {{"session", name}});
@@ -115,10 +135,13 @@ void EngineApi::create(const http::Request& req, const http::Responder& respond)
 void EngineApi::action(const http::Request& req, const http::Responder& respond) {
   const std::string name = percent_decode(req.matches[1]);
   const std::string& op = req.matches[2];
+  uint64_t generation = 0;
+  if (stale(req, name, respond, &generation)) return;
   std::lock_guard lock(mu_);
   auto it = sessions_.find(name);
   if (it == sessions_.end()) return respond(no_session(name));
   Session& s = it->second;
+  s.generation = std::max(s.generation, generation);
   if (op == "start") {
     if (!running(s.status)) start(s);
   } else if (op == "stop") {
@@ -136,6 +159,7 @@ void EngineApi::action(const http::Request& req, const http::Responder& respond)
 
 void EngineApi::remove(const http::Request& req, const http::Responder& respond) {
   const std::string name = percent_decode(req.matches[1]);
+  if (stale(req, name, respond, nullptr)) return;
   std::lock_guard lock(mu_);
   auto it = sessions_.find(name);
   if (it == sessions_.end()) return respond(no_session(name));
@@ -195,6 +219,7 @@ void EngineApi::send_text(const http::Request& req, const http::Responder& respo
   const auto at = chat_id->find('@');
   if (at == std::string::npos || chat_id->substr(at) != "@c.us" || !all_digits(chat_id->substr(0, at)))
     return respond(reply(400, {{"error", "'chatId' must be '<digits>@c.us'"}, {"chatId", *chat_id}}));
+  if (stale(req, *session, respond, nullptr)) return;
 
   Account me;
   {
@@ -248,7 +273,7 @@ void EngineApi::set_status(Session& s, const std::string& status, bool emit_even
   const std::string previous = s.status;
   if (previous == status && !emit_even_if_same) return;
   s.status = status;
-  if (running(status) && !running(previous)) ctx_.lifetimes.opened(s.name);
+  if (running(status) && !running(previous)) ctx_.lifetimes.opened(s.name, s.generation);
   if (!running(status) && running(previous)) ctx_.lifetimes.closed(s.name);
   log::info("simulator.engine.status", {{"session", s.name}, {"status", status}, {"previous", previous}});
   emit(s, "session.status", {{"status", status}});

@@ -6,6 +6,9 @@
 //   DELETE /api/sessions/{s} → 200;  GET /api/sessions[?all=true];  GET /api/sessions/{s}
 //   GET    /api/{s}/auth/qr [?format=raw | Accept: application/json] → PNG / JSON (422 unless SCAN_QR_CODE)
 //   POST   /api/sendText {"session","chatId","text"} → 201 message (422 unless WORKING)
+// Any call carrying X-Switchboard-Generation older than the newest one seen for that session by
+// a node of the storage group (simulator.auth_store) → 409 {"stale_generation"}: the fence a
+// stale owner meets. Real WAHA ignores the header.
 // Lifecycle: start → STARTING → (start_delay_ms) WORKING with stored auth, else SCAN_QR_CODE with a
 // QR value rotating every qr_rotate_ms; stop keeps auth, logout drops it. Webhooks session.status,
 // message.ack (SERVER, DEVICE, READ after the configured delays), message (inbound), signed with
@@ -41,7 +44,12 @@ class EngineApi {
     std::optional<Account> me;
     std::string qr;      // shown while SCAN_QR_CODE
     uint64_t epoch = 0;  // bumped by every transition: timers of an older epoch do nothing
+    uint64_t generation = 0;  // the newest X-Switchboard-Generation a call for it carried here
   };
+
+  // X-Switchboard-Generation older than the newest one seen for the session (on any node of
+  // the storage group): answers 409 {"stale_generation"} and returns true.
+  bool stale(const http::Request& req, const std::string& session, const http::Responder& respond, uint64_t* generation);
 
   // Handlers.
   void create(const http::Request& req, const http::Responder& respond);

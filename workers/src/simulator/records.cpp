@@ -22,11 +22,11 @@ json SendLog::to_json(const std::string& scope_key, const std::string& value) co
   return {{"sends", std::move(sends)}, {"dropped", dropped_}};
 }
 
-void SessionLifetimes::opened(const std::string& session) {
+void SessionLifetimes::opened(const std::string& session, uint64_t generation) {
   std::lock_guard lock(mu_);
   if (open_.count(session)) return;
   open_[session] = spans_.size();
-  spans_.push_back({session, now_ms(), std::nullopt});
+  spans_.push_back({session, now_ms(), std::nullopt, generation});
 }
 
 void SessionLifetimes::closed(const std::string& session) {
@@ -42,7 +42,7 @@ json SessionLifetimes::to_json() const {
   std::lock_guard lock(mu_);
   for (const auto& s : spans_)
     out.push_back({{"session", s.session}, {"node", node_}, {"started_at_ms", s.started_at_ms},
-                   {"stopped_at_ms", s.stopped_at_ms ? json(*s.stopped_at_ms) : json(nullptr)}});
+                   {"stopped_at_ms", s.stopped_at_ms ? json(*s.stopped_at_ms) : json(nullptr)}, {"generation", s.generation}});
   return out;
 }
 

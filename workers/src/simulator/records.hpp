@@ -43,7 +43,7 @@ class SendLog {
 class SessionLifetimes {
  public:
   explicit SessionLifetimes(std::string node) : node_(std::move(node)) {}
-  void opened(const std::string& session);
+  void opened(const std::string& session, uint64_t generation = 0);
   void closed(const std::string& session);
   json to_json() const;
 
@@ -52,6 +52,7 @@ class SessionLifetimes {
     std::string session;
     int64_t started_at_ms = 0;
     std::optional<int64_t> stopped_at_ms;
+    uint64_t generation = 0;  // the placement it ran with (0: not fenced)
   };
   const std::string node_;
   mutable std::mutex mu_;

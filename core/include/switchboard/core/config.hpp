@@ -57,6 +57,9 @@ struct IntakeConfig {
   int insert_batch_max = 500;
   int insert_linger_ms = 2;
   int insert_writers = 2;            // group-commit batches in flight at once
+  // Bearer key of the operator routes (/v1/admin/*, e.g. engine nodes). Empty: those routes
+  // answer 404 (off).
+  std::string admin_key;
 };
 
 // The intake's real-time event stream (GET /v1/events/stream and /v1/events/ws).
@@ -179,8 +182,12 @@ struct SessionsConfig {
 
 // An engine node (WAHA's REST API), named in config: engine.nodes.<name>.{url, api_key,
 // webhook_hmac_key}. Its callbacks arrive at intake /v1/providers/engine/<name>/webhook.
+// Nodes may also be registered at run time (`switchboard nodes add`, POST /v1/admin/nodes):
+// core/node_registry.hpp; config nodes are registered there at start (source 'config').
 struct EngineNode {
   std::string name, url, api_key, webhook_hmac_key;
+  int capacity = 100;                     // max sessions placed on it
+  std::string storage_group = "default";  // nodes of a group share session auth storage
 };
 
 struct EngineConfig {
@@ -206,6 +213,24 @@ struct CloudApiConfig {
 
 // The consumer group that turns provider callbacks (sb.callbacks) into message receipts,
 // inbound messages and session statuses.
+// `switchboard placer`: health probes, failover and drain of engine nodes (one replica acts at a
+// time, holding a lease in PostgreSQL).
+struct PlacerConfig {
+  int probe_interval_ms = 2000;     // each node's GET /api/sessions this often
+  int probe_timeout_ms = 1500;
+  int failure_threshold = 3;        // failed probes in a row before a node is declared dead
+  int lease_ttl_ms = 10000;         // a leader that stops renewing for this long is replaced
+  // Restarts on one node: at most this many in flight (until the session reports a status
+  // past STARTING or start_timeout_ms), one every start_stagger_ms ± start_jitter (fraction).
+  // WAHA takes ~5 s per browser session: 4 at a time, 1.25 s apart keeps a node near one start
+  // per second without a storm.
+  int max_starts_per_node = 4;
+  int start_stagger_ms = 1250;
+  double start_jitter = 0.3;
+  int start_timeout_ms = 60000;
+  std::string ops_listen;           // /health, /health/ready, /metrics ("host:port"; empty: off)
+};
+
 struct CallbacksConfig {
   int unmatched_retry_s = 120;  // a receipt for a send whose outcome isn't recorded yet waits this long
   int batch_max = 500;
@@ -276,6 +301,7 @@ struct Config {
   SchedulerConfig scheduler;
   QuotaConfig quotas;
   BackpressureConfig backpressure;
+  PlacerConfig placer;
   std::string schemas_dir = SWITCHBOARD_DEFAULT_SCHEMAS_DIR;
 
   // Full topic / group names, with the prefix applied.

@@ -72,6 +72,10 @@ struct SendClaim {
   // The session as the claim saw it (Fresh, NotWorking): where to send, and its status.
   std::string session_status;
   std::string provider, node, engine_name, phone_number_id, secrets;
+  // Engine sessions: the placement's fencing generation and the node's registry row (its URL,
+  // its sealed credentials; empty for config nodes, whose credentials are in config).
+  int64_t generation = 0;
+  std::string node_url, node_secrets;
 };
 
 class MessageStore {

@@ -5,6 +5,7 @@
 // Statuses: STOPPED → STARTING → SCAN_QR_CODE → WORKING, FAILED (with a reason), and UNKNOWN
 // for a word a provider adds (its own word kept as raw_status). A status change applies only
 // if it is not older than the current one (callbacks arrive out of order); history keeps all.
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -27,6 +28,8 @@ struct SessionRecord {
   std::optional<std::string> secrets;                 // base64 of the sealed JSON (SecretBox), never shown
   std::optional<std::string> qr_value, qr_png, qr_at;
   bool deleting = false;
+  int64_t generation = 0;                     // placement fencing token (core/node_registry.hpp)
+  std::optional<std::string> storage_group;   // engine sessions: the group holding its auth
 };
 
 struct NewSession {
@@ -34,6 +37,8 @@ struct NewSession {
   nlohmann::json config = nlohmann::json::object();
   std::optional<std::string> secrets, node, engine_name, phone_number_id;  // secrets: base64 of sealed JSON
   std::string status = "STOPPED";
+  std::optional<std::string> storage_group;
+  int64_t generation = 0;
 };
 
 // Our word for a provider's status: one of ours, or UNKNOWN.
@@ -48,7 +53,9 @@ class SessionStore {
 
   // Throws Conflict when the tenant has a session of that name (or the Cloud API number is
   // another session's), InvalidInput for a bad name.
-  void create(const NewSession& s);
+  // `place`, when given, runs inside the creating transaction before the insert (engine
+  // sessions pick their node there: core/node_registry.hpp) and may fill node/generation.
+  void create(const NewSession& s, const std::function<void(pqxx::work&, NewSession&)>& place = {});
   std::optional<SessionRecord> get(const std::string& tenant_id, const std::string& name);
   std::vector<SessionRecord> list(const std::string& tenant_id);
   std::vector<SessionStatusChange> history(const std::string& tenant_id, const std::string& name, int limit = 100);
@@ -59,10 +66,14 @@ class SessionStore {
   // exists). `account` is set when given; clear_account forgets it (logout).
   struct Applied {
     bool exists = false;
+    bool stale = false;                   // refused: the session's generation moved on
     std::optional<std::string> previous;  // set when the status changed
   };
+  // `generation`, when given, fences the write: a session re-placed since (another generation)
+  // is left as it is (Applied.stale), nothing recorded.
   Applied set_status(const std::string& tenant_id, const std::string& name, const SessionStatusChange& change,
-                     const std::optional<std::string>& account = std::nullopt, bool clear_account = false);
+                     const std::optional<std::string>& account = std::nullopt, bool clear_account = false,
+                     std::optional<int64_t> generation = std::nullopt);
   void set_qr(const std::string& tenant_id, const std::string& name, const std::string& value, const std::string& png_base64);
   // DELETE /v1/sessions/{id}: sends are refused from now on; the worker removes the row.
   bool mark_deleting(const std::string& tenant_id, const std::string& name);
@@ -70,6 +81,7 @@ class SessionStore {
 
   struct Owner {
     std::string tenant_id, name;
+    int64_t generation = 0;  // the placement when found (engine sessions)
   };
   std::optional<Owner> find_by_engine_name(const std::string& node, const std::string& engine_name);
   std::optional<Owner> find_by_phone_number_id(const std::string& phone_number_id);

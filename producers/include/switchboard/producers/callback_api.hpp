@@ -10,10 +10,15 @@
 // 401 on a missing or wrong signature, 400 on a malformed body (either way nothing is written),
 // 200 only once every fact is durable on sb.callbacks (keyed by tenant), 503 otherwise (the
 // provider retries). A fact for a session we don't know is acknowledged and dropped (logged).
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "switchboard/core/config.hpp"
 #include "switchboard/core/http_server.hpp"
+#include "switchboard/core/node_registry.hpp"
 #include "switchboard/core/session_store.hpp"
 #include "switchboard/producers/callback_records.hpp"
 #include "switchboard/producers/command_publisher.hpp"
@@ -39,6 +44,8 @@ class CallbackApi {
   // cached: three callbacks per message would otherwise be three lookups per message.
   std::optional<SessionStore::Owner> owner_of_engine_session(const std::string& node, const std::string& engine_session);
   std::optional<SessionStore::Owner> owner_of_number(const std::string& phone_number_id);
+  // The node (with its HMAC key) from the registry, cached a few seconds: every ack is a callback.
+  std::optional<EngineNode> node(const std::string& name);
 
   const Config& config_;
   SessionStore sessions_;
@@ -46,6 +53,9 @@ class CallbackApi {
   // Short-lived, so a session moved to another node (its callbacks then come from there) or
   // deleted is seen within seconds; unknown sessions are not cached.
   TtlCache owners_{5000};
+  NodeRegistry nodes_;
+  std::mutex nodes_mu_;
+  std::map<std::string, std::pair<std::optional<EngineNode>, std::chrono::steady_clock::time_point>> node_cache_;
 };
 
 }  // namespace sb

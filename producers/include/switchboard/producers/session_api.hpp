@@ -12,6 +12,7 @@
 // Lifecycle commands travel on sb.commands.high keyed by tenant: the worker owning the tenant's
 // partition runs them in order. Credentials in `config` are sealed before they are stored and
 // never appear in a response or a log line.
+#include <atomic>
 #include <functional>
 #include <optional>
 #include <string>
@@ -35,6 +36,8 @@ class SessionApi {
 
   // The fields of a session's config that are credentials (sealed, never shown).
   static bool is_secret_field(const std::string& name);
+  // Engine sessions refused for want of a node with room (sb_placement_no_capacity_total).
+  uint64_t no_capacity() const { return no_capacity_; }
 
  private:
   void create(const http::Request& req, http::Response& res);
@@ -56,6 +59,7 @@ class SessionApi {
   SecretBox secrets_;
   CommandPublisher& publisher_;
   Authenticate authenticate_;
+  std::atomic<uint64_t> no_capacity_{0};
 };
 
 }  // namespace sb

@@ -144,6 +144,9 @@ class LaneCore : public RecordHandler {
   void send(const JobPtr& j);
   void on_sent(const JobPtr& j, const SendResult& r);
   void pause_session(const JobPtr& j, const std::string& reason, MessageOutcome failed);
+  // A send certainly not sent whose placement may have changed: back to its claim (true), or
+  // false when it has waited sessions.hold_max already.
+  bool reroute(const JobPtr& j, const SendResult& r);
   void reconcile(const JobPtr& j, const std::string& why);
   void on_reconciled(const JobPtr& j, const ReconcileResult& r, const std::string& why);
   void conclude(const JobPtr& j, MessageOutcome o);

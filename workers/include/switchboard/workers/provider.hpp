@@ -7,6 +7,7 @@
 // session costs memory, not a thread. Real providers do not dedupe, so every result says
 // whether a failed request may still have been acted upon (maybe_delivered): such a send is
 // never blindly repeated — the worker reconciles, or fails it as "uncertain".
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -18,6 +19,10 @@ struct SessionRoute {
   std::string node, engine_name;       // engine
   std::string phone_number_id;         // cloud_api
   std::string secrets;                 // base64 of the sealed credentials (SecretBox); opened by the adapter
+  // engine: the placement's fencing generation (sent as X-Switchboard-Generation) and the
+  // node's URL and sealed credentials from the registry (empty: a config node).
+  int64_t generation = 0;
+  std::string node_url, node_secrets;
 };
 
 struct SendRequest {
@@ -45,6 +50,10 @@ struct SendResult {
   bool throttled = false;
   // The provider flagged the sender (spam limit, policy block): the session should pause.
   std::string pause_reason;
+  // RetryableError, certainly not sent: the session's placement may have changed (its node is
+  // unreachable, doesn't have it, or holds a newer generation). The send goes back to its
+  // claim, which reads the placement again and waits while the session is not WORKING.
+  bool reroute = false;
 };
 
 // What a provider knows of an earlier send of a message id (after a crash or a timeout).

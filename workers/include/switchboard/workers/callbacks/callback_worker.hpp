@@ -23,6 +23,7 @@
 #include "switchboard/core/pg.hpp"
 #include "switchboard/core/receipt_store.hpp"
 #include "switchboard/core/retry_policy.hpp"
+#include "switchboard/core/node_registry.hpp"
 #include "switchboard/core/session_store.hpp"
 #include "switchboard/workers/partitioned_consumer.hpp"
 
@@ -60,6 +61,7 @@ class CallbackWorker : private RecordHandler {
   const Config& config_;
   pg::Pool pool_;
   SessionStore sessions_;
+  NodeRegistry nodes_;
   ReceiptStore receipts_;
   kafka::Producer producer_;
   kafka::ReliablePublisher publisher_;

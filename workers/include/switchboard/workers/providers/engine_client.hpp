@@ -9,6 +9,7 @@
 // ProviderRefused with the engine's answer.
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "switchboard/core/config.hpp"
 #include "switchboard/core/errors.hpp"
@@ -27,7 +28,8 @@ class EngineClient {
     std::optional<std::string> account;  // digits of me.id, when paired
   };
 
-  EngineClient(const EngineNode& node, int timeout_ms);
+  // `generation` > 0: every call carries it (X-Switchboard-Generation, the placement's fence).
+  EngineClient(const EngineNode& node, int timeout_ms, int64_t generation = 0);
 
   // Creates the session with our webhook (callback_url, HMAC key) and starts it; starts it
   // if it exists already.
@@ -40,13 +42,23 @@ class EngineClient {
   void remove(const std::string& name);
   // nullopt when the engine shows no QR now (not SCAN_QR_CODE).
   std::optional<Qr> qr(const std::string& name);
+  // The names of the sessions running on the node (GET /api/sessions): the placer's probe.
+  std::vector<std::string> running();
 
  private:
   HttpResponse call(const std::string& method, const std::string& path, const std::string& body, bool json_accept = true);
   State state_of(const HttpResponse& r, const std::string& what);
 
-  const EngineNode& node_;
+  EngineNode node_;
+  int64_t generation_;
   HttpClient http_;
+};
+
+// The node holds a newer placement of the session than this call's generation (the simulator
+// answers 409 {"stale_generation": …}): the caller is a stale owner; nothing changed there.
+class StalePlacement : public Error {
+ public:
+  explicit StalePlacement(const std::string& what) : Error(ErrorKind::Conflict, what) {}
 };
 
 // An engine (or Cloud API) answered, and said no: not worth retrying as is.

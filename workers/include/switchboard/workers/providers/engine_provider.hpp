@@ -6,14 +6,19 @@
 // certainly not sent; a reach-out time-lock (error 463) backs off, and repeated ones pause the
 // session. WAHA has no idempotency key and no lookup by our id: reconcile() answers
 // Unknown, so an interrupted send is failed as uncertain (worker.on_uncertain), never repeated.
+// Every call carries the placement's generation (X-Switchboard-Generation); 404/409 and an
+// unreachable node send it back to its claim (SendResult::reroute): the session may have moved.
 #include <chrono>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
 #include "switchboard/core/config.hpp"
 #include "switchboard/core/http_async.hpp"
+#include "switchboard/core/node_registry.hpp"
+#include "switchboard/core/secret_box.hpp"
 #include "switchboard/workers/provider.hpp"
 
 namespace sb {
@@ -38,7 +43,7 @@ class ReachOutLocks {
 
 class EngineProvider : public Provider {
  public:
-  explicit EngineProvider(const EngineConfig& config);
+  EngineProvider(const EngineConfig& config, SecretBox secrets);
   using Provider::send;
   void send(const SendRequest& request, SendDone done) override;
   std::string name() const override { return "engine"; }
@@ -47,7 +52,11 @@ class EngineProvider : public Provider {
   static std::string chat_id(const std::string& e164);
 
  private:
+  // The node to call: the registry's row from the claim, credentials opened (config nodes' from config).
+  std::optional<EngineNode> node_of(const SessionRoute& route, std::string& error) const;
+
   const EngineConfig& config_;
+  SecretBox secrets_;
   ReachOutLocks locks_{3, std::chrono::minutes(10)};
   AsyncHttpClient client_;
 };

@@ -2,11 +2,14 @@
 // Runs session lifecycle commands (session.start|stop|restart|logout|delete) against the
 // session's provider and records what follows (status + history in PostgreSQL), answering
 // with the session.status / session.qr / session.deleted events to publish:
-//   engine     the node's REST API (EngineClient); later statuses arrive by webhook
+//   engine     the node's REST API (EngineClient), called with the placement's generation; a
+//              start whose node is dead, draining or gone re-places the session first (no room:
+//              FAILED reason no_capacity); later statuses arrive by webhook
 //   cloud_api  start checks the number and token (GET /{version}/{phone_number_id}) → WORKING
 //   simulator  no pairing: start → WORKING, stop/logout → STOPPED
 // Lifecycle commands are few: they run one at a time on this object's own thread (blocking
 // PostgreSQL and HTTP there), never on the lane's event loop.
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -16,6 +19,7 @@
 #include "switchboard/core/config.hpp"
 #include "switchboard/core/pg.hpp"
 #include "switchboard/core/retry_policy.hpp"
+#include "switchboard/core/node_registry.hpp"
 #include "switchboard/core/secret_box.hpp"
 #include "switchboard/core/pacing_store.hpp"
 #include "switchboard/core/session_store.hpp"
@@ -46,6 +50,9 @@ class SessionLifecycle : public SessionControl {
   SessionStore store_;
   PacingStore pacing_;  // pause cool-downs
   SecretBox secrets_;
+  NodeRegistry nodes_;
+  SessionPlacement placement_;
+  std::atomic<uint64_t> no_capacity_{0};
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;
