@@ -108,7 +108,7 @@ TEST_CASE("bench: sessions with receipts — send → sent → delivered → rea
         << "secrets:\n  key: \"YmVuY2gtb25seS1rZXktMzItYnl0ZXMtbG9uZy4uLi4=\"\n"  // bench-only, 32 bytes
         << "intake:\n  listen: \"127.0.0.1:" << intake_port << "\"\n"
         << "engine:\n  default_node: sim\n  nodes:\n    sim:\n      url: \"http://127.0.0.1:" << sim_port
-        << "\"\n      webhook_hmac_key: \"bench-engine-hmac\"\n"
+        << "\"\n      webhook_hmac_key: \"bench-engine-hmac\"\n      capacity: 100000\n"
         << "provider:\n  url: \"http://127.0.0.1:" << sim_port << "\"\n"
         << "simulator:\n  listen: \"127.0.0.1:" << sim_port << "\"\n  latency_ms: " << latency_ms
         << "\n  latency_jitter_ms: 0\n  engine:\n    start_delay_ms: 20\n"

@@ -120,7 +120,9 @@ void CallbackApi::engine(const http::Request& req, const http::Responder& respon
   }
   std::optional<SessionStore::Owner> owner;
   try {
-    owner = owner_of_engine_session(node_name, cb.session);
+    // A status is fenced by the placement's generation as it is now: never from the cache.
+    owner = cb.event == "session.status" ? sessions_.find_by_engine_name(node_name, cb.session)
+                                         : owner_of_engine_session(node_name, cb.session);
   } catch (const Error&) {
     return respond(unavailable(config_.intake.retry_after_s));
   }

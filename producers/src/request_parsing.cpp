@@ -62,7 +62,7 @@ std::optional<std::string> bearer_token(std::string_view authorization) {
 SendMessageRequest parse_send_request(std::string_view body_text, const std::optional<std::string>& idempotency_header,
                                const SchemaSet& schemas) {
   const json body = read_body(body_text, schemas, "http/send_message_request");
-  SendMessageRequest r{body["to"], body["text"], body.value("priority", "default"), idempotency_header};
+  SendMessageRequest r{body["to"], body["text"], body.value("priority", "default"), idempotency_header, std::nullopt, 0};
   if (body.contains("idempotency_key")) {
     const std::string in_body = body["idempotency_key"];
     if (r.idempotency_key && *r.idempotency_key != in_body)

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# sb_build: configure (once) and build Switchboard into $SB_ROOT/build (binary: build/switchboard).
+# sb_build [TARGET...]: configure (once) and build Switchboard into $SB_ROOT/build (binary:
+# build/switchboard): the given targets, or everything (the benchmarks too) without any.
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -15,8 +16,8 @@ sb_build() {
     command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
     cmake -S "$SB_ROOT" -B "$SB_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >&2 || return 1
   fi
-  sb_log "building"
-  cmake --build "$SB_BUILD_DIR" -j2 >&2 || return 1
+  sb_log "building${1:+ $*}"
+  cmake --build "$SB_BUILD_DIR" -j2 ${1:+--target "$@"} >&2 || return 1
 }
 
 # sb_build_sanitized NAME SANITIZERS [TARGET...]: configure (once) and build $SB_ROOT/build-NAME

@@ -358,8 +358,8 @@ TEST_CASE("nodes: placement honours capacity and storage groups — most free ca
   CHECK(failed == 2);
 }
 
-TEST_CASE("nodes: SIGKILL of a node re-places all its sessions on the others of its group, started without a new QR; "
-          "no session runs on two nodes at once; messages sent meanwhile are delivered once",
+TEST_CASE("nodes: SIGKILL of a node re-places all its sessions on the others of its group, started without a new QR — "
+          "no session runs on two nodes at once, messages sent meanwhile are delivered once",
           "[integration][nodes][failover]") {
   int sessions = 60;
   if (const char* n = std::getenv("SWITCHBOARD_TEST_FAILOVER_SESSIONS")) sessions = std::max(3, std::atoi(n));

@@ -166,8 +166,8 @@ TEST_CASE("pacing: a session limited to a 250 ms gap + 150 ms jitter sends no fa
   CHECK(free.back() < paced.back());
 }
 
-TEST_CASE("pacing: a banned Cloud API number pauses its session with session.status PAUSED and the reason; its "
-          "sends wait, the cool-down resumes it and they go out once; POST resume does it at once",
+TEST_CASE("pacing: a banned Cloud API number pauses its session with session.status PAUSED and the reason, its "
+          "sends wait, the cool-down resumes it and they go out once, POST resume does it at once",
           "[integration][pacing][cloud_api]") {
   TestStack stack("pacing_ban", 2);
   System sys(stack, 1);

@@ -73,6 +73,7 @@ TEST_CASE("sessions at scale: 1,000 engine sessions across 50 tenants paired thr
     c.simulator.delivered_delay_ms = 20;
     c.simulator.read_delay_ms = 20;
     c.log.level = "warn";  // 1,000 sessions' lifecycles: keep the logs to what matters
+    c.engine.nodes["sim"].capacity = kTenants * kSessionsPerTenant;  // one node holds them all
   });
   std::vector<sbtest::TenantInfo> tenants;
   for (int t = 0; t < kTenants; ++t) tenants.push_back(stack.create_tenant("t" + std::to_string(t), {}));

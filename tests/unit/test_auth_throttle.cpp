@@ -24,7 +24,7 @@ TEST_CASE("auth throttle: more than limit unknown keys in a window block the sou
   CHECK(t.failed("10.0.0.1", t0 + seconds(20)));
 }
 
-TEST_CASE("auth throttle: failures spread wider than the window never block; limit 0 turns it off", "[unit][security]") {
+TEST_CASE("auth throttle: failures spread wider than the window never block, limit 0 turns it off", "[unit][security]") {
   sb::AuthThrottle t({3, 60, 10});
   const auto t0 = Clock::now();
   for (int i = 0; i < 20; ++i) CHECK_FALSE(t.failed("10.0.0.1", t0 + seconds(31 * i)));  // ≤ 2 per 60 s window

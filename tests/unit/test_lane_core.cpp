@@ -535,7 +535,7 @@ TEST_CASE("lane core: 100,000 sessions waiting on pacing timers cost memory only
 }
 
 TEST_CASE("lane core: a ban signal pauses the session and puts the send back: it is held while PAUSED and sent "
-          "once resumed; a throttle backs the session off through the pacer",
+          "once resumed, a throttle backs the session off through the pacer",
           "[unit][lane][pacing]") {
   sb::LaneCore::Options o;
   o.hold_poll = 20ms;

@@ -40,8 +40,9 @@ class CallbackApi {
   // Writes the records, then answers 200 (all acked) or 503.
   void publish_all(std::vector<CallbackRecord> records, const http::Responder& respond);
 
-  // The session an engine's session name (on that node) or a Cloud API number belongs to;
-  // cached: three callbacks per message would otherwise be three lookups per message.
+  // The session an engine's session name (on that node) or a Cloud API number belongs to, for
+  // receipts and inbound messages; cached: three callbacks per message would otherwise be three
+  // lookups per message. The cached owner carries no generation (statuses look it up fresh).
   std::optional<SessionStore::Owner> owner_of_engine_session(const std::string& node, const std::string& engine_session);
   std::optional<SessionStore::Owner> owner_of_number(const std::string& phone_number_id);
   // The node (with its HMAC key) from the registry, cached a few seconds: every ack is a callback.
