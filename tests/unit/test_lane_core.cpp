@@ -358,6 +358,27 @@ TEST_CASE("lane core: invalid records and unknown sessions go to the DLQ, replay
   CHECK(reasons == std::multiset<std::string>{"invalid_command", "invalid_command", "unknown_session"});
 }
 
+// Found by the chaos harness: a worker SIGKILLed after recording failed/uncertain but before
+// its event reached Kafka; the replay republished message.failed without its reason.
+TEST_CASE("lane core: a replayed failure republishes message.failed with the reason it was recorded with", "[unit][lane]") {
+  Harness h;
+  const auto uncertain = sb::new_uuid_v7(), rejected = sb::new_uuid_v7(), failed = sb::new_uuid_v7();
+  h.ledger.claims[uncertain] = {sb::SendClaim::Status::Final,
+                                {"failed", std::nullopt, "uncertain: the provider may or may not have sent it (timeout)", "2026-01-01T00:00:00.000Z"}};
+  h.ledger.claims[rejected] = {sb::SendClaim::Status::Final, {"failed", std::nullopt, "provider rejected: 400", "2026-01-01T00:00:00.000Z"}};
+  h.ledger.claims[failed] = {sb::SendClaim::Status::Final,
+                             {"failed", std::nullopt, "provider failed after 5 attempts: 500", "2026-01-01T00:00:00.000Z"}};
+  h.core->on_records({h.record("a", uncertain), h.record("b", rejected), h.record("c", failed)});
+  REQUIRE(h.all_finished(3));
+  std::lock_guard l(h.w.mu);
+  CHECK(h.provider.sends.empty());
+  std::map<std::string, std::optional<std::string>> reasons;
+  for (const auto& e : h.sink.events) reasons[e.id] = e.reason;
+  CHECK(reasons[uncertain] == std::optional<std::string>("uncertain"));
+  CHECK(reasons[rejected] == std::optional<std::string>("provider_rejected"));
+  CHECK(reasons[failed] == std::optional<std::string>("provider_failed"));
+}
+
 TEST_CASE("lane core: an interrupted send is never repeated blindly", "[unit][lane]") {
   SECTION("found 'sending' and the provider can't tell: failed as uncertain, not sent") {
     Harness h;

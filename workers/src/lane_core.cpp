@@ -143,6 +143,16 @@ SendRequest LaneCore::request_of(const Job& j) const {
   return {c.tenant, c.session, c.id, c.to, c.text, j.route};
 }
 
+// The reason of a recorded failure, from the error text it was recorded with (each failure path
+// below starts its error with its reason's words), so a republished message.failed says the
+// same reason as the first one did.
+std::string LaneCore::failure_reason_of(const std::string& error) {
+  for (const char* r : {"uncertain", "session_not_working"})
+    if (error.rfind(std::string(r) + ":", 0) == 0) return r;
+  if (error.rfind("provider rejected:", 0) == 0) return "provider_rejected";
+  return "provider_failed";
+}
+
 MessageOutcome LaneCore::outcome_of(const Job& j, std::string status) const {
   const auto& c = j.command;
   MessageOutcome o{c.id, c.tenant, c.session, c.to, c.text, c.priority, std::move(status), {}, {}, now_rfc3339(), {}};
@@ -252,6 +262,7 @@ void LaneCore::on_claimed(const JobPtr& j, const SendClaim& c, std::exception_pt
       o.provider_message_id = c.known.provider_message_id;
       o.error = c.known.error;
       o.at = c.known.updated_at;
+      if (o.status == "failed" && o.error) o.reason = failure_reason_of(*o.error);
       log::info("worker.replay_skipped", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
                                           {"status", c.known.status}});
       return republish(j, o);

@@ -160,6 +160,7 @@ class LaneCore : public RecordHandler {
   void release(const JobPtr& j);
   // The ids among `jobs` whose 'sending' mark is ours and no request of theirs is out.
   static std::vector<std::string> marks_to_return(const std::vector<JobPtr>& jobs);
+  static std::string failure_reason_of(const std::string& error);
   MessageOutcome outcome_of(const Job& j, std::string status) const;
   SendRequest request_of(const Job& j) const;
   // Posts `fn` to the loop from another thread's callback.
