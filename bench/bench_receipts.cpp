@@ -66,13 +66,7 @@ TEST_CASE("bench: sessions with receipts — send → sent → delivered → rea
   const std::string brokers = need_env("SWITCHBOARD_TEST_KAFKA_BROKERS");
   const std::string admin_url = need_env("SWITCHBOARD_TEST_POSTGRES_URL");
   const std::string redis_url = need_env("SWITCHBOARD_TEST_REDIS_URL");
-  System sys;
-  sys.broker = sbbench::pid_from_file(need_env("SB_BENCH_KAFKA_PID_FILE"));
-  sys.postmaster = sbbench::pid_from_file(need_env("SB_BENCH_PG_PID_FILE"));
-  sys.redis = sbbench::pid_from_file(need_env("SB_BENCH_REDIS_PID_FILE"));
-  REQUIRE(sys.broker > 0);
-  REQUIRE(sys.postmaster > 0);
-  REQUIRE(sys.redis > 0);
+  System sys = System::from_env();
 
   std::mt19937_64 rng(std::random_device{}());
   const std::string suffix = std::to_string(rng() % 100000000);

@@ -282,6 +282,17 @@ struct Cpu {
 struct System {
   int broker = 0, postmaster = 0, redis = 0;
   std::vector<const Proc*> roles;
+  // The servers scripts/bench started, from the pid files it exports.
+  static System from_env() {
+    System s;
+    s.broker = sbbench::pid_from_file(need_env("SB_BENCH_KAFKA_PID_FILE"));
+    s.postmaster = sbbench::pid_from_file(need_env("SB_BENCH_PG_PID_FILE"));
+    s.redis = sbbench::pid_from_file(need_env("SB_BENCH_REDIS_PID_FILE"));
+    REQUIRE(s.broker > 0);
+    REQUIRE(s.postmaster > 0);
+    REQUIRE(s.redis > 0);
+    return s;
+  }
   Cpu cpu() const {
     Cpu c;
     c.ticks["kafka broker"] = sbbench::own_ticks(broker);
