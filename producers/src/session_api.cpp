@@ -1,5 +1,7 @@
 #include "switchboard/producers/session_api.hpp"
 
+#include <optional>
+
 #include "json_reply.hpp"
 
 #include <nlohmann/json.hpp>
@@ -43,6 +45,25 @@ json view(const SessionRecord& s, const std::vector<SessionStatusChange>* histor
   return out;
 }
 
+// A pacing change's body, parsed and checked against `schema` and the policy's ranges; on bad
+// input answers 400 (not JSON) or 422 (naming the field) and returns nothing.
+std::optional<json> pacing_body(const http::Request& req, http::Response& res, const SchemaSet& schemas, const char* schema) {
+  json body;
+  try {
+    body = parse_json(req.body);
+  } catch (const InvalidInput& e) {
+    reply_error(res, 400, e.what());
+    return std::nullopt;
+  }
+  try {
+    schemas.validate(schema, body);
+    PacingPolicy::validate(body["pacing"]);
+  } catch (const InvalidInput& e) {
+    reply_error(res, 422, e.what(), e.field());
+    return std::nullopt;
+  }
+  return body;
+}
 }  // namespace
 
 bool SessionApi::is_secret_field(const std::string& name) {
@@ -231,20 +252,10 @@ void SessionApi::update(const http::Request& req, http::Response& res) {
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
   const std::string name = req.matches[1];
-  json body;
-  try {
-    body = parse_json(req.body);
-  } catch (const InvalidInput& e) {
-    return reply_error(res, 400, e.what());
-  }
-  try {
-    schemas_.validate("http/session_update_request", body);
-    PacingPolicy::validate(body["pacing"]);
-  } catch (const InvalidInput& e) {
-    return reply_error(res, 422, e.what(), e.field());
-  }
-  if (!pacing_.set_session(*tenant, name, body["pacing"])) return reply_error(res, 404, "no session '" + name + "' for this tenant", "id");
-  log::info("session.pacing_set", {{"tenant", *tenant}, {"session", name}, {"pacing", body["pacing"].dump()}});
+  auto body = pacing_body(req, res, schemas_, "http/session_update_request");
+  if (!body) return;
+  if (!pacing_.set_session(*tenant, name, (*body)["pacing"])) return reply_error(res, 404, "no session '" + name + "' for this tenant", "id");
+  log::info("session.pacing_set", {{"tenant", *tenant}, {"session", name}, {"pacing", (*body)["pacing"].dump()}});
   reply(res, 200, with_pacing(view(*store_.get(*tenant, name), nullptr), *tenant, name, true));
 }
 
@@ -252,20 +263,10 @@ void SessionApi::tenant_pacing(const http::Request& req, http::Response& res) {
   auto tenant = authenticate_(req, res);
   if (!tenant) return;
   if (req.method == "PATCH") {
-    json body;
-    try {
-      body = parse_json(req.body);
-    } catch (const InvalidInput& e) {
-      return reply_error(res, 400, e.what());
-    }
-    try {
-      schemas_.validate("http/tenant_pacing", body);
-      PacingPolicy::validate(body["pacing"]);
-    } catch (const InvalidInput& e) {
-      return reply_error(res, 422, e.what(), e.field());
-    }
-    pacing_.set_tenant(*tenant, body["pacing"]);
-    log::info("tenant.pacing_set", {{"tenant", *tenant}, {"pacing", body["pacing"].dump()}});
+    auto body = pacing_body(req, res, schemas_, "http/tenant_pacing");
+    if (!body) return;
+    pacing_.set_tenant(*tenant, (*body)["pacing"]);
+    log::info("tenant.pacing_set", {{"tenant", *tenant}, {"pacing", (*body)["pacing"].dump()}});
   }
   reply(res, 200, {{"pacing", pacing_.tenant(*tenant)}, {"defaults", PacingPolicy::from_config(config_.pacing).to_json()}});
 }
