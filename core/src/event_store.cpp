@@ -7,7 +7,7 @@ namespace sb {
 
 namespace {
 
-const char* kColumns = R"SQL(
+const char* kEventColumns = R"SQL(
   id::text, tenant_id::text, type, session,
   to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), body)SQL";
 
@@ -57,7 +57,7 @@ std::optional<StoredEvent> EventStore::get(const std::string& tenant_id, const s
   if (!MessageStore::valid_id(event_id) || !MessageStore::valid_id(tenant_id)) return std::nullopt;
   return pool_.run([&](pqxx::connection& c) -> std::optional<StoredEvent> {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_params(std::string("SELECT ") + kColumns + " FROM events WHERE id = $1 AND tenant_id = $2",
+    auto r = tx.exec_params(std::string("SELECT ") + kEventColumns + " FROM events WHERE id = $1 AND tenant_id = $2",
                             event_id, tenant_id);
     if (r.empty()) return std::nullopt;
     return from_row(r[0]);
@@ -70,7 +70,7 @@ std::vector<StoredEvent> EventStore::since(const std::string& tenant_id, const s
     pqxx::nontransaction tx(c);
     pqxx::result rows;
     try {
-      rows = tx.exec_params(std::string("SELECT ") + kColumns +
+      rows = tx.exec_params(std::string("SELECT ") + kEventColumns +
                                 " FROM events WHERE tenant_id = $1 AND occurred_at >= $2::timestamptz"
                                 " ORDER BY occurred_at, id LIMIT $3",
                             tenant_id, since, limit);

@@ -80,7 +80,9 @@ void PacingPolicy::validate(const json& overrides) {
       caps_of(value);
       continue;
     }
-    const auto* k = std::find_if(std::begin(kIntKeys), std::end(kIntKeys), [&](const IntKey& i) { return key == i.name; });
+    // clang 14 cannot capture a structured binding in a lambda: compare through a plain reference.
+    const std::string& name = key;
+    const auto* k = std::find_if(std::begin(kIntKeys), std::end(kIntKeys), [&](const IntKey& i) { return name == i.name; });
     if (k == std::end(kIntKeys))
       throw InvalidInput("unknown pacing key '" + key + "' (known: " + known_keys() + ")", "pacing." + key);
     if (!value.is_number_integer() || value.get<long long>() < k->min || value.get<long long>() > k->max)

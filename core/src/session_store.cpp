@@ -8,7 +8,7 @@ namespace sb {
 
 namespace {
 
-constexpr const char* kColumns = R"SQL(
+constexpr const char* kSessionColumns = R"SQL(
   tenant_id::text, name, provider, status,
   to_char(status_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
   to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
@@ -93,7 +93,7 @@ std::optional<SessionRecord> SessionStore::get(const std::string& tenant_id, con
   if (!TenantStore::valid_session_name(name)) return std::nullopt;
   return pool_.run([&](pqxx::connection& c) -> std::optional<SessionRecord> {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_params(std::string("SELECT ") + kColumns + " FROM sessions WHERE tenant_id = $1 AND name = $2",
+    auto r = tx.exec_params(std::string("SELECT ") + kSessionColumns + " FROM sessions WHERE tenant_id = $1 AND name = $2",
                             tenant_id, name);
     if (r.empty()) return std::nullopt;
     return record_from(r[0]);
@@ -104,7 +104,7 @@ std::vector<SessionRecord> SessionStore::list(const std::string& tenant_id) {
   return pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     std::vector<SessionRecord> out;
-    for (const auto& row : tx.exec_params(std::string("SELECT ") + kColumns + " FROM sessions WHERE tenant_id = $1 ORDER BY name",
+    for (const auto& row : tx.exec_params(std::string("SELECT ") + kSessionColumns + " FROM sessions WHERE tenant_id = $1 ORDER BY name",
                                           tenant_id))
       out.push_back(record_from(row));
     return out;

@@ -15,7 +15,7 @@ const std::vector<std::string> kEventTypes = {"message.sent",     "message.faile
                                               "webhook.endpoint.disabled"};
 const std::vector<std::string> kFamilies = {"message", "session", "webhook"};
 
-const char* kColumns = R"SQL(
+const char* kWebhookColumns = R"SQL(
   id::text, tenant_id::text, url, array_to_json(events)::text, secret, previous_secret,
   to_char(previous_secret_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
   enabled, disabled_reason, ordering,
@@ -59,7 +59,7 @@ WebhookEndpoint WebhookStore::create(const WebhookEndpoint& in) {
   return pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
     auto r = tx.exec_params(std::string("INSERT INTO webhook_endpoints (id, tenant_id, url, events, secret, enabled, ordering) "
-                                        "VALUES ($1, $2, $3, $4::text[], $5, $6, $7) RETURNING ") + kColumns,
+                                        "VALUES ($1, $2, $3, $4::text[], $5, $6, $7) RETURNING ") + kWebhookColumns,
                             new_uuid_v7(), in.tenant_id, in.url, pg::array_literal(in.events), in.secret, in.enabled,
                             in.ordering);
     tx.commit();
@@ -71,7 +71,7 @@ std::vector<WebhookEndpoint> WebhookStore::list(const std::string& tenant_id) {
   return pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     std::vector<WebhookEndpoint> out;
-    for (const auto& r : tx.exec_params(std::string("SELECT ") + kColumns +
+    for (const auto& r : tx.exec_params(std::string("SELECT ") + kWebhookColumns +
                                         " FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY created_at", tenant_id))
       out.push_back(from_row(r));
     return out;
@@ -82,7 +82,7 @@ std::optional<WebhookEndpoint> WebhookStore::get(const std::string& tenant_id, c
   if (!MessageStore::valid_id(id)) return std::nullopt;
   return pool_.run([&](pqxx::connection& c) -> std::optional<WebhookEndpoint> {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_params(std::string("SELECT ") + kColumns + " FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2",
+    auto r = tx.exec_params(std::string("SELECT ") + kWebhookColumns + " FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2",
                             id, tenant_id);
     if (r.empty()) return std::nullopt;
     return from_row(r[0]);
@@ -107,7 +107,7 @@ std::optional<WebhookEndpoint> WebhookStore::update(const std::string& tenant_id
                                           ELSE now() + make_interval(secs => $8) END,
         secret = COALESCE($7, secret),
         updated_at = now()
-      WHERE id = $1 AND tenant_id = $2 RETURNING )SQL") + kColumns,
+      WHERE id = $1 AND tenant_id = $2 RETURNING )SQL") + kWebhookColumns,
                             id, tenant_id, ch.url,
                             ch.events ? std::optional<std::string>(pg::array_literal(*ch.events)) : std::nullopt,
                             ch.enabled, ch.ordering, ch.new_secret, ch.rotation_window_s);
@@ -153,7 +153,7 @@ std::optional<WebhookEndpoint> WebhookStore::disable(const std::string& id, cons
                                                      const std::function<void(const WebhookEndpoint&)>& before) {
   return pool_.run([&](pqxx::connection& c) -> std::optional<WebhookEndpoint> {
     pqxx::work tx(c);
-    auto r = tx.exec_params(std::string("SELECT ") + kColumns + " FROM webhook_endpoints WHERE id = $1 AND enabled FOR UPDATE", id);
+    auto r = tx.exec_params(std::string("SELECT ") + kWebhookColumns + " FROM webhook_endpoints WHERE id = $1 AND enabled FOR UPDATE", id);
     if (r.empty()) return std::nullopt;
     auto endpoint = from_row(r[0]);
     before(endpoint);

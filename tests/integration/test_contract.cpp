@@ -133,17 +133,17 @@ sb::WebhookEndpoint add_endpoint(TestStack& stack, const std::string& tenant, co
 }
 
 // A webhook receiver: 410 Gone on /gone (the dispatcher disables that endpoint), 200 elsewhere.
-struct Receiver {
+struct ContractReceiver {
   httplib::Server server;
   std::thread thread;
   int port = 0;
-  Receiver() {
+  ContractReceiver() {
     server.Post(R"(/.*)", [](const httplib::Request& req, httplib::Response& res) { res.status = req.path == "/gone" ? 410 : 200; });
     port = server.bind_to_any_port("127.0.0.1");
     thread = std::thread([this] { server.listen_after_bind(); });
     REQUIRE(sbtest::eventually([this] { return server.is_running(); }, 5000));
   }
-  ~Receiver() {
+  ~ContractReceiver() {
     server.stop();
     thread.join();
   }
@@ -178,7 +178,7 @@ TEST_CASE("contract: every event type a live pipeline puts on sb.events validate
   TestStack stack("contract-events", 3);
   Pipeline p(stack);
   auto acme = stack.create_tenant("acme", {"main"});
-  Receiver rx;
+  ContractReceiver rx;
   add_endpoint(stack, acme.id, rx.url("/gone"), {"message.*"});  // its first delivery disables it
   add_endpoint(stack, acme.id, rx.url("/ok"), {"*"});
   p.start();

@@ -13,6 +13,8 @@
 
 using namespace std::chrono_literals;
 
+using sbtest::now_ms;
+
 namespace {
 
 sb::RedisConfig redis_config() {
@@ -29,9 +31,6 @@ sb::PaceVerdict pace(sb::RedisClient& redis, const sb::PaceRequest& r) {
   return sb::PacingScript::verdict(*redis.command(argv));
 }
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // A call counter of INFO commandstats ("cmdstat_evalsha" …), 0 when never called.
 uint64_t calls(sb::RedisClient& redis, const std::string& command) {

@@ -21,11 +21,10 @@ using nlohmann::json;
 using sbtest::Child;
 using sbtest::TestStack;
 
+using sbtest::now_ms;
+
 namespace {
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 std::string rfc3339_ms(int64_t ms) { return sb::to_rfc3339(sb::Clock::time_point(std::chrono::milliseconds(ms))); }
 

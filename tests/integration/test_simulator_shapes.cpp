@@ -30,6 +30,9 @@
 #include "switchboard/core/http_server.hpp"
 #include "simulator_thread.hpp"
 #include "switchboard/workers/simulator.hpp"
+#include "python_tool.hpp"
+
+using sbtest::shell_quote;
 
 namespace {
 
@@ -37,11 +40,6 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 constexpr int kWaitMs = 10000;  // generous: parallel ctest runs on a shared machine are slow
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += (c == '\'') ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 std::string temp_file(const std::string& contents) {
   char tmpl[] = "/tmp/sb-sim-test-XXXXXX";
@@ -121,9 +119,9 @@ struct Hit {
 
 // The local HTTP receiver standing for intake: records every request, answers 200 unless told
 // to fail the next N, and answers Meta's hub.challenge when the verify token matches.
-class Receiver {
+class ShapesReceiver {
  public:
-  explicit Receiver(std::string verify_token = "") : verify_token_(std::move(verify_token)) {
+  explicit ShapesReceiver(std::string verify_token = "") : verify_token_(std::move(verify_token)) {
     server_.async_route("POST", ".*", [this](const sb::http::Request& req, sb::http::Responder respond) {
       Hit h{req.method, req.path, req.target, req.body, req.headers, json()};
       try {
@@ -160,7 +158,7 @@ class Receiver {
     port_ = server_.bind_listen("127.0.0.1:0", "receiver");
     server_.start();
   }
-  ~Receiver() { server_.stop(); }
+  ~ShapesReceiver() { server_.stop(); }
   std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
   void fail_next(int n) {
     std::lock_guard lock(mu_);
@@ -266,7 +264,7 @@ sb::SimulatorConfig sim_config() {
   return c;
 }
 
-json webhook(const Receiver& r, const std::string& key) {
+json webhook(const ShapesReceiver& r, const std::string& key) {
   return {{"url", r.url("/waha")}, {"events", {"session.status", "message", "message.ack"}}, {"hmac", {{"key", key}}}};
 }
 
@@ -276,7 +274,7 @@ const std::vector<std::pair<std::string, std::string>> kKey = {{"X-Api-Key", "en
 
 TEST_CASE("simulator engine: WAHA session lifecycle, QR pairing, sendText acks, inbound, disconnect, logout, delete",
           "[integration][simulator]") {
-  Receiver receiver;
+  ShapesReceiver receiver;
   auto config = sim_config();
   config.engine.api_key = "engine-key";
   RunningSimulator sim(config);
@@ -439,7 +437,7 @@ TEST_CASE("simulator engine: WAHA session lifecycle, QR pairing, sendText acks, 
 }
 
 TEST_CASE("simulator engine: the QR rotates and every rotation re-emits SCAN_QR_CODE", "[integration][simulator]") {
-  Receiver receiver;
+  ShapesReceiver receiver;
   auto config = sim_config();
   config.engine.qr_rotate_ms = 250;
   RunningSimulator sim(config);
@@ -471,7 +469,7 @@ TEST_CASE("simulator engine: the QR rotates and every rotation re-emits SCAN_QR_
 }
 
 TEST_CASE("simulator engine: webhooks are retried until accepted and stay in order per session", "[integration][simulator]") {
-  Receiver receiver;
+  ShapesReceiver receiver;
   receiver.fail_next(3);
   RunningSimulator sim(sim_config());
   REQUIRE(sim.post("/api/sessions", {{"name", "r1"}, {"config", {{"webhooks", {webhook(receiver, "k")}}}}}).status == 201);
@@ -481,7 +479,7 @@ TEST_CASE("simulator engine: webhooks are retried until accepted and stay in ord
 }
 
 TEST_CASE("simulator engine: sends fail at failure_rate and a banned account's session is FAILED", "[integration][simulator]") {
-  Receiver receiver;
+  ShapesReceiver receiver;
   auto config = sim_config();
   config.failure_rate = 1.0;
   RunningSimulator sim(config);
@@ -507,7 +505,7 @@ TEST_CASE("simulator engine: sends fail at failure_rate and a banned account's s
 
 TEST_CASE("simulator engine: two simulators sharing an auth_store resume each other's pairings", "[integration][simulator]") {
   const fs::path dir = fs::temp_directory_path() / ("sb-sim-auth-" + std::to_string(getpid()) + "-" + std::to_string(rand()));
-  Receiver receiver;
+  ShapesReceiver receiver;
   auto config_a = sim_config();
   config_a.auth_store = dir.string();
   config_a.name = "node-a";
@@ -573,7 +571,7 @@ json text_message(const std::string& to, const std::string& body = "hello") {
   return {{"messaging_product", "whatsapp"}, {"recipient_type", "individual"}, {"to", to}, {"type", "text"}, {"text", {{"body", body}}}};
 }
 
-sb::SimulatorConfig cloud_config(const Receiver& receiver) {
+sb::SimulatorConfig cloud_config(const ShapesReceiver& receiver) {
   auto c = sim_config();
   c.cloud_api.access_token = "graph-token";
   c.cloud_api.app_secret = "app-secret";
@@ -587,7 +585,7 @@ const std::vector<std::pair<std::string, std::string>> kBearer = {{"Authorizatio
 }  // namespace
 
 TEST_CASE("simulator cloud_api: Graph sends, signed statuses sent-delivered-read, inbound, error codes", "[integration][simulator]") {
-  Receiver receiver;
+  ShapesReceiver receiver;
   RunningSimulator sim(cloud_config(receiver));
 
   // The number's "account": deterministic display digits.
@@ -685,7 +683,7 @@ TEST_CASE("simulator cloud_api: Graph sends, signed statuses sent-delivered-read
 
 TEST_CASE("simulator cloud_api: beyond 80 msg/s per number is 429 code 130429, the pair rate 131056, failures code 2",
           "[integration][simulator]") {
-  Receiver receiver;
+  ShapesReceiver receiver;
   auto config = cloud_config(receiver);
   config.cloud_api.pair_interval_ms = 60000;
   config.delivered_delay_ms = 0;  // only "sent" statuses: keeps the receiver quiet
@@ -749,7 +747,7 @@ TEST_CASE("simulator cloud_api: beyond 80 msg/s per number is 429 code 130429, t
 }
 
 TEST_CASE("simulator cloud_api: the webhook verification handshake", "[integration][simulator]") {
-  Receiver receiver("verify-me");
+  ShapesReceiver receiver("verify-me");
   RunningSimulator sim(cloud_config(receiver));
   auto ok = sim.post("/sim/cloud_api/verify", json::object());
   REQUIRE(ok.status == 200);
@@ -757,7 +755,7 @@ TEST_CASE("simulator cloud_api: the webhook verification handshake", "[integrati
   CHECK(ok.doc["status"] == 200);
   CHECK(std::regex_match(ok.doc["echoed"].get<std::string>(), std::regex("[0-9]+")));
 
-  Receiver strict("another-token");
+  ShapesReceiver strict("another-token");
   RunningSimulator mismatched(cloud_config(strict));
   auto refused = mismatched.post("/sim/cloud_api/verify", json::object());
   REQUIRE(refused.status == 200);

@@ -24,6 +24,9 @@
 #include "switchboard/core/webhook_delivery_store.hpp"
 #include "switchboard/core/webhook_signature.hpp"
 #include "switchboard/core/webhook_store.hpp"
+#include "python_tool.hpp"
+
+using sbtest::shell_quote;
 
 using nlohmann::json;
 using Steady = std::chrono::steady_clock;
@@ -37,7 +40,7 @@ struct Received {
 };
 
 // A loopback HTTP receiver whose answers are scripted per request.
-class Receiver {
+class DispatchReceiver {
  public:
   struct Reply {
     int status = 200;
@@ -47,7 +50,7 @@ class Receiver {
   // path, the request's body, and how many requests this path saw before (0 for the first).
   using Script = std::function<Reply(const std::string& path, const json& body, int before)>;
 
-  explicit Receiver(Script script) : script_(std::move(script)) {
+  explicit DispatchReceiver(Script script) : script_(std::move(script)) {
     // Enough threads that hanging requests never queue the healthy ones behind them (a hanging
     // handler keeps its thread after the dispatcher gave up on it, and retries open new ones).
     server_.new_task_queue = [] { return new httplib::ThreadPool(1024); };
@@ -76,7 +79,7 @@ class Receiver {
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     REQUIRE(sbtest::eventually([this] { return server_.is_running(); }, 5000));
   }
-  ~Receiver() {
+  ~DispatchReceiver() {
     {
       std::lock_guard lock(mu_);
       stopping_ = true;
@@ -160,11 +163,6 @@ std::size_t parked(sbtest::TestStack& stack) {
   return sb::WebhookDeliveryStore(pool).pending_count();
 }
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 // The official Standard Webhooks library's verdict on a request we sent: "ok" or its error.
 std::string oracle(const std::string& secret, const Received& r, const std::string& body) {
@@ -204,7 +202,7 @@ TEST_CASE("webhooks: fails 3 times then succeeds — one success, 4 attempts, si
   sbtest::TestStack stack("wh-flaky", 3);
   tune(stack);
   auto tenant = stack.create_tenant("acme");
-  Receiver rx([](const std::string&, const json&, int before) { return Receiver::Reply{before < 3 ? 500 : 200}; });
+  DispatchReceiver rx([](const std::string&, const json&, int before) { return DispatchReceiver::Reply{before < 3 ? 500 : 200}; });
   auto endpoint = add_endpoint(stack, tenant.id, rx.url("/flaky"), {"message.*"});
   const std::string old_secret = endpoint.secret;
   {
@@ -262,9 +260,9 @@ TEST_CASE("webhooks: Retry-After on 429 replaces the scheduled wait", "[integrat
   stack.config.webhooks.retry_schedule = "1s,10s";  // Retry-After is clamped to the longest step
   stack.write_config();
   auto tenant = stack.create_tenant("acme");
-  Receiver rx([](const std::string&, const json&, int before) {
-    if (before == 0) return Receiver::Reply{429, {{"Retry-After", "3"}}};
-    return Receiver::Reply{200};
+  DispatchReceiver rx([](const std::string&, const json&, int before) {
+    if (before == 0) return DispatchReceiver::Reply{429, {{"Retry-After", "3"}}};
+    return DispatchReceiver::Reply{200};
   });
   auto endpoint = add_endpoint(stack, tenant.id, rx.url("/busy"));
   auto dispatcher = stack.spawn("webhooks", {"webhooks"});
@@ -284,7 +282,7 @@ TEST_CASE("webhooks: 410 disables the endpoint and emits webhook.endpoint.disabl
   sbtest::TestStack stack("wh-gone", 3);
   tune(stack);
   auto tenant = stack.create_tenant("acme");
-  Receiver rx([](const std::string& path, const json&, int) { return Receiver::Reply{path == "/gone" ? 410 : 200}; });
+  DispatchReceiver rx([](const std::string& path, const json&, int) { return DispatchReceiver::Reply{path == "/gone" ? 410 : 200}; });
   auto gone = add_endpoint(stack, tenant.id, rx.url("/gone"), {"message.*"});
   auto watcher = add_endpoint(stack, tenant.id, rx.url("/watch"), {"webhook.*"});
   add_endpoint(stack, tenant.id, rx.url("/other"), {"message.*"});  // sees the same events as /gone
@@ -325,7 +323,7 @@ TEST_CASE("webhooks: an always-failing endpoint ends in sb.webhooks.dlq with its
   stack.config.webhooks.retry_schedule = "1s,1s";
   stack.write_config();
   auto tenant = stack.create_tenant("acme");
-  Receiver rx([](const std::string&, const json&, int) { return Receiver::Reply{503}; });
+  DispatchReceiver rx([](const std::string&, const json&, int) { return DispatchReceiver::Reply{503}; });
   auto endpoint = add_endpoint(stack, tenant.id, rx.url("/down"));
   auto dispatcher = stack.spawn("webhooks", {"webhooks"});
   sb::kafka::Producer producer(stack.config.kafka);
@@ -357,9 +355,9 @@ TEST_CASE("webhooks: per_session ordering holds back only the failing session", 
   stack.write_config();
   auto tenant = stack.create_tenant("acme", {"a", "b"});
   std::atomic<bool> failed_once{false};
-  Receiver rx([&](const std::string&, const json& body, int) {
-    if (body.is_object() && body["session"] == "a" && !failed_once.exchange(true)) return Receiver::Reply{500};
-    return Receiver::Reply{200};
+  DispatchReceiver rx([&](const std::string&, const json& body, int) {
+    if (body.is_object() && body["session"] == "a" && !failed_once.exchange(true)) return DispatchReceiver::Reply{500};
+    return DispatchReceiver::Reply{200};
   });
   add_endpoint(stack, tenant.id, rx.url("/ordered"), {"*"}, "per_session");
   auto dispatcher = stack.spawn("webhooks", {"webhooks"});
@@ -392,12 +390,12 @@ TEST_CASE("webhooks: SIGKILL mid-load loses nothing, duplicates carry the same w
   for (int i = 1; i < 8; ++i) tenants.push_back(stack.create_tenant("t" + std::to_string(i)));
   std::mutex first_mu;
   std::set<std::string> failed_first;  // /t0 fails each event's first attempt: retries span the kill
-  Receiver rx([&](const std::string& path, const json& body, int) {
+  DispatchReceiver rx([&](const std::string& path, const json& body, int) {
     if (path == "/t0" && body.is_object()) {
       std::lock_guard lock(first_mu);
-      if (failed_first.insert(body["id"].get<std::string>()).second) return Receiver::Reply{500};
+      if (failed_first.insert(body["id"].get<std::string>()).second) return DispatchReceiver::Reply{500};
     }
-    return Receiver::Reply{200, {}, 2};
+    return DispatchReceiver::Reply{200, {}, 2};
   });
   for (std::size_t i = 0; i < tenants.size(); ++i) add_endpoint(stack, tenants[i].id, rx.url("/t" + std::to_string(i)));
 
@@ -440,13 +438,13 @@ TEST_CASE("webhooks: endpoints hanging until timeout don't delay healthy ones", 
   auto tenant = stack.create_tenant("acme");
   std::mutex mu;
   std::optional<Steady::time_point> first_hang;
-  Receiver rx([&](const std::string& path, const json&, int) {
+  DispatchReceiver rx([&](const std::string& path, const json&, int) {
     if (path.rfind("/hang", 0) == 0) {
       std::lock_guard lock(mu);
       if (!first_hang) first_hang = Steady::now();
-      return Receiver::Reply{200, {}, 9000};  // past the dispatcher's 8 s timeout
+      return DispatchReceiver::Reply{200, {}, 9000};  // past the dispatcher's 8 s timeout
     }
-    return Receiver::Reply{200};
+    return DispatchReceiver::Reply{200};
   });
   for (int i = 0; i < 5; ++i) {
     add_endpoint(stack, tenant.id, rx.url("/ok" + std::to_string(i)));
@@ -495,7 +493,7 @@ TEST_CASE("webhooks: replay and redeliver through the API reach the endpoint aga
   stack.write_config();
   auto acme = stack.create_tenant("acme");
   auto globex = stack.create_tenant("globex");
-  Receiver rx([](const std::string&, const json&, int) { return Receiver::Reply{200}; });
+  DispatchReceiver rx([](const std::string&, const json&, int) { return DispatchReceiver::Reply{200}; });
   auto intake = stack.spawn("intake", {"intake"});
   auto dispatcher = stack.spawn("webhooks", {"webhooks"});
   httplib::Client http("127.0.0.1", port);
@@ -570,13 +568,13 @@ TEST_CASE("webhooks: every event is stored for replay before its delivery reache
   sb::EventStore events(pool);
   std::mutex mu;
   std::vector<std::string> missing;  // event ids not in the store when their delivery arrived
-  Receiver rx([&](const std::string& path, const json& body, int) {
+  DispatchReceiver rx([&](const std::string& path, const json& body, int) {
     if (path == "/ordered" || path == "/any") {
       const bool stored = body.is_object() && events.get(tenant.id, body.value("id", "")).has_value();
       std::lock_guard lock(mu);
       if (!stored) missing.push_back(body.is_object() ? body.value("id", "?") : "unparsable");
     }
-    return Receiver::Reply{200};
+    return DispatchReceiver::Reply{200};
   });
   add_endpoint(stack, tenant.id, rx.url("/any"), {"message.*"});
   add_endpoint(stack, tenant.id, rx.url("/ordered"), {"message.*"}, "per_session");
@@ -608,7 +606,7 @@ TEST_CASE("webhooks: an endpoint failing for longer than disable_after_s is disa
   stack.config.webhooks.disable_after_s = 2;  // "days" in production
   stack.write_config();
   auto tenant = stack.create_tenant("acme");
-  Receiver rx([](const std::string& path, const json&, int) { return Receiver::Reply{path == "/broken" ? 500 : 200}; });
+  DispatchReceiver rx([](const std::string& path, const json&, int) { return DispatchReceiver::Reply{path == "/broken" ? 500 : 200}; });
   auto broken = add_endpoint(stack, tenant.id, rx.url("/broken"), {"message.*"});
   add_endpoint(stack, tenant.id, rx.url("/watch"), {"webhook.endpoint.disabled"});
   auto dispatcher = stack.spawn("webhooks", {"webhooks"});
@@ -647,7 +645,7 @@ TEST_CASE("webhooks: a malformed record on sb.events is dead-lettered and the pa
   sbtest::TestStack stack("wh-poison", 1);
   tune(stack);
   auto tenant = stack.create_tenant("acme");
-  Receiver rx([](const std::string&, const json&, int) { return Receiver::Reply{200}; });
+  DispatchReceiver rx([](const std::string&, const json&, int) { return DispatchReceiver::Reply{200}; });
   add_endpoint(stack, tenant.id, rx.url("/ok"));
   sb::kafka::Producer producer(stack.config.kafka);
   REQUIRE(producer.produce(stack.topic("sb.events"), tenant.id, "{not json").get().ok());
@@ -676,7 +674,7 @@ TEST_CASE("ops endpoints: dispatcher and worker answer /health, /health/ready an
   stack.config.worker.ops_listen = "127.0.0.1:" + std::to_string(worker_port);
   stack.write_config();
   auto tenant = stack.create_tenant("acme");
-  Receiver rx([](const std::string&, const json&, int) { return Receiver::Reply{200}; });
+  DispatchReceiver rx([](const std::string&, const json&, int) { return DispatchReceiver::Reply{200}; });
   add_endpoint(stack, tenant.id, rx.url("/ok"));
   auto dispatcher = stack.spawn("webhooks", {"webhooks"});
   auto worker = stack.spawn("worker-low", {"worker", "--lane", "low"});
@@ -747,7 +745,7 @@ TEST_CASE("webhooks: a slow-but-successful endpoint does not hold the commit poi
   stack.write_config();
   auto tenant = stack.create_tenant("acme");
   // Every answer is a success, each after 400 ms: 40 events take ~16 s through a cap of 1.
-  Receiver rx([](const std::string&, const json&, int) { return Receiver::Reply{200, {}, 400}; });
+  DispatchReceiver rx([](const std::string&, const json&, int) { return DispatchReceiver::Reply{200, {}, 400}; });
   add_endpoint(stack, tenant.id, rx.url("/slow"));
   sb::kafka::Producer producer(stack.config.kafka);
   constexpr int kEvents = 40;

@@ -17,19 +17,14 @@
 #include <vector>
 
 #include "switchboard/core/webhook_signature.hpp"
+#include "python_tool.hpp"
+
+using sbtest::shell_quote;
 
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) {
-    if (c == '\'') q += "'\\''";
-    else q += c;
-  }
-  return q + "'";
-}
 
 // Relative to this source file (absolute in CMake builds; relative to the repository root when
 // compiled by hand from there).

@@ -20,13 +20,11 @@ std::string test_python() {
   return py;
 }
 
-namespace {
 std::string shell_quote(const std::string& s) {
   std::string q = "'";
   for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return q + "'";
 }
-}  // namespace
 
 ToolRun run_python(const std::vector<std::string>& args, const std::string& log_path) {
   std::string cmd = "cd " + shell_quote(repo_root().string()) + " && " + shell_quote(test_python());

@@ -25,6 +25,9 @@ inline constexpr const char* kPipelineEventTypes = "message.sent,message.failed,
 inline constexpr const char* kSessionEventTypes =
     "session.status,session.qr,session.deleted,message.delivered,message.read,message.received";
 
+// `s` quoted for /bin/sh (single quotes; an embedded ' closed, escaped and reopened).
+std::string shell_quote(const std::string& s);
+
 // Runs `python args...` from the repository root, output to log_path; waits for it to exit.
 ToolRun run_python(const std::vector<std::string>& args, const std::string& log_path);
 

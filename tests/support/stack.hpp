@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -17,6 +18,11 @@
 namespace sbtest {
 
 std::string require_env(const char* name);
+
+// Wall-clock milliseconds since the epoch (the clock PostgreSQL rows and RFC 3339 times use).
+inline int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 int free_port();
 
 // A `switchboard` child process; output goes to a log file. Killed (SIGKILL) if still alive

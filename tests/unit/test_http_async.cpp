@@ -21,6 +21,9 @@
 #include "switchboard/core/address_guard.hpp"
 #include "switchboard/core/http_async.hpp"
 #include "switchboard/core/http_server.hpp"
+#include "../support/closed_port.hpp"
+
+using sbtest::closed_port;
 
 using namespace std::chrono_literals;
 using Catch::Matchers::Contains;
@@ -139,19 +142,6 @@ sb::HttpRequest post(const std::string& url, std::string body, int id) {
   return rq;
 }
 
-// A port nothing listens on: bound once by us, then closed.
-int closed_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 }  // namespace
 

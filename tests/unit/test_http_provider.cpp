@@ -21,6 +21,9 @@
 #include "switchboard/workers/http_provider.hpp"
 #include "switchboard/workers/simulator.hpp"
 #include "../support/simulator_thread.hpp"
+#include "../support/closed_port.hpp"
+
+using sbtest::closed_port;
 
 namespace {
 
@@ -76,20 +79,6 @@ sb::SendRequest message(const std::string& id, const std::string& session = "def
   return r;
 }
 
-// A TCP port on 127.0.0.1 with nothing listening (bound, then released).
-int closed_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 }  // namespace
 

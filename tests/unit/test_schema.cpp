@@ -9,19 +9,19 @@
 using nlohmann::json;
 
 namespace {
-const sb::SchemaSet& schemas() {
+const sb::SchemaSet& schema_set() {
   static sb::SchemaSet s(SWITCHBOARD_DEFAULT_SCHEMAS_DIR);
   return s;
 }
 std::string field_of(const std::string& schema, const json& doc) {
   try {
-    schemas().validate(schema, doc);
+    schema_set().validate(schema, doc);
   } catch (const sb::InvalidInput& e) {
     return "field:" + e.field();
   }
   return "valid";
 }
-const std::string kTenant = "0192f7a0-1111-7aaa-8bbb-000000000001";
+const std::string kSchemaTenant = "0192f7a0-1111-7aaa-8bbb-000000000001";
 }  // namespace
 
 TEST_CASE("schema: send request body", "[unit][schema]") {
@@ -43,29 +43,29 @@ TEST_CASE("schema: malformed JSON is a clear InvalidInput", "[unit][schema]") {
 }
 
 TEST_CASE("command: round trip through the command schema, key must be the tenant", "[unit][schema]") {
-  sb::SendCommand c{sb::new_uuid_v7(), kTenant, "main", "high", sb::now_rfc3339(), "+15551234567", "hello"};
+  sb::SendCommand c{sb::new_uuid_v7(), kSchemaTenant, "main", "high", sb::now_rfc3339(), "+15551234567", "hello"};
   const auto text = sb::to_json(c).dump();
-  auto back = sb::parse_command(kTenant, text, schemas());
+  auto back = sb::parse_command(kSchemaTenant, text, schema_set());
   CHECK(back.id == c.id);
   CHECK(back.to == "+15551234567");
   CHECK(back.priority == "high");
-  CHECK_THROWS_AS(sb::parse_command("someone-else", text, schemas()), sb::InvalidInput);
-  CHECK_THROWS_AS(sb::parse_command(kTenant, "not json", schemas()), sb::InvalidInput);
+  CHECK_THROWS_AS(sb::parse_command("someone-else", text, schema_set()), sb::InvalidInput);
+  CHECK_THROWS_AS(sb::parse_command(kSchemaTenant, "not json", schema_set()), sb::InvalidInput);
   auto bad = sb::to_json(c);
   bad["data"].erase("text");
-  CHECK_THROWS_WITH(sb::parse_command(kTenant, bad.dump(), schemas()), Catch::Contains("text"));
+  CHECK_THROWS_WITH(sb::parse_command(kSchemaTenant, bad.dump(), schema_set()), Catch::Contains("text"));
   bad = sb::to_json(c);
   bad["created_at"] = "yesterday";
-  CHECK_THROWS_WITH(sb::parse_command(kTenant, bad.dump(), schemas()), Catch::Contains("created_at"));
+  CHECK_THROWS_WITH(sb::parse_command(kSchemaTenant, bad.dump(), schema_set()), Catch::Contains("created_at"));
   bad["created_at"] = "2026-11-23T10:00:00+01:00";
-  CHECK_NOTHROW(sb::parse_command(kTenant, bad.dump(), schemas()));
+  CHECK_NOTHROW(sb::parse_command(kSchemaTenant, bad.dump(), schema_set()));
   bad = sb::to_json(c);
   bad["type"] = "message.explode";
-  CHECK_THROWS_AS(sb::parse_command(kTenant, bad.dump(), schemas()), sb::InvalidInput);
+  CHECK_THROWS_AS(sb::parse_command(kSchemaTenant, bad.dump(), schema_set()), sb::InvalidInput);
 }
 
 TEST_CASE("events: envelope matches its schema and replays keep the event id", "[unit][schema][idempotency]") {
-  sb::MessageOutcome sent{sb::new_uuid_v7(), kTenant, "main", "+15551234567", "hi", "default", "sent", "sim_1", {}, sb::now_rfc3339()};
+  sb::MessageOutcome sent{sb::new_uuid_v7(), kSchemaTenant, "main", "+15551234567", "hi", "default", "sent", "sim_1", {}, sb::now_rfc3339()};
   auto e1 = sb::message_event(sent);
   CHECK(field_of("events/event", e1) == "valid");
   CHECK(e1["type"] == "message.sent");

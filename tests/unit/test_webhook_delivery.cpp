@@ -68,7 +68,7 @@ TEST_CASE("circuit breaker: opens on mostly-failing, probes once, backs off", "[
 }
 
 namespace {
-struct Receiver {
+struct DeliveryReceiver {
   sb::HttpServer server;
   std::thread thread;
   int port = 0;
@@ -76,7 +76,7 @@ struct Receiver {
   httplib::Headers last_headers;
   std::string last_body;
   std::mutex mu;
-  Receiver() {
+  DeliveryReceiver() {
     server.Post("/ok", [this](const httplib::Request& req, httplib::Response& res) {
       std::lock_guard lock(mu);
       ++hits;
@@ -92,7 +92,7 @@ struct Receiver {
     thread = std::thread([this] { server.listen_after_bind(); });
     while (!server.is_running()) std::this_thread::sleep_for(5ms);
   }
-  ~Receiver() {
+  ~DeliveryReceiver() {
     server.stop();
     thread.join();
   }
@@ -123,7 +123,7 @@ struct Sender {
 }  // namespace
 
 TEST_CASE("webhook attempt: signed, classified, SSRF-refused, signed twice during a rotation", "[unit][webhooks]") {
-  Receiver rx;
+  DeliveryReceiver rx;
   sb::AddressGuard loopback_ok({"127.0.0.0/8"});
   Sender sender(loopback_ok, 1000);
   sb::WebhookEndpoint ep;

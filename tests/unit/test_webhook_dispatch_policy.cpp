@@ -96,7 +96,7 @@ TEST_CASE("decide: delivered, retried on schedule, Retry-After, 410, dead letter
 namespace {
 
 // Holds /slow requests until released; /fail answers 500; anything else 200. Counts concurrency.
-struct Receiver {
+struct PolicyReceiver {
   sb::HttpServer server;
   std::thread thread;
   int port = 0;
@@ -105,7 +105,7 @@ struct Receiver {
   bool released = false;
   int in_flight = 0, max_in_flight = 0, fail_count = 0, ok_count = 0, slow_count = 0;
 
-  Receiver() {
+  PolicyReceiver() {
     server.new_task_queue = [] { return new httplib::ThreadPool(64); };
     server.Post("/slow", [this](const httplib::Request&, httplib::Response& res) {
       std::unique_lock lock(mu);
@@ -129,7 +129,7 @@ struct Receiver {
     port = server.bind_listen("127.0.0.1:0", "test");
     thread = std::thread([this] { server.listen_after_bind(); });
   }
-  ~Receiver() {
+  ~PolicyReceiver() {
     release();
     server.stop();
     thread.join();
@@ -168,7 +168,7 @@ struct Results {
 
 TEST_CASE("delivery engine: a slow endpoint gets at most its cap, a bounded line, and never delays another",
           "[unit][webhooks][concurrency]") {
-  Receiver rx;
+  PolicyReceiver rx;
   sb::WebhooksConfig config;
   config.max_in_flight_per_endpoint = 2;
   config.max_queued_per_endpoint = 2;
@@ -209,7 +209,7 @@ TEST_CASE("delivery engine: a slow endpoint gets at most its cap, a bounded line
 
 TEST_CASE("delivery engine: an endpoint failing most attempts trips its breaker, others keep flowing",
           "[unit][webhooks][concurrency]") {
-  Receiver rx;
+  PolicyReceiver rx;
   sb::WebhooksConfig config;
   config.breaker_window = 4;
   config.breaker_min_attempts = 4;
@@ -236,7 +236,7 @@ TEST_CASE("delivery engine: an endpoint failing most attempts trips its breaker,
 
 TEST_CASE("delivery engine: the process-wide cap is never exceeded and endpoints take turns",
           "[unit][webhooks][concurrency]") {
-  Receiver rx;
+  PolicyReceiver rx;
   sb::WebhooksConfig config;
   config.max_in_flight = 3;
   config.max_in_flight_per_endpoint = 2;
@@ -264,7 +264,7 @@ TEST_CASE("delivery engine: live deliveries waiting in a slow endpoint's line pa
           "[unit][webhooks][concurrency]") {
   // Injected time: "long" waits without waiting. The endpoint is slow but succeeds: without the
   // bound its line would hold its events' offsets for max_queued x timeout / cap.
-  Receiver rx;
+  PolicyReceiver rx;
   sb::WebhooksConfig config;
   config.max_in_flight_per_endpoint = 1;
   config.max_queued_per_endpoint = 100;
