@@ -46,8 +46,9 @@ sb_build_sanitized() {
   printf '%s\n' "$dir"
 }
 
-# sb_build_fuzz: configure (once) and build $SB_ROOT/build-fuzz with clang and -DSB_FUZZ=ON
-# (libFuzzer + ASan + UBSan), only the fuzz_* targets. Prints the tree's path on stdout.
+# sb_build_fuzz [TARGET...]: configure (once) and build $SB_ROOT/build-fuzz with clang and
+# -DSB_FUZZ=ON (libFuzzer coverage + ASan + UBSan): the fuzz_* targets, and the given extra
+# targets (scripts/test adds unit_tests, its ASan + UBSan run). Prints the tree's path on stdout.
 SB_FUZZ_TARGETS=(send_request command event webhook_api config callback)
 sb_build_fuzz() {
   local dir=$SB_ROOT/build-fuzz
@@ -58,7 +59,7 @@ sb_build_fuzz() {
     cmake -S "$SB_ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_FUZZ=ON \
       -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" "${launcher[@]}" >&2 || return 1
   fi
-  sb_log "building the fuzz targets in $dir"
-  cmake --build "$dir" -j2 --target "${SB_FUZZ_TARGETS[@]/#/fuzz_}" >&2 || return 1
+  sb_log "building the fuzz targets${1:+ and $*} in $dir"
+  cmake --build "$dir" -j2 --target "${SB_FUZZ_TARGETS[@]/#/fuzz_}" "$@" >&2 || return 1
   printf '%s\n' "$dir"
 }

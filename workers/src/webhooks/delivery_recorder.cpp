@@ -317,7 +317,10 @@ void DeliveryRecorder::write(Batch& batch) {
 }
 
 void DeliveryRecorder::disable_endpoints(const std::vector<std::pair<std::string, std::string>>& id_reason) {
-  for (const auto& [id, reason] : id_reason) {
+  for (const auto& entry : id_reason) {
+    // Named references, not a structured binding: clang 14 cannot capture one in a lambda.
+    const std::string& id = entry.first;
+    const std::string& reason = entry.second;
     auto done = endpoints_.disable(id, reason, [&](const WebhookEndpoint& e) {
       // Deterministic id: a retried disable (its transaction failed after the publish) repeats it.
       nlohmann::json event = {{"id", uuid_from_name("webhook.endpoint.disabled/" + e.id + "/" + e.updated_at)},
