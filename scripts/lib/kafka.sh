@@ -1,6 +1,8 @@
 # shellcheck shell=bash
 # Single-node KRaft Kafka brokers for dev and integration tests, run straight from Maven Central jars
 # (no Kafka tarball, no Docker).
+# SB_KAFKA_JAVA_OPTS adds JVM flags to every broker this file starts (scripts/test and
+# scripts/chaos set -XX:TieredStopAtLevel=1; see there).
 #
 #   sb_kafka_fetch                        download the broker jars once into $SB_CACHE_DIR/kafka-<ver>/libs
 #   sb_kafka_start NAME PORT CTRL_PORT    start (or reuse) broker NAME on 127.0.0.1:PORT; state in $SB_STATE_DIR/NAME
@@ -222,7 +224,7 @@ sb_kafka_start() {
   # The inner shell records its pid and execs java, so the pid file names the JVM itself.
   # shellcheck disable=SC2016  # expanded by the inner shell
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" \
-    java -Xms512m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 "${java_opts[@]}" "${jmx_opts[@]}" \
+    java -Xms512m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 ${SB_KAFKA_JAVA_OPTS:-} "${java_opts[@]}" "${jmx_opts[@]}" \
     -Dkafka.logs.dir="$dir" -cp "$libs/*" kafka.Kafka "$dir/server.properties" \
     </dev/null >"$dir/broker.out" 2>&1 &
   local launcher=$!
@@ -278,7 +280,7 @@ _sb_kafka_spawn() {
   # A subshell's background job: no job of ours, so a kill of the node is not reported here.
   # shellcheck disable=SC2016  # expanded by the inner shell
   (setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$dir/kafka.pid" \
-    java "-Xms256m" "-Xmx${SB_KAFKA_CLUSTER_HEAP:-512m}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    java "-Xms256m" "-Xmx${SB_KAFKA_CLUSTER_HEAP:-512m}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 ${SB_KAFKA_JAVA_OPTS:-} \
     -Dlog4j.configuration="file:$dir/log4j.properties" -Djava.awt.headless=true -Dkafka.logs.dir="$dir" \
     -cp "$libs/*" kafka.Kafka "$dir/server.properties" </dev/null >"$dir/broker.out" 2>&1 &)
   deadline=$((SECONDS + 20))
