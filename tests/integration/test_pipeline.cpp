@@ -506,7 +506,10 @@ TEST_CASE("pipeline: SIGTERM stops a worker within its drain bound though sends 
   auto in_flight = [&] { return count_sending(stack.config); };
   for (int round = 0; round < 2; ++round) {
     auto w = stack.spawn("stuck-" + std::to_string(round), {"worker", "--lane", "default"});
-    REQUIRE(sbtest::eventually([&] { return in_flight() > 0; }, 30000, 100));  // calls are hanging at the provider
+    // This worker owns the lane (round 0's calls leave rows `sending`, so the count alone would
+    // pass before the second worker even started) and calls are hanging at the provider.
+    REQUIRE(sbtest::eventually([&] { return w.log().find("worker.assigned") != std::string::npos; }, 30000, 20));
+    REQUIRE(sbtest::eventually([&] { return in_flight() > 0; }, 30000, 100));
     const auto t0 = std::chrono::steady_clock::now();
     w.signal(SIGTERM);
     if (round == 0) {
