@@ -46,6 +46,11 @@ std::string LaneBackpressure::metrics() const {
          "# TYPE sb_intake_backpressure gauge\n";
   for (const char* lane : kLanes)
     out += "sb_intake_backpressure{lane=\"" + std::string(lane) + "\"} " + (overloaded_.count(lane) ? "1" : "0") + "\n";
+  out += "# HELP sb_dlq_depth Records on a dead-letter topic (high - low watermark summed over its partitions); the same from every intake replica.\n"
+         "# TYPE sb_dlq_depth gauge\n";
+  for (const auto& [topic, depth] : dlq_depth_) out += "sb_dlq_depth{topic=\"" + topic + "\"} " + std::to_string(depth) + "\n";
+  out += "# HELP sb_dlq_depth_read_errors_total Dead-letter depth readings that failed (Kafka unreachable, topic missing).\n"
+         "# TYPE sb_dlq_depth_read_errors_total counter\nsb_dlq_depth_read_errors_total " + std::to_string(dlq_read_errors_) + "\n";
   return out;
 }
 
@@ -54,6 +59,7 @@ void LaneBackpressure::loop() {
   const int timeout_ms = std::max(500, config_.backpressure.check_interval_ms);
   for (;;) {
     auto lags = probe_.read(timeout_ms);
+    const auto dead_letters = probe_.dead_letters(timeout_ms);
     std::set<std::string> over;
     bool failed = false;
     for (const auto& g : lags) {
@@ -66,6 +72,10 @@ void LaneBackpressure::loop() {
     {
       std::lock_guard lock(mu_);
       was = overloaded_;
+      for (const auto& t : dead_letters) {
+        if (t.error.empty()) dlq_depth_[t.name] = t.records();
+        else ++dlq_read_errors_;  // the last good depth stays
+      }
       // A failed reading keeps the last good one (no false alarm, no false all-clear).
       if (failed) {
         ++read_errors_;
