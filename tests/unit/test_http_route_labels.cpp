@@ -14,7 +14,7 @@
 
 namespace {
 
-struct Logged {
+struct RouteLogLine {
   std::string method, route, path;
   double seconds = -1;
   int status = 0;
@@ -26,7 +26,7 @@ TEST_CASE("http server: requests carry their route template and receive time, an
           "[http][metrics]") {
   sb::http::Server server;
   std::mutex mu;
-  std::vector<Logged> logged;
+  std::vector<RouteLogLine> logged;
   server.Get(R"(/v1/sessions/([^/]+)/qr)", [](const sb::http::Request& req, sb::http::Response& res) {
     std::this_thread::sleep_for(std::chrono::milliseconds(30));  // a handler that takes a while
     res.set_content(req.route, "text/plain");
