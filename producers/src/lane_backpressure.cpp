@@ -59,13 +59,16 @@ void LaneBackpressure::loop() {
   const int timeout_ms = std::max(500, config_.backpressure.check_interval_ms);
   for (;;) {
     auto lags = probe_.read(timeout_ms);
-    const auto dead_letters = probe_.dead_letters(timeout_ms);
     std::set<std::string> over;
     bool failed = false;
     for (const auto& g : lags) {
       failed = failed || !g.error.empty();
       if (config_.backpressure.max_lag > 0 && !g.lane.empty() && g.total() > config_.backpressure.max_lag) over.insert(g.lane);
     }
+    // Kafka answered the lag reading: read the dead-letter depth too (not while it is down, so a
+    // turn, and intake's stop that waits for it, stays within the lag reading's timeouts).
+    std::vector<TopicStatus> dead_letters;
+    if (!failed) dead_letters = probe_.dead_letters(timeout_ms);
     std::set<std::string> was;
     std::map<std::string, int64_t> lane_lag;
     for (const auto& g : lags) lane_lag[g.lane] = g.total();

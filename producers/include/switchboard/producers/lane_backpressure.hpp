@@ -10,7 +10,8 @@
 // watermark, as `switchboard status` counts it, through the same code). Intake exports it
 // because it already runs this timer with a Kafka handle that joins no group, and it sees both
 // dead-letter topics; a dispatcher only knows its own, a worker only the commands'. Cost per
-// turn: one metadata and two ListOffsets requests per leader for the two topics.
+// turn: one metadata and two ListOffsets requests per leader for the two topics (skipped while
+// the lag reading fails: Kafka down must not make each turn three times as long).
 #include <atomic>
 #include <condition_variable>
 #include <map>
