@@ -7,6 +7,7 @@
 #include "switchboard/core/command.hpp"
 #include "switchboard/core/errors.hpp"
 #include "switchboard/core/kafka.hpp"
+#include "switchboard/core/lag_probe.hpp"
 #include "switchboard/core/pg.hpp"
 
 namespace sb {
@@ -35,7 +36,8 @@ std::vector<std::pair<std::string, std::string>> known_groups(const Config& c) {
 std::vector<std::string> known_topics(const Config& c) {
   std::vector<std::string> out;
   for (const char* lane : kLanes) out.push_back(c.topic(lane_topic_base(lane)));
-  for (const char* t : {"sb.events", "sb.dlq", "sb.webhooks.dlq"}) out.push_back(c.topic(t));
+  out.push_back(c.topic("sb.events"));
+  for (auto& t : dead_letter_topics(c)) out.push_back(std::move(t));
   return out;
 }
 
@@ -109,6 +111,47 @@ void group_lag(const Config& config, GroupStatus& g, const TopicStatus& topic, i
 
 }  // namespace
 
+std::vector<std::string> dead_letter_topics(const Config& config) {
+  return {config.topic("sb.dlq"), config.topic("sb.webhooks.dlq")};
+}
+
+std::vector<TopicStatus> read_topic_status(rd_kafka_t* rk, const std::vector<std::string>& names, int timeout_ms) {
+  std::vector<TopicStatus> out;
+  for (const auto& name : names) {
+    TopicStatus t{name, "unknown topic (run `switchboard topics ensure`)", {}};
+    rd_kafka_topic_t* handle = rd_kafka_topic_new(rk, name.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    const auto merr = rd_kafka_metadata(rk, 0, handle, &md, timeout_ms);
+    rd_kafka_topic_destroy(handle);
+    MetadataPtr hold(md, rd_kafka_metadata_destroy);
+    if (merr) t.error = std::string("metadata: ") + rd_kafka_err2str(merr);
+    for (int i = 0; !merr && md && i < md->topic_cnt; ++i) {
+      const auto& mt = md->topics[i];
+      if (name != mt.topic) continue;
+      t.error = mt.err ? rd_kafka_err2str(mt.err) : "";
+      if (mt.err) break;
+      kafka::PartitionListPtr list(rd_kafka_topic_partition_list_new(mt.partition_cnt));
+      for (int p = 0; p < mt.partition_cnt; ++p) {
+        const auto& mp = mt.partitions[p];
+        t.partitions.push_back({mp.id, mp.leader, mp.replica_cnt, mp.isr_cnt, 0, 0});
+        rd_kafka_topic_partition_list_add(list.get(), name.c_str(), mp.id);
+      }
+      std::map<int32_t, int64_t> low, high;
+      if (t.partitions.empty()) break;
+      if (const auto err = offsets_at(rk, list.get(), RD_KAFKA_OFFSET_BEGINNING, timeout_ms, low))
+        t.error = std::string("watermarks: ") + rd_kafka_err2str(err);
+      else if (const auto herr = offsets_at(rk, list.get(), RD_KAFKA_OFFSET_END, timeout_ms, high))
+        t.error = std::string("watermarks: ") + rd_kafka_err2str(herr);
+      for (auto& ps : t.partitions) {
+        ps.low = low[ps.partition];
+        ps.high = high[ps.partition];
+      }
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 int64_t TopicStatus::records() const {
   int64_t n = 0;
   for (const auto& p : partitions) n += p.high - p.low;
@@ -124,7 +167,7 @@ int64_t GroupStatus::lag() const {
 ClusterStatus read_cluster_status(const Config& config, int timeout_ms) {
   auto rk = client(config, {{"group.id", config.topic("sb-status")}});
   const rd_kafka_metadata_t* md = nullptr;
-  if (const auto err = rd_kafka_metadata(rk.get(), 1, nullptr, &md, timeout_ms))
+  if (const auto err = rd_kafka_metadata(rk.get(), 0, nullptr, &md, timeout_ms))  // brokers; topics below
     throw Unavailable("no Kafka broker of '" + config.kafka.brokers + "' answered: " + rd_kafka_err2str(err) +
                       " (check kafka.brokers / SWITCHBOARD_KAFKA_BROKERS)");
   MetadataPtr hold(md, rd_kafka_metadata_destroy);
@@ -134,22 +177,7 @@ ClusterStatus read_cluster_status(const Config& config, int timeout_ms) {
   for (int i = 0; i < md->broker_cnt; ++i)
     s.brokers.push_back({md->brokers[i].id, md->brokers[i].host, md->brokers[i].port, md->brokers[i].id == controller});
 
-  for (const auto& name : known_topics(config)) {
-    TopicStatus t{name, "unknown topic (run `switchboard topics ensure`)", {}};
-    for (int i = 0; i < md->topic_cnt; ++i) {
-      const auto& mt = md->topics[i];
-      if (name != mt.topic) continue;
-      t.error = mt.err ? rd_kafka_err2str(mt.err) : "";
-      for (int p = 0; p < mt.partition_cnt; ++p) {
-        const auto& mp = mt.partitions[p];
-        PartitionStatus ps{mp.id, mp.leader, mp.replica_cnt, mp.isr_cnt, 0, 0};
-        if (const auto err = rd_kafka_query_watermark_offsets(rk.get(), name.c_str(), mp.id, &ps.low, &ps.high, timeout_ms))
-          t.error = std::string("watermarks: ") + rd_kafka_err2str(err);
-        t.partitions.push_back(ps);
-      }
-    }
-    s.topics.push_back(std::move(t));
-  }
+  s.topics = read_topic_status(rk.get(), known_topics(config), timeout_ms);
   for (const auto& t : s.topics) {
     if (t.name == config.topic("sb.dlq")) s.dlq_depth = t.records();
     if (t.name == config.topic("sb.webhooks.dlq")) s.webhooks_dlq_depth = t.records();

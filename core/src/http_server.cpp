@@ -95,6 +95,8 @@ struct ResponderState {
   std::shared_ptr<Session> session;
   Request request;
   std::atomic<bool> done{false};
+  std::mutex extra_mu;
+  std::vector<std::pair<std::string, std::string>> extra_headers;  // Responder::add_header
   ResponderState(std::shared_ptr<Session> s, Request r) : session(std::move(s)), request(std::move(r)) {}
   ~ResponderState();
   void respond(Response res);
@@ -153,6 +155,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   void read_header() {
     if (impl_->stopping) return close();
     parser_.emplace();
+    received_ = {};  // set when the next header has arrived
     parser_->body_limit(impl_->options.max_body_bytes);
     parser_->header_limit(64 * 1024);
     stream_.expires_after(std::chrono::milliseconds(impl_->options.idle_timeout_ms));
@@ -163,6 +166,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   void on_header(beast::error_code ec) {
     if (ec) return read_failed(ec);
     busy_ = true;  // from here on an answer is owed
+    received_ = std::chrono::steady_clock::now();
     auto& msg = parser_->get();
     if (iequals(std::string_view(msg[bhttp::field::expect].data(), msg[bhttp::field::expect].size()), "100-continue")) {
       // curl sends Expect for large bodies and waits up to a second unless told to go on.
@@ -217,6 +221,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
     for (const auto& f : msg) req.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
     req.body = std::move(msg.body());
     req.remote_addr = remote_;
+    req.received = received_;
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
     return req;
@@ -224,6 +229,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
 
   void answer_error(int status) {
     Request req;
+    req.received = received_ != std::chrono::steady_clock::time_point{} ? received_ : std::chrono::steady_clock::now();
     if (parser_) {
       auto& msg = parser_->get();
       req.method = std::string(msg.method_string());
@@ -267,6 +273,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
   bool keep_alive_ = true;
   bool handed_over_ = false;
   unsigned version_ = 11;
+  std::chrono::steady_clock::time_point received_{};  // the current request's header arrived
 };
 
 
@@ -277,6 +284,11 @@ ResponderState::~ResponderState() {
 
 void ResponderState::respond(Response res) {
   if (done.exchange(true)) return;
+  {
+    std::lock_guard lock(extra_mu);
+    for (auto& [k, v] : extra_headers)
+      if (res.get_header_value(k).empty()) res.set_header(std::move(k), std::move(v));
+  }
   session->impl().finish(request, res);
   session->post_response(std::move(res));
 }
@@ -293,6 +305,10 @@ std::shared_ptr<Stream> ResponderState::stream(std::shared_ptr<StreamConnection>
 }
 
 void Responder::operator()(Response response) const { state_->respond(std::move(response)); }
+void Responder::add_header(std::string name, std::string value) const {
+  std::lock_guard lock(state_->extra_mu);
+  state_->extra_headers.emplace_back(std::move(name), std::move(value));
+}
 const Request& Responder::request() const { return state_->request; }
 
 std::shared_ptr<Stream> Responder::open_event_stream(Response head) const {
@@ -353,6 +369,7 @@ void Session::dispatch() {
     if (!std::regex_match(req.path, m, r.pattern)) continue;
     req.matches.reserve(m.size());
     for (const auto& g : m) req.matches.push_back(g.str());
+    req.route = r.label;
     route = &r;
     break;
   }
@@ -457,16 +474,45 @@ Server::Server(ServerOptions options) : options_(options), impl_(std::make_share
 
 Server::~Server() { stop(); }
 
+namespace {
+// "/v1/sessions/([^/]+)/messages" → "/v1/sessions/{}/messages": each top-level group becomes
+// {}, escapes are undone. Routes are ours (registered in code), so this needs no full parser.
+std::string route_template(const std::string& pattern) {
+  std::string out;
+  int depth = 0;
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    const char ch = pattern[i];
+    if (ch == '\\' && i + 1 < pattern.size()) {
+      if (depth == 0) out += pattern[i + 1];
+      ++i;
+    } else if (ch == '(') {
+      if (depth++ == 0) out += "{}";
+    } else if (ch == ')') {
+      --depth;
+    } else if (depth == 0 && ch != '^' && ch != '$') {
+      out += ch;
+    }
+  }
+  return out;
+}
+}  // namespace
+
 void Server::route(const std::string& method, const std::string& pattern, Handler handler) {
-  Route r{method, std::regex(pattern), {}, std::move(handler), {}};
+  Route r{method, std::regex(pattern), {}, route_template(pattern), std::move(handler), {}};
   r.prefix = pattern.substr(0, pattern.find_first_of(".[]()*+?{}|^$\\"));
   impl_->routes.push_back(std::move(r));
 }
 
 void Server::async_route(const std::string& method, const std::string& pattern, AsyncHandler handler) {
-  Route r{method, std::regex(pattern), {}, {}, std::move(handler)};
+  Route r{method, std::regex(pattern), {}, route_template(pattern), {}, std::move(handler)};
   r.prefix = pattern.substr(0, pattern.find_first_of(".[]()*+?{}|^$\\"));
   impl_->routes.push_back(std::move(r));
+}
+
+std::vector<std::pair<std::string, std::string>> Server::route_templates() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& r : impl_->routes) out.emplace_back(r.method, r.label);
+  return out;
 }
 
 int Server::bind_listen(const std::string& listen, const std::string& key) {

@@ -38,6 +38,7 @@ struct Route {
   std::string method;
   std::regex pattern;
   std::string prefix;  // literal start of the pattern: most paths are ruled out without a regex
+  std::string label;   // the template (Request::route)
   Handler handler;
   AsyncHandler async;
 };

@@ -3,9 +3,21 @@
 #include <chrono>
 
 #include "switchboard/core/log.hpp"
+#include "switchboard/core/metrics.hpp"
 
 namespace sb::kafka {
 namespace {
+
+// sb_kafka_errors_total{op}: client (librdkafka's error callback: brokers down, auth, transport),
+// produce (a record librdkafka would not queue), delivery (a failed delivery report), consume
+// (a poll that returned an error), commit (a synchronous offset commit). The error's name is in
+// the log line next to it; as a label it would multiply the series for little use.
+prometheus::Counter& kafka_error_counter(const char* op) {
+  static const metrics::CounterSet errors("sb_kafka_errors_total",
+                                          "Kafka errors by operation: client (error callback), produce, delivery, consume, commit.",
+                                          "op", {"client", "produce", "delivery", "consume", "commit"});
+  return errors[op];
+}
 
 void log_cb(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
   const auto client = std::string(rd_kafka_name(rk));
@@ -15,6 +27,7 @@ void log_cb(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
 }
 
 void error_cb(rd_kafka_t* rk, int err, const char* reason, void*) {
+  kafka_error_counter("client").Increment();
   log::warn("kafka.error", {{"client", rd_kafka_name(rk)},
                             {"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))},
                             {"detail", reason}});
@@ -37,7 +50,10 @@ void delivery_cb(rd_kafka_t*, const rd_kafka_message_t* msg, void*) {
     case RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED: r.persisted = Persisted::Possibly; break;
     default: r.persisted = Persisted::Not; break;
   }
-  if (msg->err) r.error = rd_kafka_err2str(msg->err);
+  if (msg->err) {
+    r.error = rd_kafka_err2str(msg->err);
+    kafka_error_counter("delivery").Increment();
+  }
   if (msg->rkt) r.topic = rd_kafka_topic_name(msg->rkt);
   r.partition = msg->partition;
   r.offset = msg->offset;
@@ -104,6 +120,7 @@ ConfPtr make_conf(const KafkaConfig& config, const std::map<std::string, std::st
   for (const auto& [k, v] : config.librdkafka) set(conf.get(), k, v);
   rd_kafka_conf_set_log_cb(conf.get(), log_cb);
   rd_kafka_conf_set_error_cb(conf.get(), error_cb);
+  kafka_error_counter("client");  // the family's series exist in every process with a Kafka client
   return conf;
 }
 
@@ -158,6 +175,7 @@ void Producer::produce(const std::string& topic, std::string_view key, std::stri
   if (err) {
     delete opaque;
     if (hdrs) rd_kafka_headers_destroy(hdrs);  // not consumed on failure
+    kafka_error_counter("produce").Increment();
     throw_error(err, "cannot queue record for topic '" + topic + "'");
   }
 }
@@ -262,6 +280,7 @@ MessagePtr Consumer::poll(int timeout_ms) {
   MessagePtr msg(rd_kafka_consumer_poll(rk_.get(), timeout_ms));
   if (!msg) return nullptr;
   if (msg->err) {
+    if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) kafka_error_counter("consume").Increment();
     if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
       log::warn("kafka.consume_error", {{"error", rd_kafka_err2name(msg->err)}, {"detail", rd_kafka_message_errstr(msg.get())}});
     return nullptr;
@@ -275,7 +294,10 @@ void Consumer::commit(const std::map<TopicPartition, int64_t>& offsets, bool asy
   for (const auto& [tp, off] : offsets)
     rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)->offset = off;
   const auto err = rd_kafka_commit(rk_.get(), list.get(), async ? 1 : 0);
-  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) throw_error(err, "offset commit failed");
+  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+    kafka_error_counter("commit").Increment();
+    throw_error(err, "offset commit failed");
+  }
 }
 
 void Consumer::pause(const std::vector<TopicPartition>& partitions) {

@@ -29,10 +29,8 @@ struct LagProbe::Group {
 
 namespace {
 constexpr auto kMetadataMaxAge = std::chrono::seconds(30);
+}  // namespace
 
-// Offsets of every partition in `list` at `which` (RD_KAFKA_OFFSET_END: the high watermark,
-// RD_KAFKA_OFFSET_BEGINNING: the low): one ListOffsets request per leader for the lot, where
-// rd_kafka_query_watermark_offsets would send one per partition.
 rd_kafka_resp_err_t offsets_at(rd_kafka_t* rk, const rd_kafka_topic_partition_list_t* parts, int64_t which, int timeout_ms,
                                std::map<int32_t, int64_t>& out) {
   kafka::PartitionListPtr list(rd_kafka_topic_partition_list_copy(parts));
@@ -44,7 +42,6 @@ rd_kafka_resp_err_t offsets_at(rd_kafka_t* rk, const rd_kafka_topic_partition_li
   }
   return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
-}  // namespace
 
 int64_t GroupLag::total() const {
   int64_t n = 0;
@@ -70,6 +67,10 @@ LagProbe::LagProbe(const Config& config, bool with_dispatchers)
 }
 
 LagProbe::~LagProbe() = default;
+
+std::vector<TopicStatus> LagProbe::dead_letters(int timeout_ms) {
+  return read_topic_status(watermarks_.get(), dead_letter_topics(config_), timeout_ms);
+}
 
 std::vector<GroupLag> LagProbe::read(int timeout_ms) {
   std::vector<GroupLag> out;

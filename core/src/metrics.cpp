@@ -19,4 +19,19 @@ const prometheus::Histogram::BucketBoundaries& latency_buckets() {
   return b;
 }
 
+CounterSet::CounterSet(const std::string& name, const std::string& help, const std::string& label,
+                       std::initializer_list<const char*> values) {
+  auto& family = prometheus::BuildCounter().Name(name).Help(help).Register(registry());
+  for (const char* v : values) {
+    auto* c = &family.Add({{label, v}});
+    series_.emplace(v, c);
+    if (!first_) first_ = c;
+  }
+}
+
+prometheus::Counter& CounterSet::operator[](const std::string& value) const {
+  auto it = series_.find(value);
+  return it == series_.end() ? *first_ : *it->second;
+}
+
 }  // namespace sb::metrics

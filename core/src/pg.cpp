@@ -6,11 +6,25 @@
 #include <sstream>
 
 #include "switchboard/core/log.hpp"
+#include "switchboard/core/metrics.hpp"
 
 namespace sb::pg {
 namespace fs = std::filesystem;
 
-Pool::Pool(const PostgresConfig& config) : config_(config) {}
+namespace {
+// sb_postgres_errors_total{kind}: connect (no connection could be made), connection_lost (one
+// broke mid-call), pool_exhausted (no free connection in time), statement (the server refused
+// a statement: SQLSTATE other than a unique violation, timeouts included), conflict (a unique
+// violation: often the expected answer of an idempotent insert, so kept apart).
+prometheus::Counter& pg_error_counter(const char* kind) {
+  static const metrics::CounterSet errors(
+      "sb_postgres_errors_total", "PostgreSQL failures by kind: connect, connection_lost, pool_exhausted, statement, conflict.",
+      "kind", {"connect", "connection_lost", "pool_exhausted", "statement", "conflict"});
+  return errors[kind];
+}
+}  // namespace
+
+Pool::Pool(const PostgresConfig& config) : config_(config) { pg_error_counter("connect"); }
 
 std::unique_ptr<pqxx::connection> Pool::connect() {
   try {
@@ -19,6 +33,7 @@ std::unique_ptr<pqxx::connection> Pool::connect() {
     tx.exec("SET statement_timeout = " + std::to_string(config_.statement_timeout_ms));
     return c;
   } catch (const pqxx::broken_connection& e) {
+    pg_error_counter("connect").Increment();
     throw Unavailable(std::string("cannot connect to PostgreSQL (postgres.url): ") + e.what());
   }
 }
@@ -27,9 +42,11 @@ std::unique_ptr<pqxx::connection> Pool::acquire(int wait_ms) {
   std::unique_lock lock(mu_);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   while (idle_.empty() && open_ >= config_.pool_size) {
-    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() && open_ >= config_.pool_size)
+    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() && open_ >= config_.pool_size) {
+      pg_error_counter("pool_exhausted").Increment();
       throw Unavailable("no free PostgreSQL connection within " + std::to_string(wait_ms) +
                         " ms (postgres.pool_size = " + std::to_string(config_.pool_size) + ")");
+    }
   }
   if (!idle_.empty()) {
     auto c = std::move(idle_.back());
@@ -61,10 +78,13 @@ void Pool::rethrow_mapped() {
   } catch (const Error&) {
     throw;
   } catch (const pqxx::broken_connection& e) {
+    pg_error_counter("connection_lost").Increment();
     throw Unavailable(std::string("PostgreSQL connection lost: ") + e.what());
   } catch (const pqxx::unique_violation& e) {
+    pg_error_counter("conflict").Increment();
     throw Conflict(std::string("already exists: ") + e.what());
   } catch (const pqxx::sql_error& e) {
+    pg_error_counter("statement").Increment();
     const std::string state = e.sqlstate();
     // 08 connection, 40 serialization/deadlock, 53 resources, 57 admin shutdown / timeout.
     if (state.rfind("08", 0) == 0 || state.rfind("40", 0) == 0 || state.rfind("53", 0) == 0 ||

@@ -4,10 +4,24 @@
 
 #include "switchboard/core/errors.hpp"
 #include "switchboard/core/log.hpp"
+#include "switchboard/core/metrics.hpp"
 
 namespace sb {
 
+namespace {
+// sb_redis_errors_total{kind}: connect (no connection), io (a command or pipeline lost its
+// connection or timed out), refused (a transient error reply: READONLY, LOADING, OOM… — a
+// failover or restart), reply (any other error reply: a bug or a bad script).
+prometheus::Counter& redis_error_counter(const char* kind) {
+  static const metrics::CounterSet errors("sb_redis_errors_total",
+                                          "Redis failures by kind: connect, io, refused (transient error reply), reply.", "kind",
+                                          {"connect", "io", "refused", "reply"});
+  return errors[kind];
+}
+}  // namespace
+
 RedisClient::RedisClient(const RedisConfig& config) : config_(config) {
+  redis_error_counter("connect");  // the family's series exist in every process with a client
   static const std::regex re(R"(^redis://([^:/]+)(?::(\d+))?(?:/(\d+))?/?$)");
   std::smatch m;
   if (!std::regex_match(config.url, m, re))
@@ -23,6 +37,7 @@ void RedisClient::connect() {
   if (!ctx_ || ctx_->err) {
     const std::string why = ctx_ ? ctx_->errstr : "out of memory";
     ctx_.reset();
+    redis_error_counter("connect").Increment();
     throw Unavailable("cannot connect to Redis at " + host_ + ":" + std::to_string(port_) + " (redis.url): " + why);
   }
   redisSetTimeout(ctx_.get(), tv);
@@ -42,6 +57,7 @@ RedisReplyPtr RedisClient::command(const std::vector<std::string>& argv) {
   if (!reply) {
     const std::string why = ctx_->errstr;
     ctx_.reset();  // hiredis contexts are unusable after an I/O error
+    redis_error_counter("io").Increment();
     throw Unavailable("Redis command " + argv.front() + " failed: " + why);
   }
   if (reply->type == REDIS_REPLY_ERROR) {
@@ -51,9 +67,11 @@ RedisReplyPtr RedisClient::command(const std::vector<std::string>& argv) {
     for (const char* transient : {"READONLY", "LOADING", "MASTERDOWN", "BUSY", "TRYAGAIN", "OOM", "CLUSTERDOWN"}) {
       if (msg.rfind(transient, 0) == 0) {
         ctx_.reset();
+        redis_error_counter("refused").Increment();
         throw Unavailable("Redis " + argv.front() + " refused for now: " + msg + "; retrying");
       }
     }
+    redis_error_counter("reply").Increment();
     throw Error(ErrorKind::Internal, "Redis " + argv.front() + " error: " + msg);
   }
   return reply;
@@ -70,6 +88,7 @@ std::vector<RedisReplyPtr> RedisClient::pipeline(const std::vector<std::vector<s
     }
     if (redisAppendCommandArgv(ctx_.get(), static_cast<int>(args.size()), args.data(), lens.data()) != REDIS_OK) {
       ctx_.reset();
+      redis_error_counter("io").Increment();
       throw Unavailable("Redis pipeline: cannot queue " + argv.front() + " (out of memory)");
     }
   }
@@ -80,6 +99,7 @@ std::vector<RedisReplyPtr> RedisClient::pipeline(const std::vector<std::vector<s
     if (redisGetReply(ctx_.get(), &raw) != REDIS_OK || !raw) {
       const std::string why = ctx_->errstr;
       ctx_.reset();
+      redis_error_counter("io").Increment();
       throw Unavailable("Redis pipeline of " + std::to_string(commands.size()) + " commands failed: " + why);
     }
     replies.emplace_back(static_cast<redisReply*>(raw));

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include "switchboard/core/cluster_status.hpp"
@@ -39,61 +40,55 @@ using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
-// Request counters by route and status, exposed at /metrics.
+// The route label of a request: its route's template (never the raw path, which carries ids
+// and is anyone's to invent), "unmatched" when no route took it (404, or 400/413 before routing).
+std::string intake_route_label(const http::Request& req) { return req.route.empty() ? "unmatched" : req.route; }
+
+// Request counters by method, route template and status, exposed at /metrics.
 class RequestMetrics {
  public:
-  void count(const std::string& route, int status) {
+  void count(const http::Request& req, int status) {
     std::lock_guard lock(mu_);
-    ++counts_[{route, status}];
+    ++counts_[{req.method, intake_route_label(req), status}];
   }
   std::string render() {
     std::lock_guard lock(mu_);
-    std::string out = "# HELP sb_intake_requests_total HTTP requests by route and status.\n"
+    std::string out = "# HELP sb_intake_requests_total HTTP requests by method, route template and status.\n"
                       "# TYPE sb_intake_requests_total counter\n";
     for (const auto& [k, n] : counts_)
-      out += "sb_intake_requests_total{route=\"" + k.first + "\",status=\"" + std::to_string(k.second) + "\"} " +
-             std::to_string(n) + "\n";
+      out += "sb_intake_requests_total{method=\"" + std::get<0>(k) + "\",route=\"" + std::get<1>(k) + "\",status=\"" +
+             std::to_string(std::get<2>(k)) + "\"} " + std::to_string(n) + "\n";
     return out;
   }
 
  private:
   std::mutex mu_;
-  std::map<std::pair<std::string, int>, uint64_t> counts_;
+  std::map<std::tuple<std::string, std::string, int>, uint64_t> counts_;
 };
 
-// Handler latency of intake's own routes (send, read, cancel), by route: from the handler's
-// start (the request fully read) to the response handed to the server, in a prometheus-cpp
-// histogram. Keyed by the Request's address, which is unique while its response is pending.
+// Latency of every intake route (messages, sessions, webhooks, provider callbacks, admin,
+// health…) by method and route template, in a prometheus-cpp histogram: from the request's
+// header arriving (http::Request::received) to its response queued for writing — body read,
+// a wait for a blocking-pool thread, PostgreSQL, Kafka's acknowledgement all included.
 class RouteLatency {
  public:
   RouteLatency()
       : family_(prometheus::BuildHistogram()
                     .Name("sb_intake_request_duration_seconds")
-                    .Help("Intake handler latency (request read to response queued) by route.")
-                    .Register(metrics::registry())) {
-    for (const char* route : {"send_message", "get_message", "cancel_message"})  // series from the start
-      family_.Add({{"route", route}}, metrics::latency_buckets());
+                    .Help("Intake request latency (header received to response queued) by method and route template.")
+                    .Register(metrics::registry())) {}
+  // The send route's series exist from the start (dashboards show 0, not "no data").
+  void precreate(const std::string& method, const std::string& route) {
+    family_.Add({{"method", method}, {"route", route}}, metrics::latency_buckets());
   }
-  void started(const http::Request& req) {
-    std::lock_guard lock(mu_);
-    started_[&req] = SteadyClock::now();
-  }
-  void finished(const http::Request& req, const std::string& route) {
-    SteadyClock::time_point t0;
-    {
-      std::lock_guard lock(mu_);
-      auto it = started_.find(&req);
-      if (it == started_.end()) return;  // a route not timed here, or answered by the server itself
-      t0 = it->second;
-      started_.erase(it);
-    }
-    family_.Add({{"route", route}}, metrics::latency_buckets()).Observe(metrics::seconds_since(t0));
+  void observe(const http::Request& req) {
+    if (req.received == SteadyClock::time_point{}) return;
+    family_.Add({{"method", req.method}, {"route", intake_route_label(req)}}, metrics::latency_buckets())
+        .Observe(metrics::seconds_since(req.received));
   }
 
  private:
   prometheus::Family<prometheus::Histogram>& family_;
-  std::mutex mu_;
-  std::unordered_map<const http::Request*, SteadyClock::time_point> started_;
 };
 
 // A Prometheus label value: backslash, quote and newline escaped.
@@ -105,20 +100,6 @@ std::string label_value(const std::string& v) {
     else out += ch;
   }
   return out;
-}
-
-// Bounded label set: request paths carry ids, and unknown paths are anyone's to invent.
-std::string route_label(const std::string& path) {
-  if (path.rfind("/v1/sessions/", 0) == 0 && path.size() > 9 && path.compare(path.size() - 9, 9, "/messages") == 0)
-    return "send_message";
-  if (path.rfind("/v1/sessions", 0) == 0) return "sessions";
-  if (path.rfind("/v1/providers/", 0) == 0) return "provider_callbacks";
-  if (path.rfind("/v1/messages/", 0) == 0) return "get_message";
-  if (path.rfind("/v1/webhooks", 0) == 0) return "webhooks";
-  if (path == "/v1/events/stream" || path == "/v1/events/ws") return "event_stream";
-  if (path.rfind("/v1/events/", 0) == 0) return "events";
-  if (path == "/health" || path == "/health/ready" || path == "/metrics") return path;
-  return "other";
 }
 
 }  // namespace
@@ -260,11 +241,17 @@ struct IntakeServer::Impl {
 
   // authenticate_or_401, then the tenant's requests/s quota (429 with RateLimit headers).
   // For every authenticated route but the send, which counts its request itself (async).
+  // Allowed answers carry the RateLimit headers too (the draft's intent: a client paces
+  // itself before it is refused); handlers only add headers to res, so they survive.
   std::optional<std::string> authenticate_counted(const http::Request& req, http::Response& res) {
     auto tenant = authenticate_or_401(req, res);
     if (!tenant) return tenant;
     const auto d = quotas.check_now(*tenant, 0);
-    if (d.allowed) return tenant;
+    if (d.allowed) {
+      if (!d.policy_header.empty()) res.set_header("RateLimit-Policy", d.policy_header);
+      if (!d.ratelimit_header.empty()) res.set_header("RateLimit", d.ratelimit_header);
+      return tenant;
+    }
     over_quota(res, d);
     return std::nullopt;
   }
@@ -409,6 +396,9 @@ struct IntakeServer::Impl {
         over_quota(r, d);
         return respond(std::move(r));
       }
+      // Whatever answers this send (202, or a 503 from Kafka) states the quota left.
+      if (!d.policy_header.empty()) respond.add_header("RateLimit-Policy", d.policy_header);
+      if (!d.ratelimit_header.empty()) respond.add_header("RateLimit", d.ratelimit_header);
       accept_send(tenant, session, in, respond);
     });
   }
@@ -517,18 +507,9 @@ struct IntakeServer::Impl {
 
   void routes() {
     server.async_route("POST", R"(/v1/sessions/([^/]+)/messages)",
-                       [this](const http::Request& req, http::Responder respond) {
-                         latency.started(req);
-                         send_message(req, respond, false);
-                       });
-    server.Get(R"(/v1/messages/([^/]+))", [this](const auto& req, auto& res) {
-      latency.started(req);
-      get_message(req, res);
-    });
-    server.Delete(R"(/v1/messages/([^/]+))", [this](const auto& req, auto& res) {
-      latency.started(req);
-      cancel_message(req, res);
-    });
+                       [this](const http::Request& req, http::Responder respond) { send_message(req, respond, false); });
+    server.Get(R"(/v1/messages/([^/]+))", [this](const auto& req, auto& res) { get_message(req, res); });
+    server.Delete(R"(/v1/messages/([^/]+))", [this](const auto& req, auto& res) { cancel_message(req, res); });
     webhooks.mount(server);
     session_api.mount(server);
     node_api.mount(server);
@@ -601,11 +582,10 @@ struct IntakeServer::Impl {
       else
         reply_error(res, res.status, "HTTP error " + std::to_string(res.status));
     });
+    latency.precreate("POST", "/v1/sessions/{}/messages");
     server.set_logger([this](const http::Request& req, const http::Response& res) {
-      auto route = route_label(req.path);
-      if (route == "get_message" && req.method == "DELETE") route = "cancel_message";
-      metrics.count(route, res.status);
-      latency.finished(req, route);
+      metrics.count(req, res.status);
+      latency.observe(req);
     });
   }
 };

@@ -46,6 +46,11 @@ std::string LaneBackpressure::metrics() const {
          "# TYPE sb_intake_backpressure gauge\n";
   for (const char* lane : kLanes)
     out += "sb_intake_backpressure{lane=\"" + std::string(lane) + "\"} " + (overloaded_.count(lane) ? "1" : "0") + "\n";
+  out += "# HELP sb_dlq_depth Records on a dead-letter topic (high - low watermark summed over its partitions); the same from every intake replica.\n"
+         "# TYPE sb_dlq_depth gauge\n";
+  for (const auto& [topic, depth] : dlq_depth_) out += "sb_dlq_depth{topic=\"" + topic + "\"} " + std::to_string(depth) + "\n";
+  out += "# HELP sb_dlq_depth_read_errors_total Dead-letter depth readings that failed (Kafka unreachable, topic missing).\n"
+         "# TYPE sb_dlq_depth_read_errors_total counter\nsb_dlq_depth_read_errors_total " + std::to_string(dlq_read_errors_) + "\n";
   return out;
 }
 
@@ -60,12 +65,20 @@ void LaneBackpressure::loop() {
       failed = failed || !g.error.empty();
       if (config_.backpressure.max_lag > 0 && !g.lane.empty() && g.total() > config_.backpressure.max_lag) over.insert(g.lane);
     }
+    // Kafka answered the lag reading: read the dead-letter depth too (not while it is down, so a
+    // turn, and intake's stop that waits for it, stays within the lag reading's timeouts).
+    std::vector<TopicStatus> dead_letters;
+    if (!failed) dead_letters = probe_.dead_letters(timeout_ms);
     std::set<std::string> was;
     std::map<std::string, int64_t> lane_lag;
     for (const auto& g : lags) lane_lag[g.lane] = g.total();
     {
       std::lock_guard lock(mu_);
       was = overloaded_;
+      for (const auto& t : dead_letters) {
+        if (t.error.empty()) dlq_depth_[t.name] = t.records();
+        else ++dlq_read_errors_;  // the last good depth stays
+      }
       // A failed reading keeps the last good one (no false alarm, no false all-clear).
       if (failed) {
         ++read_errors_;

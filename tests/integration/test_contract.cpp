@@ -16,6 +16,7 @@
 
 #include "intake_api.hpp"
 #include "python_tool.hpp"
+#include "session_system.hpp"
 #include "stack.hpp"
 #include "switchboard/core/pg.hpp"
 #include "switchboard/core/webhook_signature.hpp"
@@ -132,13 +133,16 @@ sb::WebhookEndpoint add_endpoint(TestStack& stack, const std::string& tenant, co
   return sb::WebhookStore(pool).create(e);
 }
 
-// A webhook receiver: 410 Gone on /gone (the dispatcher disables that endpoint), 200 elsewhere.
+// A webhook receiver: 410 Gone on /gone (the dispatcher disables that endpoint), 500 on /fail
+// (its breaker opens), 200 elsewhere.
 struct ContractReceiver {
   httplib::Server server;
   std::thread thread;
   int port = 0;
   ContractReceiver() {
-    server.Post(R"(/.*)", [](const httplib::Request& req, httplib::Response& res) { res.status = req.path == "/gone" ? 410 : 200; });
+    server.Post(R"(/.*)", [](const httplib::Request& req, httplib::Response& res) {
+      res.status = req.path == "/gone" ? 410 : req.path == "/fail" ? 500 : 200;
+    });
     port = server.bind_to_any_port("127.0.0.1");
     thread = std::thread([this] { server.listen_after_bind(); });
     REQUIRE(sbtest::eventually([this] { return server.is_running(); }, 5000));
@@ -212,11 +216,62 @@ TEST_CASE("contract: dashboards and alert rules name only metrics that intake, w
           "[integration][contract][metrics]") {
   TestStack stack("contract-metrics", 3);
   Pipeline p(stack);
+  // One failed attempt opens an endpoint's breaker, for longer than this test runs.
+  stack.config.webhooks.breaker_window = 1;
+  stack.config.webhooks.breaker_min_attempts = 1;
+  stack.config.webhooks.breaker_failure_ratio = 1.0;
+  stack.config.webhooks.breaker_cool_down_s = 600;
+  stack.write_config();
   auto acme = stack.create_tenant("acme", {"main"});
+  ContractReceiver rx;
+  add_endpoint(stack, acme.id, rx.url("/fail"), {"message.*"});
   p.start();
+  // A poison record on the default lane: the worker moves it to sb.dlq.
+  sb::kafka::Producer producer(stack.config.kafka);
+  REQUIRE(producer.produce(stack.topic("sb.commands.default"), acme.id, "{not json").get().ok());
   const auto sent = p.send(acme.api_key, R"({"to":"+15551234567","text":"hello"})");
   CHECK(p.final_status(acme.api_key, sent) == "sent");  // so the per-route request counter has samples
+  // Traffic on intake's other route families: each is timed under its route template.
+  httplib::Client api("127.0.0.1", p.intake_port);
+  CHECK(api.Get("/v1/sessions", sbtest::bearer(acme.api_key))->status == 200);
+  CHECK(api.Get("/v1/webhooks", sbtest::bearer(acme.api_key))->status == 200);
+  CHECK(api.Get("/v1/admin/nodes", sbtest::bearer(acme.api_key))->status / 100 == 4);  // an operator route, a tenant key
+  CHECK(api.Post("/v1/providers/cloud_api/webhook", "{}", "application/json")->status / 100 == 4);  // unsigned callback
+  CHECK(api.Get("/no/such/route")->status == 404);
+
+  // The new series, with the values this traffic must have produced.
+  auto intake_metric = [&](const std::string& series) { return sbtest::metric(p.intake_port, series); };
+  const std::string latency = "sb_intake_request_duration_seconds_count";
+  CHECK(intake_metric(latency + R"({method="POST",route="/v1/sessions/{}/messages"})") == 1);
+  CHECK(intake_metric(latency + R"({method="GET",route="/v1/messages/{}"})") >= 1);
+  CHECK(intake_metric(latency + R"({method="GET",route="/v1/sessions"})") == 1);
+  CHECK(intake_metric(latency + R"({method="GET",route="/v1/webhooks"})") == 1);
+  CHECK(intake_metric(latency + R"({method="GET",route="/v1/admin/nodes"})") == 1);
+  CHECK(intake_metric(latency + R"({method="POST",route="/v1/providers/cloud_api/webhook"})") == 1);
+  CHECK(intake_metric(latency + R"({method="GET",route="unmatched"})") == 1);
+  CHECK(intake_metric(R"(sb_intake_requests_total{method="POST",route="/v1/sessions/{}/messages",status="202"})") == 1);
+  // sb.dlq holds the poison record; intake's gauge reads it within a lag turn.
+  const std::string dlq = R"(sb_dlq_depth{topic=")" + stack.topic("sb.dlq") + R"("})";
+  CHECK(sbtest::eventually([&] { return intake_metric(dlq) == 1; }, 15000, 100));
+  CHECK(intake_metric(R"(sb_dlq_depth{topic=")" + stack.topic("sb.webhooks.dlq") + R"("})") == 0);
+  // message.sent reached /fail, which answered 500: that endpoint's breaker is open.
+  CHECK(sbtest::eventually([&] { return sbtest::metric(p.webhooks_ops, R"(sb_webhook_breakers{state="open"})") == 1; },
+                           15000, 100));
+  CHECK(sbtest::metric(p.webhooks_ops, "sb_webhook_breaker_opened_total") == 1);
+  // Error counters exist on every process with such a client (their increments: "metrics: failing …").
+  for (const auto& series : {R"(sb_kafka_errors_total{op="produce"})", R"(sb_postgres_errors_total{kind="statement"})",
+                             R"(sb_redis_errors_total{kind="connect"})"}) {
+    INFO(series);
+    CHECK(intake_metric(series) >= 0);
+    CHECK(sbtest::metric(p.worker_ops, series) >= 0);
+  }
   const auto intake = p.scrape(p.intake_port, "intake");
+  // Route labels are templates: no message id (a raw path) among them.
+  {
+    std::ifstream in(intake);
+    const std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(body.find(sent) == std::string::npos);
+  }
   const auto worker = p.scrape(p.worker_ops, "worker");
   const auto webhooks = p.scrape(p.webhooks_ops, "webhooks");
   const auto run = sbtest::run_python({"tests/contract/check_metric_queries.py", "--metrics", intake, worker, webhooks,

@@ -64,6 +64,7 @@ TEST_CASE("quotas: two intake replicas share a tenant's requests/s and messages/
     at_next_second();
     int passed = 0, refused = 0;
     std::set<int> refused_by;
+    std::set<std::string> remaining;  // RateLimit of the answers that passed: the draft's header on non-429s too
     httplib::Headers last_refusal;
     for (int i = 0; i < 30; ++i) {
       auto& http = i % 2 ? hb : ha;
@@ -71,6 +72,8 @@ TEST_CASE("quotas: two intake replicas share a tenant's requests/s and messages/
       REQUIRE(r);
       if (r->status == 404) {
         ++passed;
+        CHECK(r->get_header_value("RateLimit-Policy") == "\"requests\";q=10;w=1");
+        remaining.insert(r->get_header_value("RateLimit"));
       } else {
         REQUIRE(r->status == 429);
         ++refused;
@@ -82,6 +85,9 @@ TEST_CASE("quotas: two intake replicas share a tenant's requests/s and messages/
     CHECK(passed == 10);  // one shared window: a per-replica count would have let 20 through
     CHECK(refused == 20);
     CHECK(refused_by.size() == 2);  // both replicas refuse
+    std::set<std::string> expected;  // each pass used one of the shared window's 10: 9 left … 0 left
+    for (int left = 0; left < 10; ++left) expected.insert("\"requests\";r=" + std::to_string(left) + ";t=1");
+    CHECK(remaining == expected);
     auto header = [&](const char* name) {
       auto it = last_refusal.find(name);
       return it == last_refusal.end() ? std::string() : it->second;
@@ -98,8 +104,13 @@ TEST_CASE("quotas: two intake replicas share a tenant's requests/s and messages/
 
   SECTION("messages per day: 5 sends pass over both replicas, the 6th is 429 until the UTC day ends") {
     for (int i = 0; i < 5; ++i) {
-      auto r = sbtest::call(i % 2 ? hb : ha, "POST", "/v1/sessions/main/messages", daily.api_key, send_body);
-      CHECK(r.status == 202);
+      auto ok = (i % 2 ? hb : ha).Post("/v1/sessions/main/messages", sbtest::bearer(daily.api_key), send_body, "application/json");
+      REQUIRE(ok);
+      CHECK(ok->status == 202);
+      // The accepted send says what is left of the day (the async send path carries it too).
+      CHECK(ok->get_header_value("RateLimit-Policy") == "\"messages\";q=5;w=86400");
+      CHECK(std::regex_match(ok->get_header_value("RateLimit"),
+                             std::regex("\"messages\";r=" + std::to_string(4 - i) + ";t=[0-9]+")));
     }
     auto r = hb.Post("/v1/sessions/main/messages", sbtest::bearer(daily.api_key), send_body, "application/json");
     REQUIRE(r);

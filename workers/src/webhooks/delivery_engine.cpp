@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "switchboard/core/log.hpp"
 #include "switchboard/core/metrics.hpp"
 
 namespace sb {
@@ -37,6 +38,23 @@ AsyncHttpClient::Options http_options(const WebhooksConfig& c, const AddressGuar
 
 static prometheus::Family<prometheus::Histogram>& delivery_latency();
 
+// Endpoints by breaker state, and how often breakers opened (a probe that failed re-opens).
+static prometheus::Family<prometheus::Gauge>& webhook_breaker_gauges() {
+  static auto& family = prometheus::BuildGauge()
+                            .Name("sb_webhook_breakers")
+                            .Help("Webhook endpoints (known to this dispatcher) by circuit-breaker state: closed, open, half_open.")
+                            .Register(metrics::registry());
+  return family;
+}
+static prometheus::Counter& webhook_breaker_opened() {
+  static auto& counter = prometheus::BuildCounter()
+                             .Name("sb_webhook_breaker_opened_total")
+                             .Help("Times an endpoint's circuit breaker opened (failure ratio reached, or a half-open probe failed).")
+                             .Register(metrics::registry())
+                             .Add({});
+  return counter;
+}
+
 DeliveryEngine::DeliveryEngine(const WebhooksConfig& config, const AddressGuard& guard,
                                std::chrono::milliseconds max_line_wait, Now now)
     : config_(config),
@@ -46,6 +64,26 @@ DeliveryEngine::DeliveryEngine(const WebhooksConfig& config, const AddressGuard&
       http_(http_options(config, guard)) {
   // Series exist from the start (prometheus-cpp leaves a family without any out of /metrics).
   for (const char* verdict : {"delivered", "retry", "gone"}) delivery_latency().Add({{"verdict", verdict}}, metrics::latency_buckets());
+  for (const char* state : {"closed", "open", "half_open"}) webhook_breaker_gauges().Add({{"state", state}});
+  webhook_breaker_opened();
+}
+
+void DeliveryEngine::refresh_breaker_metrics() const {
+  double closed = 0, open = 0, half_open = 0;
+  {
+    std::lock_guard lock(mu_);
+    const auto now = now_();
+    for (const auto& [id, st] : endpoints_) {
+      switch (st->breaker.state(now)) {
+        case CircuitBreaker::State::Closed: ++closed; break;
+        case CircuitBreaker::State::Open: ++open; break;
+        case CircuitBreaker::State::HalfOpen: ++half_open; break;
+      }
+    }
+  }
+  webhook_breaker_gauges().Add({{"state", "closed"}}).Set(closed);
+  webhook_breaker_gauges().Add({{"state", "open"}}).Set(open);
+  webhook_breaker_gauges().Add({{"state", "half_open"}}).Set(half_open);
 }
 
 std::size_t DeliveryEngine::outstanding() const {
@@ -189,7 +227,14 @@ void DeliveryEngine::finished(const std::string& endpoint_id, bool success, Deli
     --total_in_flight_;
     EndpointState& st = state(endpoint_id);
     --st.in_flight;
+    const bool was_open = st.breaker.state(now) == CircuitBreaker::State::Open;
     st.breaker.record(success, now);
+    if (!was_open && st.breaker.state(now) == CircuitBreaker::State::Open) {
+      webhook_breaker_opened().Increment();
+      log::warn("webhooks.breaker_opened", {{"tenant", delivery.endpoint.tenant_id}, {"endpoint", endpoint_id},
+                                            {"open_s", std::to_string(std::chrono::ceil<std::chrono::seconds>(
+                                                                          st.breaker.remaining_open(now)).count())}});
+    }
     refill(endpoint_id, st, plan, now);
     // Freed process-wide slots go to the endpoints that were waiting for one, in turn.
     while (total_in_flight_ < config_.max_in_flight && !starved_.empty()) {

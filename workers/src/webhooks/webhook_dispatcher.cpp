@@ -118,6 +118,7 @@ std::string WebhookDispatcher::readiness() {
 }
 
 std::vector<OpsServer::Metric> WebhookDispatcher::metrics() const {
+  engine_.refresh_breaker_metrics();  // a prometheus-cpp family, rendered right after these
   const auto& r = recorder_.stats();
   auto c = [](const char* name, const char* help, uint64_t v) {
     return OpsServer::Metric{name, help, "counter", static_cast<double>(v)};

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "switchboard/core/config.hpp"
+#include "switchboard/core/kafka.hpp"
 
 namespace sb {
 
@@ -78,6 +79,14 @@ struct ClusterStatus {
 // One GROUP BY over the sessions table. Throws Unavailable when PostgreSQL can't be reached.
 std::vector<SessionCount> read_session_counts(const Config& config);
 std::vector<SessionCount> read_session_counts(pg::Pool& pool);  // on a pool the caller has
+
+// Partitions (leader, replicas) and watermarks of each named topic: one metadata request per
+// topic and one ListOffsets request per leader for each end. A topic the cluster lacks, or
+// whose watermarks can't be read, says so in its `error`. Never throws. `switchboard status`
+// reads every topic through it; intake's sb_dlq_depth gauge the dead-letter ones (LagProbe).
+std::vector<TopicStatus> read_topic_status(rd_kafka_t* rk, const std::vector<std::string>& names, int timeout_ms);
+// sb.dlq (commands a worker could not execute) and sb.webhooks.dlq, topic prefix applied.
+std::vector<std::string> dead_letter_topics(const Config& config);
 
 // Queries the cluster of config.kafka (with its topic prefix). Throws Unavailable when no broker
 // answers within timeout_ms; per-topic and per-group problems are reported in their `error`.

@@ -51,6 +51,12 @@ struct Request {
   std::vector<std::pair<std::string, std::string>> headers;  // as received
   std::string body;
   std::string remote_addr;
+  // When the request's header had arrived (latency metrics time from here, so a slow body read
+  // or a wait for a blocking-pool thread counts too).
+  std::chrono::steady_clock::time_point received{};
+  // The matched route's template: its pattern with each group written {} and escapes undone
+  // ("/v1/sessions/{}/messages"). A bounded metrics label, unlike `path`. Empty: no route.
+  std::string route;
 
   bool has_header(std::string_view name) const;  // case-insensitive
   std::string get_header_value(std::string_view name) const;  // "" when absent
@@ -104,6 +110,9 @@ class Responder {
  public:
   explicit Responder(std::shared_ptr<ResponderState> state) : state_(std::move(state)) {}
   void operator()(Response response) const;
+  // A header whatever answer follows will carry (unless it sets the same one itself): for
+  // what is known before the answer is, e.g. rate-limit state. Any thread, before answering.
+  void add_header(std::string name, std::string value) const;
   const Request& request() const;  // the request being answered (valid as long as the Responder)
   // Instead of one answer: status 200 with `head`'s headers (Content-Type text/event-stream
   // unless set) and a chunked body the returned stream writes to. Spends the Responder.
@@ -154,6 +163,8 @@ class Server {
   void set_exception_handler(ExceptionHandler h) { exception_handler_ = std::move(h); }
   void set_error_handler(ErrorHandler h) { error_handler_ = std::move(h); }
   void set_logger(Logger h) { logger_ = std::move(h); }
+  // The templates of the routes registered so far (Request::route's values), with their methods.
+  std::vector<std::pair<std::string, std::string>> route_templates() const;
 
   // Binds "host:port" (port 0: any free port) and listens with backlog SOMAXCONN. Returns the
   // bound port; throws ConfigError naming `key` when the address is taken or not local.

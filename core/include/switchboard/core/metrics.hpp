@@ -12,6 +12,8 @@
 #include <prometheus/registry.h>
 
 #include <chrono>
+#include <initializer_list>
+#include <map>
 #include <string>
 
 namespace sb::metrics {
@@ -25,6 +27,21 @@ std::string render();
 
 // Latency buckets in seconds, 1 ms to 30 s: HTTP handlers, provider calls, webhook deliveries.
 const prometheus::Histogram::BucketBoundaries& latency_buckets();
+
+// A counter family with one label over a closed set of values (op, kind…): every series is
+// created up front, so /metrics shows 0 from the start instead of nothing (prometheus-cpp leaves
+// a family without series out). Looking a value up is a read of a map that never changes.
+class CounterSet {
+ public:
+  CounterSet(const std::string& name, const std::string& help, const std::string& label,
+             std::initializer_list<const char*> values);
+  // The series of `value`, which must be one of the values given (anything else: the first's).
+  prometheus::Counter& operator[](const std::string& value) const;
+
+ private:
+  std::map<std::string, prometheus::Counter*> series_;
+  prometheus::Counter* first_ = nullptr;
+};
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -45,6 +45,12 @@ class DeliveryEngine {
   std::size_t in_flight() const { return http_.in_flight(); }
   // Deliveries attempted or waiting in this engine, not yet reported.
   std::size_t outstanding() const;
+  // Sets sb_webhook_breakers{state} (endpoints whose breaker is closed, open or half_open) from
+  // the breakers now: called per scrape, since an open breaker turns half-open by the clock,
+  // not by an event. O(endpoints in memory, ≤ ~10,000) under the engine's lock. Endpoints are
+  // not a label (thousands of them would be thousands of series): the breaker_opened log line
+  // names the endpoint and tenant, and `switchboard status` lists failing endpoints.
+  void refresh_breaker_metrics() const;
 
  private:
   struct Waiting {
