@@ -12,7 +12,7 @@ using sbtest::TestStack;
 
 namespace {
 
-void set_lease(sb::pg::Pool& pool, const std::string& holder, int64_t epoch, int ttl_ms) {
+void set_placer_lease_row(sb::pg::Pool& pool, const std::string& holder, int64_t epoch, int ttl_ms) {
   pool.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     tx.exec_params(R"SQL(
@@ -22,7 +22,7 @@ void set_lease(sb::pg::Pool& pool, const std::string& holder, int64_t epoch, int
   });
 }
 
-std::pair<std::string, std::string> health_and_drained(sb::pg::Pool& pool, const std::string& node) {
+std::pair<std::string, std::string> node_health_and_drained(sb::pg::Pool& pool, const std::string& node) {
   return pool.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     auto r = tx.exec_params1("SELECT health, coalesce(drained_at::text, '') FROM engine_nodes WHERE name = $1", node);
@@ -45,21 +45,21 @@ TEST_CASE("nodes: a placer that lost its lease cannot write node health or drain
 
   // "old" held epoch 1 and was paused; "new" took the lease (epoch 2). The old one wakes with
   // a probe round in hand: every write of it is refused and changes nothing.
-  set_lease(pool, "new", 2, 60000);
+  set_placer_lease_row(pool, "new", 2, 60000);
   CHECK_THROWS_AS(nodes.record_probe("n1", false, 1, fence_of("old", 1)), sb::LeaseLost);
   CHECK_THROWS_AS(nodes.record_probe("n1", false, 1, fence_of("new", 1)), sb::LeaseLost);  // a stale epoch of the same name
   CHECK_THROWS_AS(nodes.mark_drained("n1", fence_of("old", 1)), sb::LeaseLost);
-  CHECK(health_and_drained(pool, "n1") == std::make_pair(std::string("unknown"), std::string()));
+  CHECK(node_health_and_drained(pool, "n1") == std::make_pair(std::string("unknown"), std::string()));
 
   // The holder's writes go through.
   CHECK(nodes.record_probe("n1", false, 1, fence_of("new", 2)) == "dead");
   nodes.mark_drained("n1", fence_of("new", 2));
-  const auto [health, drained] = health_and_drained(pool, "n1");
+  const auto [health, drained] = node_health_and_drained(pool, "n1");
   CHECK(health == "dead");
   CHECK_FALSE(drained.empty());
 
   // An expired lease fences its own holder too (it may be taken any moment).
-  set_lease(pool, "new", 2, -1000);
+  set_placer_lease_row(pool, "new", 2, -1000);
   CHECK_THROWS_AS(nodes.record_probe("n1", true, 1, fence_of("new", 2)), sb::LeaseLost);
-  CHECK(health_and_drained(pool, "n1").first == "dead");
+  CHECK(node_health_and_drained(pool, "n1").first == "dead");
 }

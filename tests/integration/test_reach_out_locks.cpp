@@ -13,7 +13,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string send_on(httplib::Client& api, const std::string& key, const std::string& session, const std::string& text,
+std::string reach_out_send(httplib::Client& api, const std::string& key, const std::string& session, const std::string& text,
                     const std::string& priority) {
   auto r = sbtest::call(api, "POST", "/v1/sessions/" + session + "/messages", key,
                         json{{"to", "+15557654321"}, {"text", text}, {"priority", priority}}.dump());
@@ -22,7 +22,7 @@ std::string send_on(httplib::Client& api, const std::string& key, const std::str
   return r.body["id"];
 }
 
-std::string message_status(httplib::Client& api, const std::string& key, const std::string& id) {
+std::string reach_out_message_status(httplib::Client& api, const std::string& key, const std::string& id) {
   return sbtest::call(api, "GET", "/v1/messages/" + id, key).body.value("status", "");
 }
 
@@ -43,16 +43,16 @@ TEST_CASE("pacing: three reach-out time-locks of a session across two worker rep
   CHECK(sbtest::sim_post(sys.sim_port, "/sim/reach_out_lock", {{"account", account}, {"sends", 3}})["sends"] == 3);
 
   // Lock 1 in worker-high, lock 2 in worker-default: each fails, the session keeps working.
-  const auto first = send_on(api, tenant.api_key, "wa", "lock one", "high");
-  REQUIRE(sbtest::eventually([&] { return message_status(api, tenant.api_key, first) == "failed"; }, 20000));
-  const auto second = send_on(api, tenant.api_key, "wa", "lock two", "default");
-  REQUIRE(sbtest::eventually([&] { return message_status(api, tenant.api_key, second) == "failed"; }, 20000));
+  const auto first = reach_out_send(api, tenant.api_key, "wa", "lock one", "high");
+  REQUIRE(sbtest::eventually([&] { return reach_out_message_status(api, tenant.api_key, first) == "failed"; }, 20000));
+  const auto second = reach_out_send(api, tenant.api_key, "wa", "lock two", "default");
+  REQUIRE(sbtest::eventually([&] { return reach_out_message_status(api, tenant.api_key, second) == "failed"; }, 20000));
   CHECK(sbtest::session_of(api, tenant.api_key, "wa")["status"] == "WORKING");
 
   // Lock 3, in worker-default again (its own second): the third within the window → PAUSED.
   // (Not on the high lane: the resume below travels there, and a send held at the head of the
   // session's queue in that lane would keep it waiting up to sessions.hold_max_s.)
-  const auto third = send_on(api, tenant.api_key, "wa", "lock three", "default");
+  const auto third = reach_out_send(api, tenant.api_key, "wa", "lock three", "default");
   json s;
   REQUIRE(sbtest::eventually([&] {
     s = sbtest::session_of(api, tenant.api_key, "wa");
@@ -60,7 +60,7 @@ TEST_CASE("pacing: three reach-out time-locks of a session across two worker rep
   }, 20000));
   CHECK(s["reason"] == "reach_out_timelock");
   // Nothing was sent, and the third send waits for the resume (sessions.not_working: hold).
-  CHECK(sbtest::eventually([&] { return message_status(api, tenant.api_key, third) == "queued"; }, 5000));
+  CHECK(sbtest::eventually([&] { return reach_out_message_status(api, tenant.api_key, third) == "queued"; }, 5000));
   auto events = sbtest::events(stack.config, "session.status", [](const std::vector<json>& v) {
     return std::any_of(v.begin(), v.end(), [](const json& e) { return e["data"]["status"] == "PAUSED"; });
   });
@@ -74,5 +74,5 @@ TEST_CASE("pacing: three reach-out time-locks of a session across two worker rep
 
   // Resumed by API, the held send goes out once (the lock has run out).
   CHECK(sbtest::call(api, "POST", "/v1/sessions/wa/resume", tenant.api_key).status == 202);
-  REQUIRE(sbtest::eventually([&] { return message_status(api, tenant.api_key, third) == "sent"; }, 20000));
+  REQUIRE(sbtest::eventually([&] { return reach_out_message_status(api, tenant.api_key, third) == "sent"; }, 20000));
 }
