@@ -189,9 +189,11 @@ void NodeRegistry::remove(const std::string& name) {
   log::info("node.removed", {{"node", name}});
 }
 
-std::string NodeRegistry::record_probe(const std::string& name, bool ok, int failure_threshold) {
+std::string NodeRegistry::record_probe(const std::string& name, bool ok, int failure_threshold,
+                                       const std::function<void(pqxx::work&)>& fence) {
   return pool_.run([&](pqxx::connection& c) {
-    pqxx::nontransaction tx(c);
+    pqxx::work tx(c);
+    if (fence) fence(tx);
     // One statement: the new state and the old one (the sub-select sees the row before the update).
     auto r = tx.exec_params(R"SQL(
       UPDATE engine_nodes n SET
@@ -201,16 +203,19 @@ std::string NodeRegistry::record_probe(const std::string& name, bool ok, int fai
       FROM (SELECT health FROM engine_nodes WHERE name = $1) old
       WHERE n.name = $1 RETURNING n.health, old.health)SQL",
                             name, ok, failure_threshold);
+    tx.commit();
     if (r.empty()) return std::string();
     const auto now = r[0][0].as<std::string>(), before = r[0][1].as<std::string>();
     return now != before && now != "unknown" ? now : std::string();
   });
 }
 
-void NodeRegistry::mark_drained(const std::string& name) {
+void NodeRegistry::mark_drained(const std::string& name, const std::function<void(pqxx::work&)>& fence) {
   pool_.run([&](pqxx::connection& c) {
-    pqxx::nontransaction tx(c);
+    pqxx::work tx(c);
+    if (fence) fence(tx);
     tx.exec_params("UPDATE engine_nodes SET drained_at = now() WHERE name = $1 AND draining AND drained_at IS NULL", name);
+    tx.commit();
   });
 }
 

@@ -152,3 +152,17 @@ TEST_CASE("providers: engine reach-out time-locks (error 463) are recognised, an
   CHECK(locks.repeated("t/a", t0 + std::chrono::minutes(13)));        // three within ten minutes
   CHECK_FALSE(locks.repeated("t/a", t0 + std::chrono::minutes(14)));  // counted afresh after a pause
 }
+
+TEST_CASE("providers: reach-out locks counted in Redis fall back to the process's own count while Redis is unreachable",
+          "[unit][providers][pacing]") {
+  // Nothing listens on port 1: every EVAL fails at once (connection refused).
+  RedisConfig unreachable{"redis://127.0.0.1:1", 200};
+  SharedReachOutLocks locks(&unreachable, 3, std::chrono::minutes(10));
+  CHECK_FALSE(locks.repeated("t", "a"));
+  CHECK_FALSE(locks.repeated("t", "b"));  // another session counts apart
+  CHECK_FALSE(locks.repeated("t", "a"));
+  CHECK(locks.repeated("t", "a"));  // the third of "a" in this process
+  SharedReachOutLocks local_only(nullptr, 2, std::chrono::minutes(10));
+  CHECK_FALSE(local_only.repeated("t", "a"));
+  CHECK(local_only.repeated("t", "a"));
+}

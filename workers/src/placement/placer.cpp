@@ -90,11 +90,13 @@ bool Placer::hold_lease() {
   return true;
 }
 
-void Placer::fence(pqxx::work& tx) {
+void check_placer_lease(pqxx::work& tx, const std::string& holder, int64_t epoch) {
   auto r = tx.exec_params(
-      "SELECT 1 FROM placer_lease WHERE name = 'placer' AND holder = $1 AND epoch = $2 AND expires_at > now() FOR SHARE", id_, epoch_);
-  if (r.empty()) throw LeaseLost("the placer lease (epoch " + std::to_string(epoch_) + ") is no longer ours");
+      "SELECT 1 FROM placer_lease WHERE name = 'placer' AND holder = $1 AND epoch = $2 AND expires_at > now() FOR SHARE", holder, epoch);
+  if (r.empty()) throw LeaseLost("the placer lease (epoch " + std::to_string(epoch) + ") is no longer ours");
 }
+
+void Placer::fence(pqxx::work& tx) { check_placer_lease(tx, id_, epoch_); }
 
 void Placer::step_down(const std::string& why) {
   log::warn("placer.step_down", {{"replica", id_}, {"epoch", std::to_string(epoch_)}, {"detail", why}});
@@ -198,7 +200,8 @@ void Placer::probe_all() {
     }
     ++stats_.probes;
     if (!ok) ++stats_.probe_failures;
-    const auto moved_to = nodes_.record_probe(node.name, ok, config_.placer.failure_threshold);
+    // Fenced: a replica that lost the lease since this round began declares no node dead.
+    const auto moved_to = nodes_.record_probe(node.name, ok, config_.placer.failure_threshold, [this](pqxx::work& tx) { fence(tx); });
     if (moved_to == "dead") {
       ++stats_.nodes_dead;
       log::warn("node.dead", {{"node", node.name}, {"failures", std::to_string(config_.placer.failure_threshold)}, {"detail", detail}});
@@ -284,7 +287,7 @@ void Placer::fail_over(const std::string& dead) {
 void Placer::drain(const NodeInfo& node) {
   if (node.sessions == 0) {
     if (!drained_reported_[node.name]) {
-      nodes_.mark_drained(node.name);
+      nodes_.mark_drained(node.name, [this](pqxx::work& tx) { fence(tx); });
       drained_reported_[node.name] = true;
       log::info("node.drained", {{"node", node.name}, {"detail", "no session is placed on it: it can be stopped or removed"}});
     }

@@ -2,6 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "switchboard/core/ids.hpp"
+#include "switchboard/core/log.hpp"
+#include "switchboard/core/redis.hpp"
+#include "switchboard/workers/redis_pacer.hpp"
+
 #include "switchboard/workers/providers/http_outcome.hpp"
 
 namespace sb {
@@ -12,8 +17,8 @@ std::string EngineProvider::chat_id(const std::string& e164) {
   return (e164.rfind('+', 0) == 0 ? e164.substr(1) : e164) + "@c.us";
 }
 
-EngineProvider::EngineProvider(const EngineConfig& config, SecretBox secrets)
-    : config_(config), secrets_(std::move(secrets)), client_(AsyncHttpClient::Options{}) {}
+EngineProvider::EngineProvider(const EngineConfig& config, SecretBox secrets, const RedisConfig* redis)
+    : config_(config), secrets_(std::move(secrets)), locks_(redis, 3, std::chrono::minutes(10)), client_(AsyncHttpClient::Options{}) {}
 
 std::optional<EngineNode> EngineProvider::node_of(const SessionRoute& route, std::string& error) const {
   if (route.node_url.empty()) {  // not in the registry (yet): a config node
@@ -63,6 +68,50 @@ bool ReachOutLocks::repeated(const std::string& key, std::chrono::steady_clock::
   return true;
 }
 
+namespace {
+// KEYS: the session's lock set. ARGV: window ms, threshold, a unique member. Drops the locks
+// older than the window, adds this one; at the threshold the set is cleared (the count starts
+// over after the pause) and 1 returned.
+const std::string kReachOutLockScript = R"LUA(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+redis.call('PEXPIRE', KEYS[1], window)
+return 0
+)LUA";
+}  // namespace
+
+SharedReachOutLocks::SharedReachOutLocks(const RedisConfig* redis, int threshold, std::chrono::seconds window)
+    : threshold_(threshold), window_(window), redis_(redis ? std::make_unique<RedisClient>(*redis) : nullptr), local_(threshold, window) {}
+
+SharedReachOutLocks::~SharedReachOutLocks() = default;
+
+const std::string& SharedReachOutLocks::script() { return kReachOutLockScript; }
+
+bool SharedReachOutLocks::repeated(const std::string& tenant, const std::string& session) {
+  if (redis_) {
+    // A lock is rare (WhatsApp refused a send): one EVAL, on the HTTP client's thread, bounded
+    // by redis.timeout_ms — not worth a pipeline of its own.
+    try {
+      std::lock_guard lock(mu_);
+      const auto key = PacingScript::key_prefix(tenant, session) + "reachout";
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(window_).count();
+      auto r = redis_->command({"EVAL", kReachOutLockScript, "1", key, std::to_string(ms), std::to_string(threshold_), new_uuid_v7()});
+      if (r->type == REDIS_REPLY_INTEGER) return r->integer == 1;
+      log::warn("engine.reach_out_count_failed", {{"tenant", tenant}, {"session", session}, {"detail", "unexpected reply type " + std::to_string(r->type)}});
+    } catch (const Error& e) {
+      log::warn("engine.reach_out_count_failed", {{"tenant", tenant}, {"session", session}, {"detail", e.what()}});
+    }
+  }
+  return local_.repeated(tenant + "/" + session, std::chrono::steady_clock::now());
+}
+
 void EngineProvider::send(const SendRequest& request, SendDone done) {
   std::string problem;
   const auto node = node_of(request.route, problem);
@@ -80,14 +129,13 @@ void EngineProvider::send(const SendRequest& request, SendDone done) {
   } catch (const json::exception& e) {
     return done(result(SendResult::Status::Rejected, where + "request cannot be encoded as JSON: " + e.what()));
   }
-  const std::string key = request.tenant_id + "/" + request.session;
-  client_.submit(std::move(req), [this, key, where, done = std::move(done)](HttpResponse resp) {
+  client_.submit(std::move(req), [this, tenant = request.tenant_id, session = request.session, where, done = std::move(done)](HttpResponse resp) {
     if (resp.transport_ok() && ReachOutLocks::is_lock(resp.status, resp.body)) {
       auto r = result(SendResult::Status::RetryableError, where + "reach-out time-lock (WhatsApp error 463): " + excerpt(resp.body));
       r.maybe_delivered = false;  // WhatsApp refused it
       r.throttled = true;
       r.retry_after_ms = 60000;
-      if (locks_.repeated(key, std::chrono::steady_clock::now())) {
+      if (locks_.repeated(tenant, session)) {
         r.status = SendResult::Status::Rejected;
         r.pause_reason = "reach_out_timelock";
       }

@@ -11,7 +11,7 @@ std::unique_ptr<Provider> make_session_provider(const Config& config) {
   // Each adapter timed by its own label (sb_provider_call_duration_seconds{adapter}).
   return std::make_unique<RoutingProvider>(
       std::make_unique<TimedProvider>("simulator", std::make_unique<HttpProvider>(config.provider)),
-      std::make_unique<TimedProvider>("engine", std::make_unique<EngineProvider>(config.engine, SecretBox(config.secrets.key))),
+      std::make_unique<TimedProvider>("engine", std::make_unique<EngineProvider>(config.engine, SecretBox(config.secrets.key), &config.redis)),
       std::make_unique<TimedProvider>("cloud_api", std::make_unique<CloudApiProvider>(config.cloud_api, SecretBox(config.secrets.key))));
 }
 

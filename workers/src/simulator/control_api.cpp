@@ -40,6 +40,16 @@ void ControlApi::routes() {
     respond(reply(200, *done));
   });
   server_.async_route("POST", "/sim/ban", [this](const http::Request& req, http::Responder respond) { ban(req, respond); });
+  server_.async_route("POST", "/sim/reach_out_lock", [this](const http::Request& req, http::Responder respond) {
+    auto body = fields(req, respond, {"account"});
+    if (!body) return;
+    const auto sends = body->find("sends");
+    if (sends == body->end() || !sends->is_number_integer() || sends->get<int64_t>() < 0 || sends->get<int64_t>() > 1000000)
+      return respond(reply(400, {{"error", "'sends' must be an integer from 0 to 1000000 (how many sendText calls answer error 463)"}}));
+    auto done = engine_.reach_out_lock((*body)["account"].get<std::string>(), sends->get<int>());
+    if (!done) return respond(reply(404, {{"error", "no engine session has account '" + (*body)["account"].get<std::string>() + "'"}}));
+    respond(reply(200, *done));
+  });
   server_.async_route("POST", "/sim/unban", [this](const http::Request& req, http::Responder respond) {
     auto body = fields(req, respond, {"account"});
     if (!body) return;

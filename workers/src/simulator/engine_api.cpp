@@ -228,6 +228,12 @@ void EngineApi::send_text(const http::Request& req, const http::Responder& respo
     if (it == sessions_.end()) return respond(no_session(*session));
     if (it->second.status != "WORKING" || !it->second.me) return respond(status_mismatch(*session, it->second.status, "WORKING"));
     me = *it->second.me;
+    if (auto lock = reach_out_locks_.find(*session); lock != reach_out_locks_.end() && lock->second > 0) {
+      if (--lock->second == 0) reach_out_locks_.erase(lock);
+      log::info("simulator.engine.reach_out_lock", {{"session", *session}});
+      return respond(reply(500, {{"statusCode", 500}, {"exception", {{"message", "2 UNKNOWN: server returned error 463"}}},
+                                 {"error", "Internal Server Error"}}));
+    }
   }
   const int delay_ms = send_latency_ms(ctx_.config) + ctx_.hang_left_ms();
   auto finish = [this, respond, session = *session, me, chat_id = *chat_id, text = *text] {
@@ -417,6 +423,15 @@ std::optional<json> EngineApi::ban(const std::string& account) {
   banned_.insert(account);
   stop(*s, "FAILED");
   return json{{"session", s->name}};
+}
+
+std::optional<json> EngineApi::reach_out_lock(const std::string& account, int sends) {
+  std::lock_guard lock(mu_);
+  Session* s = find_by_account(account);
+  if (!s) return std::nullopt;
+  if (sends > 0) reach_out_locks_[s->name] = sends;
+  else reach_out_locks_.erase(s->name);
+  return json{{"session", s->name}, {"sends", sends}};
 }
 
 }  // namespace sb::sim

@@ -35,6 +35,9 @@ class EngineApi {
   std::optional<json> inbound(const std::string& to, const std::string& from, const std::string& text, bool* not_working);
   std::optional<json> disconnect(const std::string& account);  // {"session"}
   std::optional<json> ban(const std::string& account);         // {"session"}
+  // The next `sends` sendText calls of the account's session answer WhatsApp's reach-out
+  // time-lock (HTTP 500, "server returned error 463", as WAHA GOWS does); nothing is sent.
+  std::optional<json> reach_out_lock(const std::string& account, int sends);  // {"session","sends"}
 
  private:
   struct Session {
@@ -82,6 +85,7 @@ class EngineApi {
   std::mutex mu_;
   std::map<std::string, Session> sessions_;
   std::set<std::string> banned_;  // account digits
+  std::map<std::string, int> reach_out_locks_;  // session → sendText calls still to refuse
   uint64_t epochs_ = 0;
 };
 

@@ -86,8 +86,11 @@ class NodeRegistry {
   void remove(const std::string& name);
 
   // A probe's outcome; the state it moved to when it changed ("dead", "healthy"), else "".
-  std::string record_probe(const std::string& name, bool ok, int failure_threshold);
-  void mark_drained(const std::string& name);
+  // `fence` runs first in the writing transaction (the placer checks its lease there; it
+  // throws to refuse), so a placer deposed between its probe and this write changes nothing.
+  std::string record_probe(const std::string& name, bool ok, int failure_threshold,
+                           const std::function<void(pqxx::work&)>& fence = {});
+  void mark_drained(const std::string& name, const std::function<void(pqxx::work&)>& fence = {});
 
   static void validate_name(const std::string& name);
 

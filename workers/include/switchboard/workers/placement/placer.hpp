@@ -45,6 +45,11 @@ struct LeaseLost : Error {
   explicit LeaseLost(const std::string& m) : Error(ErrorKind::Conflict, m) {}
 };
 
+// The placer's fence: passes inside `tx` only while `holder` holds the lease with `epoch` (the
+// row is share-locked to the commit, so the lease can't change hands under the write); throws
+// LeaseLost otherwise. Every placer write runs it first.
+void check_placer_lease(pqxx::work& tx, const std::string& holder, int64_t epoch);
+
 struct PlacerStats {
   std::atomic<uint64_t> probes{0}, probe_failures{0}, nodes_dead{0}, moves{0}, starts{0}, stale_refused{0},
       no_capacity{0}, stopped_elsewhere{0}, leader_terms{0};

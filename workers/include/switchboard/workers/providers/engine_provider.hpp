@@ -10,6 +10,7 @@
 // unreachable node send it back to its claim (SendResult::reroute): the session may have moved.
 #include <chrono>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@
 #include "switchboard/core/config.hpp"
 #include "switchboard/core/http_async.hpp"
 #include "switchboard/core/node_registry.hpp"
+#include "switchboard/core/redis.hpp"
 #include "switchboard/core/secret_box.hpp"
 #include "switchboard/workers/provider.hpp"
 
@@ -41,9 +43,31 @@ class ReachOutLocks {
   std::unordered_map<std::string, std::deque<std::chrono::steady_clock::time_point>> seen_;
 };
 
+// The same count kept in Redis, so it holds across worker replicas and lanes (a session's
+// sends go through all three lanes, each its own process): one atomic script per lock, keyed by
+// the session next to its pacing keys (sb:pace:{tenant/session}:reachout, a sorted set of lock
+// times on Redis' clock, expiring with the window). While Redis can't be reached the
+// process's own count decides (a pause then needs its threshold of locks in one process).
+class SharedReachOutLocks {
+ public:
+  // No `redis`: the in-process count only.
+  SharedReachOutLocks(const RedisConfig* redis, int threshold, std::chrono::seconds window);
+  ~SharedReachOutLocks();
+  bool repeated(const std::string& tenant, const std::string& session);
+  static const std::string& script();
+
+ private:
+  const int threshold_;
+  const std::chrono::seconds window_;
+  std::mutex mu_;  // the client is not thread-safe
+  std::unique_ptr<RedisClient> redis_;
+  ReachOutLocks local_;
+};
+
 class EngineProvider : public Provider {
  public:
-  EngineProvider(const EngineConfig& config, SecretBox secrets);
+  // `redis`: where reach-out locks are counted across replicas (nullptr: in this process).
+  EngineProvider(const EngineConfig& config, SecretBox secrets, const RedisConfig* redis = nullptr);
   using Provider::send;
   void send(const SendRequest& request, SendDone done) override;
   std::string name() const override { return "engine"; }
@@ -57,7 +81,7 @@ class EngineProvider : public Provider {
 
   const EngineConfig& config_;
   SecretBox secrets_;
-  ReachOutLocks locks_{3, std::chrono::minutes(10)};
+  SharedReachOutLocks locks_;
   AsyncHttpClient client_;
 };
 
