@@ -1,5 +1,7 @@
 #include "switchboard/core/node_registry.hpp"
 
+#include <map>
+
 #include "switchboard/core/base64.hpp"
 #include "switchboard/core/log.hpp"
 
@@ -231,11 +233,18 @@ std::vector<std::pair<PlacementCandidate, std::string>> eligible(pqxx::work& tx,
     WHERE NOT n.draining AND n.health <> 'dead' AND ($1 = '' OR n.storage_group = $1) AND n.name <> ALL($2::text[])
     ORDER BY n.name FOR UPDATE)SQL",
                           group, pg::array_literal(exclude));
+  // What each holds, in one statement for all of them (was one count per node).
+  std::vector<std::string> names;
+  for (const auto& row : r) names.push_back(row[0].as<std::string>());
+  std::map<std::string, int> placed;
+  if (!names.empty())
+    for (const auto& row : tx.exec_params("SELECT node, count(*) FROM sessions WHERE node = ANY($1::text[]) GROUP BY node",
+                                          pg::array_literal(names)))
+      placed[row[0].as<std::string>()] = row[1].as<int>();
   std::vector<std::pair<PlacementCandidate, std::string>> out;
   for (const auto& row : r) {
     const auto name = row[0].as<std::string>();
-    const int placed = tx.exec_params("SELECT count(*) FROM sessions WHERE node = $1", name)[0][0].as<int>();
-    out.push_back({{name, row[1].as<int>(), placed}, row[2].as<std::string>()});
+    out.push_back({{name, row[1].as<int>(), placed[name]}, row[2].as<std::string>()});
   }
   return out;
 }

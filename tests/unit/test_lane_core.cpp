@@ -213,10 +213,20 @@ struct FakePacer : sb::Pacer {
 struct FakeControl : sb::SessionControl {
   World& w;
   FakeLedger& ledger;
-  std::vector<std::string> paused;  // reasons
-  std::set<std::string> watched;    // message ids whose claims the pause turns to NotWorking
+  std::vector<std::string> paused;    // reasons
+  std::set<std::string> watched;      // message ids whose claims the pause turns to NotWorking
+  std::vector<std::string> executed;  // lifecycle actions, in the order run
   FakeControl(World& world, FakeLedger& l) : w(world), ledger(l) {}
-  void execute(const sb::SessionCommand&, Done done) override { done({}, nullptr); }
+  // A start or resume makes the session work: the watched sends' claims are fresh again.
+  void execute(const sb::SessionCommand& c, Done done) override {
+    {
+      std::lock_guard l(w.mu);
+      executed.push_back(c.action);
+    }
+    if (c.action == "start" || c.action == "resume") resume();
+    done({}, nullptr);
+    w.changed();
+  }
   void pause(const std::string&, const std::string& session, const std::string& reason, Done done) override {
     {
       std::lock_guard l(w.mu);
@@ -607,4 +617,39 @@ TEST_CASE("lane core: a ban signal pauses the session and puts the send back: it
   REQUIRE(h.pacer.backoffs.size() == 2);                    // every retry backed the session off first
   CHECK(h.pacer.backoffs[0].first == "busy");
   CHECK(h.pacer.backoffs[0].second >= 30ms);
+}
+
+TEST_CASE("lane core: a lifecycle command runs ahead of its session's sends held by the not-working rule, "
+          "which go right after it, in order",
+          "[unit][lane][concurrency]") {
+  sb::LaneCore::Options o;
+  o.hold_poll = 60s;  // a held send looks again only long after the deadline below: the start must free it
+  o.hold_max = 300s;
+  Harness h(o);
+  FakeControl control(h.w, h.ledger);
+  h.core->set_session_control(&control);
+  const auto first = sb::new_uuid_v7();
+  const auto second = sb::new_uuid_v7();
+  {
+    std::lock_guard l(h.w.mu);
+    for (const auto& id : {first, second}) {
+      h.ledger.claims[id] = sb::SendClaim{sb::SendClaim::Status::NotWorking, {}, "STOPPED"};
+      control.watched.insert(id);
+    }
+  }
+  h.submit("stopped", first);
+  h.submit("stopped", second);
+  REQUIRE(poll_until([&] { return h.core->stats().held >= 1; }));
+  // The start, accepted after both sends (as POST /start after two POST /messages on the high lane).
+  sb::SessionCommand start{sb::new_uuid_v7(), h.tenant, "stopped", "start", sb::now_rfc3339()};
+  std::vector<sb::ConsumedRecord> batch{{kPart, h.next_offset++, 1, h.tenant, sb::to_json(start).dump()}};
+  h.core->on_records(std::move(batch));
+  REQUIRE(h.all_finished(3, 5s));
+  std::lock_guard l(h.w.mu);
+  CHECK(control.executed == std::vector<std::string>{"start"});
+  CHECK(h.ledger.recorded[first].status == "sent");
+  CHECK(h.ledger.recorded[second].status == "sent");
+  std::vector<std::string> order;
+  for (const auto& s : h.provider.sends) order.push_back(s.message_id);
+  CHECK(order == std::vector<std::string>{first, second});  // once each, in their order
 }

@@ -57,6 +57,7 @@ void LaneCore::on_records(std::vector<ConsumedRecord> records) {
         job->command = std::move(*parsed.send);
       } else {
         job->lifecycle = std::move(parsed.lifecycle);
+        job->overtakes_held = true;  // a start never waits behind the sends waiting for it
         job->command.id = job->lifecycle->id;
         job->command.tenant = job->lifecycle->tenant;
         job->command.session = job->lifecycle->session;
@@ -212,7 +213,8 @@ void LaneCore::hold_or_fail(const JobPtr& j, const SendClaim& c) {
       log::info("message.held", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
                                  {"session_status", c.session_status}});
     }
-    return engine_.retry_at(j, now + options_.hold_poll);  // stays at the head: the session's order holds
+    // Stays at the head, so the session's order holds; its lifecycle commands run ahead of it.
+    return engine_.hold_until(j, now + options_.hold_poll);
   }
   auto o = outcome_of(*j, "failed");
   o.reason = "session_not_working";
@@ -357,7 +359,7 @@ bool LaneCore::reroute(const JobPtr& j, const SendResult& r) {
   ledger_.unclaim({cmd.id}, [this, j](std::exception_ptr err) {
     later([this, j, err] {
       if (err) j->claimed = true;  // the mark stayed: the send goes to the node it has now
-      engine_.retry_at(j, EventLoop::Clock::now() + options_.hold_poll);
+      engine_.hold_until(j, EventLoop::Clock::now() + options_.hold_poll);
     });
   });
   return true;

@@ -13,6 +13,8 @@ void SessionEngine::submit(EngineJobPtr job) {
   ++queued_;
   job->next = nullptr;
   if (s.tail) {
+    if (job->overtakes_held && s.head_held && !s.busy) return overtake(key, s, std::move(job));
+    if (job->overtakes_held) ++s.overtakers;
     s.tail->next = job;
     s.tail = job;
     return;  // behind the session's earlier jobs
@@ -35,6 +37,7 @@ void SessionEngine::try_start(const std::string& key, Session& s) {
 
 void SessionEngine::start_head(const std::string&, Session& s) {
   s.busy = true;
+  s.head_held = false;
   --queued_;
   ++in_flight_;
   auto job = s.head;  // a copy: start_ may call done() before returning
@@ -65,11 +68,46 @@ void SessionEngine::retry_at(const EngineJobPtr& job, Clock::time_point when) {
   if (it == sessions_.end() || it->second.head != job || !it->second.busy) return;
   auto& s = it->second;
   s.busy = false;
+  s.head_held = false;
   ++queued_;  // waiting again
   s.not_before = when;
   const std::string key = it->first;
   arm(key, s, when);
   release_slot();
+}
+
+void SessionEngine::hold_until(const EngineJobPtr& job, Clock::time_point when) {
+  retry_at(job, when);
+  auto it = sessions_.find(job->session_key);
+  if (it == sessions_.end() || it->second.head != job || it->second.busy) return;
+  auto& s = it->second;
+  s.head_held = true;
+  if (s.overtakers == 0) return;
+  EngineJobPtr prev = s.head;  // the first overtaking job behind the head comes out of the FIFO
+  while (prev->next && !prev->next->overtakes_held) prev = prev->next;
+  if (!prev->next) {
+    s.overtakers = 0;
+    return;
+  }
+  EngineJobPtr control = prev->next;
+  prev->next = control->next;
+  if (s.tail == control) s.tail = prev;
+  --s.overtakers;
+  overtake(it->first, s, std::move(control));
+}
+
+// `job` becomes the head of a session whose head is held: it starts now (or at its turn for a
+// slot), the held job right behind it.
+void SessionEngine::overtake(const std::string& key, Session& s, EngineJobPtr job) {
+  job->next = s.head;
+  s.head = std::move(job);
+  s.head_held = false;
+  s.not_before = {};  // the hold's next look, not a pacing gap
+  if (s.timer_armed) {
+    s.timer_armed = false;
+    ++s.timer_gen;  // the held job's timer is moot: it runs after this one
+  }
+  if (!s.waiting_turn) try_start(key, s);
 }
 
 void SessionEngine::arm(const std::string& key, Session& s, Clock::time_point when) {
@@ -124,6 +162,7 @@ std::vector<EngineJobPtr> SessionEngine::drop(const std::vector<kafka::TopicPart
     // The running job (busy head) is left to finish; everything queued behind it, or a head
     // waiting on a timer or a turn, of those partitions goes.
     EngineJobPtr keep_head, keep_tail;
+    const EngineJobPtr old_head = s.head;
     EngineJobPtr j = s.head;
     bool first = true;
     while (j) {
@@ -143,6 +182,10 @@ std::vector<EngineJobPtr> SessionEngine::drop(const std::vector<kafka::TopicPart
     }
     s.head = keep_head;
     s.tail = keep_tail;
+    if (s.head != old_head) s.head_held = false;
+    s.overtakers = 0;
+    for (auto k = s.head ? s.head->next : nullptr; k; k = k->next)
+      if (k->overtakes_held) ++s.overtakers;
     if (!s.head && !s.busy) emptied.push_back(key);
   }
   for (const auto& key : emptied) {

@@ -28,6 +28,10 @@ struct EngineJob {
   std::string session_key;          // "tenant/session"
   kafka::TopicPartition source;
   uint64_t epoch = 0;
+  // A control command of its session (lifecycle): it runs ahead of a job held waiting for the
+  // session to work (hold_until), which would otherwise keep it queued for as long as the hold
+  // lasts — a start behind the sends waiting for it.
+  bool overtakes_held = false;
   std::shared_ptr<EngineJob> next;  // the session's FIFO (intrusive: an idle session holds no container)
 };
 using EngineJobPtr = std::shared_ptr<EngineJob>;
@@ -48,6 +52,10 @@ class SessionEngine {
   // The running job can't proceed yet (pacing wait, back-off): it stays at the head of its
   // session, the slot is freed, and it is started again at `when`.
   void retry_at(const EngineJobPtr& job, Clock::time_point when);
+  // As retry_at, for a job that waits for its session's state to change (not WORKING): a job
+  // with overtakes_held queued behind it, or submitted while it waits, runs first; the held job
+  // is started again right after that one is done.
+  void hold_until(const EngineJobPtr& job, Clock::time_point when);
   // Removes jobs not started (or waiting on a retry) of `partitions` and returns them. Jobs
   // running now are left to finish.
   std::vector<EngineJobPtr> drop(const std::vector<kafka::TopicPartition>& partitions);
@@ -64,7 +72,10 @@ class SessionEngine {
     bool busy = false;
     bool waiting_turn = false;       // in ready_ (an in-flight slot is awaited)
     bool timer_armed = false;
+    bool head_held = false;          // the head waits in hold_until
+    uint32_t overtakers = 0;         // queued jobs behind the head with overtakes_held
   };
+  void overtake(const std::string& key, Session& s, EngineJobPtr job);
   void try_start(const std::string& key, Session& s);
   void start_head(const std::string& key, Session& s);
   void arm(const std::string& key, Session& s, Clock::time_point when);
