@@ -326,7 +326,13 @@ Config parse_config(const std::string& yaml_text, const std::string& origin, Env
   } catch (const YAML::Exception& e) {
     throw ConfigError(origin + ": not valid YAML: " + e.what());
   }
-  if (root.IsDefined() && !root.IsNull()) flatten(root, "", origin, leaves, c);
+  try {
+    if (root.IsDefined() && !root.IsNull()) flatten(root, "", origin, leaves, c);
+  } catch (const YAML::Exception& e) {
+    // A key or value yaml-cpp cannot read as text (e.g. a list used as a key: `? [a]`). Found by
+    // fuzz_config: it escaped as yaml-cpp's exception and ended the process instead of an error.
+    throw ConfigError(origin + ": " + e.what() + " (keys must be plain names; values single values or mappings)");
+  }
 
   std::set<std::string> known;
   for (const auto& f : table.fields()) known.insert(f.path);

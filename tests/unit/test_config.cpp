@@ -117,3 +117,13 @@ TEST_CASE("config: stream limits parse, take env overrides and are range-checked
   CHECK(error_of("stream:\n  heartbeat_ms: 10\n").find("from 100 to") != std::string::npos);
   CHECK(error_of("stream:\n  buffer: 5\n").find("known keys here: stream.buffer_events") != std::string::npos);
 }
+
+TEST_CASE("config: a key or value YAML cannot read as text is a ConfigError, not yaml-cpp's exception", "[unit][config]") {
+  // Found by fuzz_config (seed tests/fuzz/config/regress_yaml_complex_key): it ended the process.
+  fake_env.clear();
+  const auto complex_key = error_of("kafka:\n  ? [brokers, partitions]\n  : x\n");
+  CHECK(complex_key.find("test.yaml") != std::string::npos);
+  CHECK(complex_key.find("keys must be plain names") != std::string::npos);
+  const auto librdkafka_list = error_of("kafka:\n  librdkafka:\n    linger.ms: [1, 2]\n");
+  CHECK(librdkafka_list.find("test.yaml") != std::string::npos);
+}
