@@ -118,15 +118,6 @@ std::vector<sbtest::TenantInfo> make_tenants(TestStack& stack, int n) {
   return out;
 }
 
-std::map<std::string, std::string> statuses(const sb::Config& config) {
-  sb::pg::Pool pool(config.postgres);
-  return pool.run([](pqxx::connection& c) {
-    pqxx::nontransaction tx(c);
-    std::map<std::string, std::string> out;
-    for (const auto& row : tx.exec("SELECT id::text, status FROM messages")) out[row[0].as<std::string>()] = row[1].as<std::string>();
-    return out;
-  });
-}
 
 }  // namespace
 
@@ -160,7 +151,7 @@ TEST_CASE("pipeline: 2,000 messages over HTTP, 50 tenants, 3 lanes: all sent onc
     CHECK(sb::kafka::key_of(r.get()) == e["tenant"].get<std::string>());
   }
   // Status moved queued → sent with timestamps.
-  auto st = statuses(stack.config);
+  auto st = sbtest::message_statuses(stack.config);
   int sent = 0;
   for (const auto& s : accepted) sent += st[s.id] == "sent";
   CHECK(sent == 2000);
@@ -237,7 +228,7 @@ TEST_CASE("pipeline: a worker killed with SIGKILL mid-run loses nothing and send
     std::set<std::string> unique(log.begin(), log.end());
     CHECK(unique.size() == log.size());
   }
-  auto st = statuses(stack.config);
+  auto st = sbtest::message_statuses(stack.config);
   for (const auto& s : accepted) CHECK(st[s.id] == "sent");
 }
 
@@ -344,7 +335,7 @@ TEST_CASE("pipeline: poison records go to sb.dlq with the reason, the partition 
     auto by = sent_events(events);
     return by.count(after) && by.count(direct.id);
   }, 30000));
-  auto st = statuses(stack.config);
+  auto st = sbtest::message_statuses(stack.config);
   CHECK(st[direct.id] == "sent");
   CHECK(st[after] == "sent");
 }

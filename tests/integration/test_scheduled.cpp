@@ -41,15 +41,6 @@ std::map<std::string, std::vector<int64_t>> arrivals(int sim_port) {
   return out;
 }
 
-std::map<std::string, std::string> statuses(const sb::Config& config) {
-  sb::pg::Pool pool(config.postgres);
-  return pool.run([](pqxx::connection& c) {
-    pqxx::nontransaction tx(c);
-    std::map<std::string, std::string> out;
-    for (const auto& row : tx.exec("SELECT id::text, status FROM messages")) out[row[0].as<std::string>()] = row[1].as<std::string>();
-    return out;
-  });
-}
 
 bool healthy(int port, const char* path) {
   httplib::Client c("127.0.0.1", port);
@@ -159,7 +150,7 @@ TEST_CASE("scheduled: 300 messages due at the same second are sent once each, on
 
   const std::size_t expected = msgs.size() - cancelled.size();
   REQUIRE(sbtest::eventually([&] {
-    auto st = statuses(stack.config);
+    auto st = sbtest::message_statuses(stack.config);
     std::size_t sent = 0;
     for (const auto& [id, s] : st) sent += (s == "sent" || s == "delivered" || s == "read");
     return sent == expected;
@@ -195,7 +186,7 @@ TEST_CASE("scheduled: 300 messages due at the same second are sent once each, on
   // Once sent, too late to cancel.
   auto late = sbtest::call(http, "DELETE", "/v1/messages/" + msgs[1].id, tenant.api_key);
   CHECK(late.status == 409);
-  auto st = statuses(stack.config);
+  auto st = sbtest::message_statuses(stack.config);
   for (const auto& m : msgs)
     if (cancelled.count(m.text)) CHECK(st[m.id] == "cancelled");
 }
@@ -241,7 +232,7 @@ TEST_CASE("scheduled: a scheduler and the lane workers SIGKILLed at the due time
   auto third = start_workers(stack, "third");
 
   REQUIRE(sbtest::eventually([&] {
-    auto st = statuses(stack.config);
+    auto st = sbtest::message_statuses(stack.config);
     std::size_t done = 0;
     for (const auto& [id, s] : st) done += (s == "sent" || s == "delivered" || s == "read");
     return done == msgs.size();

@@ -27,6 +27,17 @@
 extern char** environ;
 
 namespace sbtest {
+
+std::map<std::string, std::string> message_statuses(const sb::Config& config) {
+  sb::pg::Pool pool(config.postgres);
+  return pool.run([](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    std::map<std::string, std::string> out;
+    for (const auto& row : tx.exec("SELECT id::text, status FROM messages")) out[row[0].as<std::string>()] = row[1].as<std::string>();
+    return out;
+  });
+}
+
 namespace fs = std::filesystem;
 
 std::string require_env(const char* name) {

@@ -19,6 +19,9 @@ namespace sbtest {
 
 std::string require_env(const char* name);
 
+// Every message's status in the stack's database, by id (PostgreSQL, the system of record).
+std::map<std::string, std::string> message_statuses(const sb::Config& config);
+
 // Wall-clock milliseconds since the epoch (the clock PostgreSQL rows and RFC 3339 times use).
 inline int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
