@@ -33,6 +33,7 @@
 #include <pqxx/pqxx>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <unordered_map>
 
@@ -198,8 +199,13 @@ TEST_CASE("bench: end to end (HTTP accept → webhook received) vs raw librdkafk
   const int saturation_s = env_int("SB_BENCH_SATURATION_S", 30);
   const int curve_s = env_int("SB_BENCH_CURVE_S", 20);
   const int intake_s = env_int("SB_BENCH_INTAKE_S", 10);
+  const int idle_s = env_int("SB_BENCH_IDLE_S", 5);
   const int raw_records = env_int("SB_BENCH_RAW_MESSAGES", 200000);
   const int latency_ms = env_int("SB_BENCH_PROVIDER_LATENCY_MS", 20);
+  // Deployment choices the Kafka cost depends on (bench/README.md "Kafka requests"): partitions
+  // per topic, and extra librdkafka properties for every client ("k=v,k=v").
+  const int partitions = env_int("SB_BENCH_PARTITIONS", 12);
+  const std::string librdkafka_extra = std::getenv("SB_BENCH_LIBRDKAFKA") ? std::getenv("SB_BENCH_LIBRDKAFKA") : "";
 
   const std::string bin = need_env("SWITCHBOARD_BIN");
   const std::string brokers = need_env("SWITCHBOARD_TEST_KAFKA_BROKERS");
@@ -250,8 +256,18 @@ TEST_CASE("bench: end to end (HTTP accept → webhook received) vs raw librdkafk
   {
     std::ofstream out(config);
     // Only keys a deployment sets; everything else at its documented default.
-    out << "kafka:\n  brokers: \"" << brokers << "\"\n  topic_prefix: \"" << prefix << "\"\n  partitions: 12\n"
-        << "postgres:\n  url: \"" << db_url << "\"\n"
+    out << "kafka:\n  brokers: \"" << brokers << "\"\n  topic_prefix: \"" << prefix << "\"\n  partitions: " << partitions
+        << "\n";
+    if (!librdkafka_extra.empty()) {
+      out << "  librdkafka:\n";
+      std::stringstream props(librdkafka_extra);
+      for (std::string kv; std::getline(props, kv, ',');) {
+        const auto eq = kv.find('=');
+        if (eq == std::string::npos) FAIL("SB_BENCH_LIBRDKAFKA: '" + kv + "' is not k=v");
+        out << "    " << kv.substr(0, eq) << ": \"" << kv.substr(eq + 1) << "\"\n";
+      }
+    }
+    out << "postgres:\n  url: \"" << db_url << "\"\n"
         << "redis:\n  url: \"" << redis_url << "\"\n"
         << "log:\n  level: warn\n  format: text\n"
         << "intake:\n  listen: \"127.0.0.1:" << intake_port << "\"\n"
@@ -394,6 +410,22 @@ TEST_CASE("bench: end to end (HTTP accept → webhook received) vs raw librdkafk
                 pct, rate, lat.p50, lat.p99, lat.max, lat.n, lat.missing, phase.late, phase.failures);
   }
 
+  // ---------------------------------------------------------------- idle
+  // What the running system costs with nothing to do: the consumers' empty fetches, heartbeats,
+  // timers ("stay fast when idle" must not mean "busy when idle").
+  Window idle;
+  const auto idle_from = begin_window(idle, load);
+  std::this_thread::sleep_for(std::chrono::seconds(idle_s));
+  end_window(idle, load, idle_from);
+  const double idle_core = sbbench::ticks_to_us(idle.cpu.total()) / 1e6 / idle.seconds;
+  const double idle_broker = sbbench::ticks_to_us(idle.cpu.ticks["kafka broker"]) / 1e6 / idle.seconds;
+  std::string idle_requests;
+  for (const auto& [k, v] : idle.kafka)
+    if (v > 0) idle_requests += (idle_requests.empty() ? "" : ", ") + k + " " + fmt(v / idle.seconds);
+  std::printf("bench e2e: idle (%.0f s, no load): %.1f %% of a core over all processes (kafka broker %.1f %%); Kafka "
+              "requests/s: %s\n",
+              idle.seconds, idle_core * 100, idle_broker * 100, idle_requests.empty() ? "-" : idle_requests.c_str());
+
   // ---------------------------------------------------------------- intake only
   for (auto& p : procs)
     if (p.label() != "intake" && p.label() != "simulator") p.stop(20000);
@@ -423,6 +455,8 @@ TEST_CASE("bench: end to end (HTTP accept → webhook received) vs raw librdkafk
 
   std::printf("\n=== bench e2e summary: %d tenants × %d sessions, %d connections, provider %d ms, %d s at saturation ===\n",
               tenant_count, sessions, connections, latency_ms, saturation_s);
+  std::printf("Kafka: %d partitions per topic%s%s\n", partitions, librdkafka_extra.empty() ? "" : ", librdkafka ",
+              librdkafka_extra.c_str());
   std::printf("%-44s %22s %14s %s\n", "", "measured", "target", "vs raw two-hop");
   std::printf("%-44s %22s %14s %s\n", "throughput, end to end (msg/s)", fmt(sat_rate).c_str(), ">= 4,000",
               ("raw " + fmt(raw.rate) + "/s, ratio " + fmt(sat_rate / raw.rate, 4)).c_str());

@@ -36,7 +36,7 @@ void EventStore::insert(pqxx::transaction_base& tx, const std::vector<StoredEven
     occurred.push_back(e.occurred_at);
     bodies.push_back(e.body);
   }
-  tx.exec_params(R"SQL(
+  pg::exec_prepared(tx, R"SQL(
     INSERT INTO events (id, tenant_id, type, session, occurred_at, body)
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
     ON CONFLICT (id) DO NOTHING
@@ -57,7 +57,7 @@ std::optional<StoredEvent> EventStore::get(const std::string& tenant_id, const s
   if (!MessageStore::valid_id(event_id) || !MessageStore::valid_id(tenant_id)) return std::nullopt;
   return pool_.run([&](pqxx::connection& c) -> std::optional<StoredEvent> {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_params(std::string("SELECT ") + kEventColumns + " FROM events WHERE id = $1 AND tenant_id = $2",
+    auto r = pg::exec_prepared(tx, std::string("SELECT ") + kEventColumns + " FROM events WHERE id = $1 AND tenant_id = $2",
                             event_id, tenant_id);
     if (r.empty()) return std::nullopt;
     return from_row(r[0]);
@@ -70,7 +70,7 @@ std::vector<StoredEvent> EventStore::since(const std::string& tenant_id, const s
     pqxx::nontransaction tx(c);
     pqxx::result rows;
     try {
-      rows = tx.exec_params(std::string("SELECT ") + kEventColumns +
+      rows = pg::exec_prepared(tx, std::string("SELECT ") + kEventColumns +
                                 " FROM events WHERE tenant_id = $1 AND occurred_at >= $2::timestamptz"
                                 " ORDER BY occurred_at, id LIMIT $3",
                             tenant_id, since, limit);
@@ -87,7 +87,7 @@ std::vector<StoredEvent> EventStore::since(const std::string& tenant_id, const s
 std::size_t EventStore::purge_older_than(int days, int limit) {
   return pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);  // one statement
-    auto r = tx.exec_params(R"SQL(
+    auto r = pg::exec_prepared(tx, R"SQL(
       DELETE FROM events WHERE id IN (
         SELECT id FROM events WHERE recorded_at < now() - make_interval(days => $1)
         ORDER BY recorded_at LIMIT $2)

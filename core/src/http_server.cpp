@@ -278,8 +278,14 @@ class Session : public Connection, public std::enable_shared_from_this<Session> 
 
 
 ResponderState::~ResponderState() {
-  // Every copy dropped without an answer: the client must not hang.
-  if (!done.load()) respond(error_response(500, R"({"error":"internal error"})"));
+  // Every copy dropped without an answer: the client must not hang, and the 500 is a defect of
+  // the route's handler, so it is logged (the chaos harness once saw one with no line to say why).
+  if (!done.load()) {
+    log::error("http.unanswered", {{"method", request.method},
+                                   {"route", request.route.empty() ? request.path : request.route},
+                                   {"detail", "the handler dropped its responder without answering; answered 500"}});
+    respond(error_response(500, R"({"error":"internal error"})"));
+  }
 }
 
 void ResponderState::respond(Response res) {

@@ -116,6 +116,9 @@ void throw_error(rd_kafka_resp_err_t err, const std::string& what) {
 ConfPtr make_conf(const KafkaConfig& config, const std::map<std::string, std::string>& props) {
   ConfPtr conf(rd_kafka_conf_new());
   set(conf.get(), "bootstrap.servers", config.brokers);
+  // Requests are small and latency-bound (a command, an event): a request must not wait behind
+  // Nagle for the previous one's ACK (librdkafka 2.0.2 leaves Nagle on by default).
+  set(conf.get(), "socket.nagle.disable", "true");
   for (const auto& [k, v] : props) set(conf.get(), k, v);
   for (const auto& [k, v] : config.librdkafka) set(conf.get(), k, v);
   rd_kafka_conf_set_log_cb(conf.get(), log_cb);

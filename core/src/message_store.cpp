@@ -34,7 +34,7 @@ std::vector<InsertOutcome> MessageStore::insert_queued(const std::vector<NewMess
     if (keyed) txp = std::make_unique<pqxx::work>(c);
     else txp = std::make_unique<pqxx::nontransaction>(c);
     auto& tx = *txp;
-    auto inserted = tx.exec_params(R"SQL(
+    auto inserted = pg::exec_prepared(tx, R"SQL(
       WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
           AS t(id, tenant_id, session, recipient, body, priority, idempotency_key)
@@ -65,7 +65,7 @@ std::vector<InsertOutcome> MessageStore::insert_queued(const std::vector<NewMess
       }
     }
     if (!repeat_keys.empty()) {
-      auto earlier = tx.exec_params(R"SQL(
+      auto earlier = pg::exec_prepared(tx, R"SQL(
         SELECT m.tenant_id::text, m.idempotency_key, m.id::text, m.status, m.priority
         FROM unnest($1::uuid[], $2::text[]) AS k(tenant_id, idempotency_key)
         JOIN messages m ON m.tenant_id = k.tenant_id AND m.idempotency_key = k.idempotency_key
@@ -87,7 +87,7 @@ std::vector<InsertOutcome> MessageStore::insert_queued(const std::vector<NewMess
 void MessageStore::discard(const std::string& id) {
   pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    tx.exec_params("DELETE FROM messages WHERE id = $1 AND status = 'queued'", id);
+    pg::exec_prepared(tx, "DELETE FROM messages WHERE id = $1 AND status = 'queued'", id);
     tx.commit();
   });
 }
@@ -96,7 +96,7 @@ std::optional<MessageView> MessageStore::get(const std::string& tenant_id, const
   if (!valid_id(id)) return std::nullopt;
   return pool_.run([&](pqxx::connection& c) -> std::optional<MessageView> {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_params(R"SQL(
+    auto r = pg::exec_prepared(tx, R"SQL(
       SELECT id::text, session, recipient, body, priority, status, provider_message_id, error, idempotency_key,
              to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
              to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
@@ -117,7 +117,7 @@ std::optional<MessageView> MessageStore::get(const std::string& tenant_id, const
     v.created_at = row[9].as<std::string>();
     v.updated_at = row[10].as<std::string>();
     if (!row[11].is_null()) v.send_at = row[11].as<std::string>();
-    auto h = tx.exec_params(R"SQL(
+    auto h = pg::exec_prepared(tx, R"SQL(
       SELECT status, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), detail
       FROM message_status_history WHERE message_id = $1 ORDER BY at, status DESC)SQL", id);
     for (const auto& hr : h) {
@@ -147,7 +147,7 @@ std::map<std::string, KnownMessage> MessageStore::lookup(const std::vector<std::
   if (ids.empty()) return out;
   pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_params(std::string(R"SQL(
+    auto r = pg::exec_prepared(tx, std::string(R"SQL(
       SELECT id::text, status, provider_message_id, error,
              to_char(updated_at AT TIME ZONE 'UTC', ')SQL") + kUtcMillis + R"SQL(')
       FROM messages WHERE id = ANY($1::uuid[]))SQL", pg::array_literal(ids));
@@ -173,7 +173,7 @@ std::vector<SendClaim> MessageStore::claim_for_send(const std::vector<SendComman
     // SELECT sees the rows as they were before the CTE changed them: the state of the ones it
     // did not claim.
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_params(std::string(R"SQL(
+    auto r = pg::exec_prepared(tx, std::string(R"SQL(
       WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])
           AS t(id, tenant_id, session, recipient, body, priority)
@@ -239,7 +239,7 @@ void MessageStore::release_claims(const std::vector<std::string>& ids) {
   if (ids.empty()) return;
   pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    tx.exec_params("UPDATE messages SET status = 'queued', updated_at = now() WHERE id = ANY($1::uuid[]) AND status = 'sending'",
+    pg::exec_prepared(tx, "UPDATE messages SET status = 'queued', updated_at = now() WHERE id = ANY($1::uuid[]) AND status = 'sending'",
                    pg::array_literal(ids));
   });
 }
@@ -264,7 +264,7 @@ void MessageStore::record_outcomes(const std::vector<MessageOutcome>& outcomes) 
   }
   pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);  // one statement: autocommit is its transaction
-    tx.exec_params(R"SQL(
+    pg::exec_prepared(tx, R"SQL(
       WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                              $8::text[], $9::text[], $10::timestamptz[])

@@ -1,6 +1,8 @@
 #include "switchboard/core/pg.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -116,6 +118,16 @@ std::string quote_element(const std::string& s) {
   return out + "\"";
 }
 }  // namespace
+
+std::string statement_name(const std::string& sql) {
+  // FNV-1a: stable across processes and builds, unlike std::hash (a name seen in
+  // pg_prepared_statements or a server log means the same text everywhere).
+  std::uint64_t h = 1469598103934665603ULL;
+  for (unsigned char ch : sql) h = (h ^ ch) * 1099511628211ULL;
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "sb_%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
 
 std::string array_literal(const std::vector<std::string>& items) {
   std::string out = "{";

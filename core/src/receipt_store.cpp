@@ -29,7 +29,7 @@ std::vector<AppliedReceipt> ReceiptStore::apply(const std::vector<Receipt>& rece
   pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
     // The messages these receipts name, locked: two batches never move one message at once.
-    auto found = tx.exec_params(R"SQL(
+    auto found = pg::exec_prepared(tx, R"SQL(
       SELECT m.provider_message_id, m.tenant_id::text, m.id::text, m.session, m.recipient, m.status
       FROM messages m JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::uuid[]) AS t(pmid, tenant_id)) i
         ON m.provider_message_id = i.pmid AND m.tenant_id = i.tenant_id
@@ -81,7 +81,7 @@ std::vector<AppliedReceipt> ReceiptStore::apply(const std::vector<Receipt>& rece
       }
     }
     if (!h_ids.empty())
-      tx.exec_params(R"SQL(
+      pg::exec_prepared(tx, R"SQL(
         INSERT INTO message_status_history (message_id, status, at, detail)
         SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[])
         ON CONFLICT (message_id, status) WHERE status IN ('delivered', 'read') DO NOTHING)SQL",
@@ -95,7 +95,7 @@ std::vector<AppliedReceipt> ReceiptStore::apply(const std::vector<Receipt>& rece
         statuses.push_back(st.first);
         errors.push_back(st.second);
       }
-      tx.exec_params(R"SQL(
+      pg::exec_prepared(tx, R"SQL(
         UPDATE messages m SET status = u.status, error = COALESCE(u.error, m.error), updated_at = now()
         FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(id, status, error) WHERE m.id = u.id)SQL",
                      pg::array_literal(ids), pg::array_literal(statuses), pg::array_literal_nullable(errors));
@@ -120,7 +120,7 @@ std::vector<bool> ReceiptStore::record_inbound(const std::vector<Inbound>& messa
   }
   pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_params(R"SQL(
+    auto r = pg::exec_prepared(tx, R"SQL(
       INSERT INTO inbound_messages (id, tenant_id, session, provider_message_id, sender, body, received_at)
       SELECT i.* FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
         AS i(id, tenant_id, session, provider_message_id, sender, body, received_at)

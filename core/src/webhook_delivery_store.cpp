@@ -31,7 +31,7 @@ std::size_t insert_scheduled(pqxx::transaction_base& tx, const std::vector<Sched
     ordered.push_back(d.ordered ? "t" : "f");
   }
   // WITH ORDINALITY + ORDER BY: row ids follow the input order, which per_session ordering uses.
-  auto r = tx.exec_params(R"SQL(
+  auto r = pg::exec_prepared(tx, R"SQL(
     INSERT INTO webhook_deliveries (endpoint_id, tenant_id, event_id, event_type, session, body, attempts, due_at, ordered)
     SELECT e, t, ev, ty, s, b, a, now() + make_interval(secs => d), o
     FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int[], $8::int[], $9::bool[])
@@ -61,7 +61,7 @@ void insert_attempts(pqxx::transaction_base& tx, const std::vector<AttemptRecord
     errors.push_back(storable(a.error));
     excerpts.push_back(storable(a.response_excerpt, 2048));
   }
-  tx.exec_params(R"SQL(
+  pg::exec_prepared(tx, R"SQL(
     INSERT INTO webhook_attempts (endpoint_id, tenant_id, event_id, event_type, attempt, outcome, http_status, error,
                                   latency_ms, response_excerpt)
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::text[], $7::int[], $8::text[],
@@ -91,7 +91,7 @@ void WebhookDeliveryStore::apply(const DeliveryChanges& ch) {
     if (!ch.complete.empty()) {
       std::vector<std::string> ids;
       for (auto id : ch.complete) ids.push_back(std::to_string(id));
-      tx.exec_params("DELETE FROM webhook_deliveries WHERE id = ANY($1::bigint[])", pg::array_literal(ids));
+      pg::exec_prepared(tx, "DELETE FROM webhook_deliveries WHERE id = ANY($1::bigint[])", pg::array_literal(ids));
     }
     if (!ch.reschedule.empty()) {
       std::vector<std::string> ids, attempts, delays;
@@ -100,7 +100,7 @@ void WebhookDeliveryStore::apply(const DeliveryChanges& ch) {
         attempts.push_back(std::to_string(r.attempts));
         delays.push_back(std::to_string(r.due_in_s));
       }
-      tx.exec_params(R"SQL(
+      pg::exec_prepared(tx, R"SQL(
         UPDATE webhook_deliveries d SET attempts = x.a, due_at = now() + make_interval(secs => x.s), claimed_until = NULL
         FROM unnest($1::bigint[], $2::int[], $3::int[]) AS x(i, a, s) WHERE d.id = x.i
       )SQL", pg::array_literal(ids), pg::array_literal(attempts), pg::array_literal(delays));
@@ -122,7 +122,7 @@ void WebhookDeliveryStore::apply(const DeliveryChanges& ch) {
 bool WebhookDeliveryStore::has_pending(const std::string& endpoint_id, const std::optional<std::string>& session) {
   return pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_params("SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE endpoint_id = $1 "
+    auto r = pg::exec_prepared(tx, "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE endpoint_id = $1 "
                             "AND (session = $2 OR (session IS NULL AND $2::text IS NULL)))", endpoint_id, session);
     return r[0][0].as<bool>();
   });
@@ -138,7 +138,7 @@ std::size_t WebhookDeliveryStore::pending_count() {
 std::vector<ScheduledDelivery> WebhookDeliveryStore::claim_due(int limit, int lease_s) {
   return pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);  // one statement: the claim is atomic on its own
-    auto rows = tx.exec_params(R"SQL(
+    auto rows = pg::exec_prepared(tx, R"SQL(
       UPDATE webhook_deliveries SET claimed_until = now() + make_interval(secs => $2)
       WHERE id IN (
         SELECT id FROM webhook_deliveries d
@@ -180,7 +180,7 @@ std::vector<AttemptRecord> WebhookDeliveryStore::attempts(const std::string& ten
                                                           int limit, const std::optional<std::string>& outcome) {
   return pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    auto rows = tx.exec_params(R"SQL(
+    auto rows = pg::exec_prepared(tx, R"SQL(
       SELECT endpoint_id::text, tenant_id::text, event_id::text, event_type, attempt, outcome, http_status, error,
              latency_ms, response_excerpt, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
       FROM webhook_attempts
@@ -210,7 +210,7 @@ std::vector<AttemptRecord> WebhookDeliveryStore::attempts(const std::string& ten
 std::size_t WebhookDeliveryStore::purge_attempts_older_than(int days, int limit) {
   return pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);  // one statement
-    auto r = tx.exec_params(R"SQL(
+    auto r = pg::exec_prepared(tx, R"SQL(
       DELETE FROM webhook_attempts WHERE id IN (
         SELECT id FROM webhook_attempts WHERE at < now() - make_interval(days => $1) ORDER BY at LIMIT $2)
     )SQL", days, limit);

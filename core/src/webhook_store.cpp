@@ -58,7 +58,7 @@ bool event_matches(const std::string& pattern, const std::string& type) {
 WebhookEndpoint WebhookStore::create(const WebhookEndpoint& in) {
   return pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    auto r = tx.exec_params(std::string("INSERT INTO webhook_endpoints (id, tenant_id, url, events, secret, enabled, ordering) "
+    auto r = pg::exec_prepared(tx, std::string("INSERT INTO webhook_endpoints (id, tenant_id, url, events, secret, enabled, ordering) "
                                         "VALUES ($1, $2, $3, $4::text[], $5, $6, $7) RETURNING ") + kWebhookColumns,
                             new_uuid_v7(), in.tenant_id, in.url, pg::array_literal(in.events), in.secret, in.enabled,
                             in.ordering);
@@ -71,7 +71,7 @@ std::vector<WebhookEndpoint> WebhookStore::list(const std::string& tenant_id) {
   return pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     std::vector<WebhookEndpoint> out;
-    for (const auto& r : tx.exec_params(std::string("SELECT ") + kWebhookColumns +
+    for (const auto& r : pg::exec_prepared(tx, std::string("SELECT ") + kWebhookColumns +
                                         " FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY created_at", tenant_id))
       out.push_back(from_row(r));
     return out;
@@ -82,7 +82,7 @@ std::optional<WebhookEndpoint> WebhookStore::get(const std::string& tenant_id, c
   if (!MessageStore::valid_id(id)) return std::nullopt;
   return pool_.run([&](pqxx::connection& c) -> std::optional<WebhookEndpoint> {
     pqxx::nontransaction tx(c);
-    auto r = tx.exec_params(std::string("SELECT ") + kWebhookColumns + " FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2",
+    auto r = pg::exec_prepared(tx, std::string("SELECT ") + kWebhookColumns + " FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2",
                             id, tenant_id);
     if (r.empty()) return std::nullopt;
     return from_row(r[0]);
@@ -95,7 +95,7 @@ std::optional<WebhookEndpoint> WebhookStore::update(const std::string& tenant_id
   return pool_.run([&](pqxx::connection& c) -> std::optional<WebhookEndpoint> {
     pqxx::work tx(c);
     // NULL parameters leave a column as it is; re-enabling clears the disable reason.
-    auto r = tx.exec_params(std::string(R"SQL(
+    auto r = pg::exec_prepared(tx, std::string(R"SQL(
       UPDATE webhook_endpoints SET
         url = COALESCE($3, url),
         events = COALESCE($4::text[], events),
@@ -121,7 +121,7 @@ bool WebhookStore::remove(const std::string& tenant_id, const std::string& id) {
   if (!MessageStore::valid_id(id)) return false;
   return pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    auto r = tx.exec_params("DELETE FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2 RETURNING id", id, tenant_id);
+    auto r = pg::exec_prepared(tx, "DELETE FROM webhook_endpoints WHERE id = $1 AND tenant_id = $2 RETURNING id", id, tenant_id);
     tx.commit();
     return !r.empty();
   });
@@ -134,12 +134,12 @@ std::vector<std::string> WebhookStore::record_health(const std::vector<std::stri
     pqxx::work tx(c);
     std::vector<std::string> overdue;
     if (!succeeded.empty())
-      tx.exec_params("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ANY($1::uuid[]) AND failing_since IS NOT NULL",
+      pg::exec_prepared(tx, "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = ANY($1::uuid[]) AND failing_since IS NOT NULL",
                      pg::array_literal(succeeded));
     if (!failed.empty()) {
-      tx.exec_params("UPDATE webhook_endpoints SET failing_since = now() WHERE id = ANY($1::uuid[]) AND failing_since IS NULL",
+      pg::exec_prepared(tx, "UPDATE webhook_endpoints SET failing_since = now() WHERE id = ANY($1::uuid[]) AND failing_since IS NULL",
                      pg::array_literal(failed));
-      for (const auto& r : tx.exec_params("SELECT id::text FROM webhook_endpoints WHERE id = ANY($1::uuid[]) AND enabled "
+      for (const auto& r : pg::exec_prepared(tx, "SELECT id::text FROM webhook_endpoints WHERE id = ANY($1::uuid[]) AND enabled "
                                           "AND failing_since < now() - make_interval(secs => $2)",
                                           pg::array_literal(failed), disable_after_s))
         overdue.push_back(r[0].as<std::string>());
@@ -153,11 +153,11 @@ std::optional<WebhookEndpoint> WebhookStore::disable(const std::string& id, cons
                                                      const std::function<void(const WebhookEndpoint&)>& before) {
   return pool_.run([&](pqxx::connection& c) -> std::optional<WebhookEndpoint> {
     pqxx::work tx(c);
-    auto r = tx.exec_params(std::string("SELECT ") + kWebhookColumns + " FROM webhook_endpoints WHERE id = $1 AND enabled FOR UPDATE", id);
+    auto r = pg::exec_prepared(tx, std::string("SELECT ") + kWebhookColumns + " FROM webhook_endpoints WHERE id = $1 AND enabled FOR UPDATE", id);
     if (r.empty()) return std::nullopt;
     auto endpoint = from_row(r[0]);
     before(endpoint);
-    tx.exec_params("UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = now() WHERE id = $1",
+    pg::exec_prepared(tx, "UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = now() WHERE id = $1",
                    id, reason);
     tx.commit();
     endpoint.enabled = false;

@@ -3,8 +3,11 @@
 // header an async handler adds before answering reaches whatever answer follows. On loopback.
 #include <catch2/catch.hpp>
 #include <httplib.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -78,4 +81,29 @@ TEST_CASE("http server: requests carry their route template and receive time, an
   CHECK(logged[2].status == 404);
   CHECK(logged[2].seconds >= 0);
   CHECK(logged[2].seconds < 10);
+}
+
+TEST_CASE("http server: a handler that drops its responder unanswered gets the client a 500 and a log line naming the route",
+          "[http]") {
+  auto captured = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
+  spdlog::default_logger()->sinks().push_back(captured);
+  sb::http::Server server;
+  server.async_route("POST", R"(/v1/sessions/([^/]+)/messages)",
+                     [](const sb::http::Request&, sb::http::Responder) { /* a defect: never answers */ });
+  const int port = server.bind_listen("127.0.0.1:0", "test");
+  server.start();
+  httplib::Client c("127.0.0.1", port);
+  auto r = c.Post("/v1/sessions/acme-7f3a/messages", "{}", "application/json");
+  server.stop();
+  spdlog::default_logger()->sinks().pop_back();
+  REQUIRE(r);  // answered, not left hanging
+  CHECK(r->status == 500);
+  int lines = 0;
+  for (const auto& line : captured->last_formatted())
+    if (line.find("http.unanswered") != std::string::npos) {
+      ++lines;
+      CHECK(line.find("/v1/sessions/{}/messages") != std::string::npos);  // the template, not the tenant's path
+      CHECK(line.find("acme-7f3a") == std::string::npos);
+    }
+  CHECK(lines == 1);
 }

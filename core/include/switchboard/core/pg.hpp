@@ -15,6 +15,9 @@
 
 namespace sb::pg {
 
+// "sb_" + the hex of a 64-bit hash of the statement's text (see exec_prepared).
+std::string statement_name(const std::string& sql);
+
 class Pool {
  public:
   explicit Pool(const PostgresConfig& config);
@@ -55,6 +58,19 @@ class Pool {
   std::vector<std::unique_ptr<pqxx::connection>> idle_;
   int open_ = 0;  // connections handed out or idle
 };
+
+// Runs a statement whose text is constant as a prepared statement of this connection: the
+// server parses and plans it once per connection instead of once per batch (planning a
+// batch statement's CTEs cost more than executing it). The name is derived from the text, so
+// call sites need no registry; never use it for text that varies with the input (each
+// variant would stay prepared on the connection). libpqxx re-prepares after a reconnect.
+// A PgBouncer in transaction mode before 1.21 does not keep prepared statements.
+template <typename... Args>
+pqxx::result exec_prepared(pqxx::transaction_base& tx, const std::string& sql, Args&&... args) {
+  const std::string name = statement_name(sql);
+  tx.conn().prepare(name, sql);  // a no-op once declared with this text on this connection
+  return tx.exec_prepared(name, std::forward<Args>(args)...);
+}
 
 // Quotes a text[] / uuid[] literal for unnest()-based batch statements.
 std::string array_literal(const std::vector<std::string>& items);
