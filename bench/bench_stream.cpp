@@ -4,10 +4,14 @@
 //
 //   connect  SB_BENCH_STREAM_CONNECTIONS (10000) SSE connections over SB_BENCH_STREAM_TENANTS
 //            (10) tenants, all open (stream.open received); intake's RSS before and after.
+//   warm-up  SB_BENCH_STREAM_WARMUP_S (3) s of the steady rate, not measured: a fresh broker's
+//            first seconds (JIT, producer id) are not the stream's latency.
 //   steady   SB_BENCH_STREAM_RATE (50) events/s round-robin over the tenants for
 //            SB_BENCH_STREAM_SECONDS (10): each goes to every connection of its tenant.
 //            Latency = the produce call (linger.ms 0) → the event's bytes read by the client,
-//            on every SB_BENCH_STREAM_SAMPLE-th (10) connection.
+//            on every SB_BENCH_STREAM_SAMPLE-th (10) connection; split into the producer and
+//            broker's part (→ ack), Kafka's delivery (ack → a plain consumer in this process
+//            with the live reader's settings) and the stream's (that consumer → the client).
 //   burst    SB_BENCH_STREAM_BURST (1000) events produced at once: deliveries ÷ time until the
 //            last one arrived = the fan-out rate at saturation.
 // The clients are one Asio thread in this process (raw sockets, counting events by a marker,
@@ -28,6 +32,8 @@
 #include "bench_util.hpp"
 #include "stack.hpp"
 #include "switchboard/core/ids.hpp"
+#include "switchboard/core/kafka.hpp"
+#include "switchboard/producers/event_feed.hpp"
 
 using nlohmann::json;
 using sbbench::Clock;
@@ -62,6 +68,7 @@ double cpu_seconds(int pid) {
 struct Shared {
   std::vector<Clock::time_point> published;  // by seq, written before the produce call
   std::vector<Clock::time_point> acked;      // by seq, when the broker's ack reached the producer
+  std::vector<Clock::time_point> consumed;   // by seq, when the plain consumer (KafkaProbe) polled it
   std::mutex mu;
   std::vector<std::pair<std::size_t, Clock::time_point>> reads;  // (seq, read by a sampled client)
   std::atomic<uint64_t> opened{0}, delivered{0}, failed{0};
@@ -133,6 +140,50 @@ struct Conn : std::enable_shared_from_this<Conn> {
   }
 };
 
+// A plain consumer of sb.events with the live reader's own settings, in this process: when an
+// event is available to any Kafka consumer, so the client's latency splits into Kafka's share
+// and the stream's (intake's fan-out and writes, the client's read).
+class KafkaProbe {
+ public:
+  KafkaProbe(const sb::Config& config, const std::string& topic, Shared& shared) : shared_(shared) {
+    auto conf = sb::kafka::make_conf(config.kafka, sb::event_reader_properties(config, "bench-probe", false));
+    char errstr[512];
+    rk_.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), errstr, sizeof errstr));
+    REQUIRE(rk_);
+    conf.release();
+    const int n = sb::kafka::partition_count(rk_.get(), topic, 10000);
+    sb::kafka::PartitionListPtr list(rd_kafka_topic_partition_list_new(n));
+    for (int p = 0; p < n; ++p) rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = RD_KAFKA_OFFSET_END;
+    REQUIRE(rd_kafka_assign(rk_.get(), list.get()) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~KafkaProbe() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  void run() {
+    static constexpr std::string_view marker = "\"seq\":";
+    while (!stop_) {
+      sb::kafka::MessagePtr m(rd_kafka_consumer_poll(rk_.get(), 100));
+      if (!m || m->err) continue;
+      const auto now = Clock::now();
+      const std::string_view v(static_cast<const char*>(m->payload), m->len);
+      const auto at = v.find(marker);
+      if (at == std::string_view::npos) continue;
+      std::size_t seq = 0;
+      for (auto i = at + marker.size(); i < v.size() && v[i] >= '0' && v[i] <= '9'; ++i) seq = seq * 10 + static_cast<std::size_t>(v[i] - '0');
+      std::lock_guard lock(shared_.mu);
+      if (seq < shared_.consumed.size()) shared_.consumed[seq] = now;
+    }
+  }
+  Shared& shared_;
+  sb::kafka::HandlePtr rk_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;  // last
+};
+
 }  // namespace
 
 TEST_CASE("bench: event stream connections, fan-out and publish-to-client latency of one intake", "[.bench]") {
@@ -142,6 +193,7 @@ TEST_CASE("bench: event stream connections, fan-out and publish-to-client latenc
   const int seconds = env_int("SB_BENCH_STREAM_SECONDS", 10);
   const int burst = env_int("SB_BENCH_STREAM_BURST", 1000);
   const int sample_every = std::max(1, env_int("SB_BENCH_STREAM_SAMPLE", 10));
+  const int warmup_s = env_int("SB_BENCH_STREAM_WARMUP_S", 3);
 
   sbtest::TestStack stack("bench-stream", 12);
   std::vector<sbtest::TenantInfo> tenants;
@@ -160,9 +212,11 @@ TEST_CASE("bench: event stream connections, fan-out and publish-to-client latenc
   const double rss0 = rss_mib(intake.pid());
 
   Shared shared;
-  const int total_events = rate * seconds + burst;
+  const int warm = rate * warmup_s;
+  const int total_events = warm + rate * seconds + burst;
   shared.published.resize(static_cast<std::size_t>(total_events));
   shared.acked.resize(static_cast<std::size_t>(total_events));
+  shared.consumed.resize(static_cast<std::size_t>(total_events));
   asio::io_context io;
   auto guard = asio::make_work_guard(io);
   std::thread client([&] { io.run(); });
@@ -214,43 +268,67 @@ TEST_CASE("bench: event stream connections, fan-out and publish-to-client latenc
     return n;
   };
 
+  KafkaProbe probe(stack.config, topic, shared);
+  // Warm-up: the same rate, not measured.
+  {
+    const auto tw = Clock::now();
+    for (int s = 0; s < warm; ++s) {
+      std::this_thread::sleep_until(tw + std::chrono::microseconds(static_cast<int64_t>(1e6 * s / rate)));
+      publish(s);
+    }
+    const uint64_t warm_want = expected_deliveries(0, warm);
+    REQUIRE(sbtest::eventually([&] { return shared.delivered >= warm_want; }, 120000, 5));
+    std::lock_guard lock(shared.mu);
+    shared.reads.clear();
+  }
+  const uint64_t delivered_warm = shared.delivered;
+
   // Steady: events at a fixed rate.
   const int steady = rate * seconds;
   const double cpu0 = cpu_seconds(intake.pid());
   const auto t0 = Clock::now();
-  for (int s = 0; s < steady; ++s) {
-    std::this_thread::sleep_until(t0 + std::chrono::microseconds(static_cast<int64_t>(1e6 * s / rate)));  // the schedule
+  for (int s = warm; s < warm + steady; ++s) {
+    std::this_thread::sleep_until(t0 + std::chrono::microseconds(static_cast<int64_t>(1e6 * (s - warm) / rate)));  // the schedule
     publish(s);
   }
-  const uint64_t want = expected_deliveries(0, steady);
-  REQUIRE(sbtest::eventually([&] { return shared.delivered >= want; }, 120000, 5));
+  const uint64_t want = expected_deliveries(warm, warm + steady);
+  REQUIRE(sbtest::eventually([&] { return shared.delivered - delivered_warm >= want; }, 120000, 5));
   const double steady_s = ms_between(t0, Clock::now()) / 1000;
   const double cpu_steady = cpu_seconds(intake.pid()) - cpu0;
   // Two clocks: from the produce call (includes the producer's and broker's part), and from the
   // broker's ack reaching the producer ("on sb.events": the stream's own part; a client that read
   // an event before the producer heard its ack counts 0).
-  std::vector<double> lat, from_ack;
+  std::vector<double> lat, from_ack, to_ack, kafka_share, stream_share;
   {
     std::lock_guard lock(shared.mu);
     shared.measuring = false;
     for (const auto& [seq, at] : shared.reads) {
+      if (seq < static_cast<std::size_t>(warm)) continue;
       lat.push_back(ms_between(shared.published[seq], at));
       from_ack.push_back(std::max(0.0, ms_between(shared.acked[seq], at)));
+      to_ack.push_back(ms_between(shared.published[seq], shared.acked[seq]));
+      if (shared.consumed[seq] == Clock::time_point{}) continue;
+      kafka_share.push_back(std::max(0.0, ms_between(shared.acked[seq], shared.consumed[seq])));
+      stream_share.push_back(std::max(0.0, ms_between(shared.consumed[seq], at)));
     }
   }
   std::printf("  steady: %d events/s for %d s → %llu deliveries (%.0f/s), publish→client p50 %.2f ms, p99 %.2f ms, "
               "max %.2f ms (%zu samples); intake CPU %.2f s (%.0f%% of a core)\n",
               rate, seconds, static_cast<unsigned long long>(want), want / steady_s, percentile(lat, 0.5), percentile(lat, 0.99),
               percentile(lat, 1.0), lat.size(), cpu_steady, 100 * cpu_steady / steady_s);
-  std::printf("  steady: broker ack→client (the stream's part) p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+  std::printf("  steady: broker ack→client (from reaching sb.events) p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
               percentile(from_ack, 0.5), percentile(from_ack, 0.99), percentile(from_ack, 1.0));
+  std::printf("  steady, split: produce→ack p50 %.2f / p99 %.2f ms; ack→plain consumer (Kafka's delivery) p50 %.2f / p99 %.2f ms; "
+              "plain consumer→client (intake's fan-out + the client's read) p50 %.2f / p99 %.2f / max %.2f ms\n",
+              percentile(to_ack, 0.5), percentile(to_ack, 0.99), percentile(kafka_share, 0.5), percentile(kafka_share, 0.99),
+              percentile(stream_share, 0.5), percentile(stream_share, 0.99), percentile(stream_share, 1.0));
 
   // Burst: as fast as the producer takes them.
   const uint64_t before = shared.delivered;
-  const uint64_t want_burst = expected_deliveries(steady, steady + burst);
+  const uint64_t want_burst = expected_deliveries(warm + steady, warm + steady + burst);
   const double cpu1 = cpu_seconds(intake.pid());
   const auto t1 = Clock::now();
-  for (int s = steady; s < steady + burst; ++s) publish(s);
+  for (int s = warm + steady; s < warm + steady + burst; ++s) publish(s);
   REQUIRE(sbtest::eventually([&] { return shared.delivered - before >= want_burst; }, 120000, 2));
   const double burst_s = ms_between(t1, Clock::now()) / 1000;
   const double cpu_burst = cpu_seconds(intake.pid()) - cpu1;

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <vector>
@@ -119,9 +120,11 @@ void bind_all(FieldTable& t, Config& c) {
   t.integer("intake.insert_batch_max", c.intake.insert_batch_max, 1, 10000);
   t.integer("intake.insert_linger_ms", c.intake.insert_linger_ms, 0, 1000);
   t.integer("intake.insert_writers", c.intake.insert_writers, 1, 16);
+  t.text("intake.cors_allowed_origins", c.intake.cors_allowed_origins);
   t.integer("stream.buffer_events", c.stream.buffer_events, 1, 1000000);
   t.integer("stream.heartbeat_ms", c.stream.heartbeat_ms, 100, 3600000);
   t.integer("stream.max_connections_per_tenant", c.stream.max_connections_per_tenant, 1, 1000000);
+  t.integer("stream.lease_ttl_ms", c.stream.lease_ttl_ms, 300, 3600000);
   t.integer("worker.max_in_flight", c.worker.max_in_flight, 1, 100000);
   t.choice("worker.on_uncertain", c.worker.on_uncertain, {"fail", "resend"});
   t.integer("worker.max_buffered", c.worker.max_buffered, 1, 1000000);
@@ -365,6 +368,7 @@ Config parse_config(const std::string& yaml_text, const std::string& origin, Env
   if (c.schemas_dir.empty()) c.schemas_dir = SWITCHBOARD_DEFAULT_SCHEMAS_DIR;
   if (!c.engine.default_node.empty() && !c.engine.node(c.engine.default_node))
     throw ConfigError("config key 'engine.default_node' = '" + c.engine.default_node + "' names no node of engine.nodes");
+  c.intake.cors_origins();  // throws for a malformed origin
   try {
     PacingPolicy::parse_caps(c.pacing.warmup_daily_caps);
   } catch (const InvalidInput& e) {
@@ -397,6 +401,24 @@ std::vector<std::string> WebhooksConfig::allowed_cidrs() const {
     item.erase(0, item.find_first_not_of(" \t"));
     item.erase(item.find_last_not_of(" \t") + 1);
     if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+std::vector<std::string> IntakeConfig::cors_origins() const {
+  // An origin as a browser sends it: scheme, host (a name or [IPv6]), an optional port; no path.
+  static const std::regex origin(R"(^https?://([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$)");
+  std::vector<std::string> out;
+  std::stringstream ss(cors_allowed_origins);
+  for (std::string item; std::getline(ss, item, ',');) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (item.empty()) continue;
+    if (item != "*" && !std::regex_match(item, origin))
+      throw ConfigError("config key 'intake.cors_allowed_origins': '" + item +
+                        "' is not an origin: write scheme://host[:port] as the browser sends it (no path, no trailing "
+                        "slash), e.g. https://app.example.com, or * for any origin");
+    out.push_back(item);
   }
   return out;
 }

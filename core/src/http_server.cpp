@@ -295,6 +295,7 @@ void ResponderState::respond(Response res) {
     for (auto& [k, v] : extra_headers)
       if (res.get_header_value(k).empty()) res.set_header(std::move(k), std::move(v));
   }
+  session->impl().decorate(request, res);
   session->impl().finish(request, res);
   session->post_response(std::move(res));
 }
@@ -321,6 +322,7 @@ std::shared_ptr<Stream> Responder::open_event_stream(Response head) const {
   auto& session = *state_->session;
   if (head.get_header_value("Content-Type").empty()) head.set_header("Content-Type", "text/event-stream");
   head.status = 200;
+  session.impl().decorate(state_->request, head);
   auto conn = make_event_stream(session.impl_ptr(), session.executor(), head, session.http_version());
   return state_->stream(std::move(conn), head);
 }
@@ -338,6 +340,25 @@ bool Request::is_websocket_upgrade() const {
   for (std::size_t i = 0; i + 7 <= connection.size(); ++i)
     if (iequals(std::string_view(connection).substr(i, 7), "upgrade")) return true;
   return false;
+}
+
+void Server::Impl::decorate(const Request& req, Response& res) {
+  if (!owner.decorator_) return;
+  try {
+    owner.decorator_(req, res);
+  } catch (const std::exception& e) {
+    log::error("http.decorator_failed", {{"path", req.path}, {"detail", e.what()}});
+  }
+}
+
+bool Server::Impl::preflight(const Request& req, Response& res) {
+  if (!owner.preflight_) return false;
+  try {
+    return owner.preflight_(req, res);
+  } catch (const std::exception& e) {
+    log::error("http.preflight_failed", {{"path", req.path}, {"detail", e.what()}});
+    return false;
+  }
 }
 
 void Server::Impl::finish(const Request& req, Response& res) {
@@ -368,6 +389,8 @@ void answer_exception(Server::Impl& impl, const std::shared_ptr<ResponderState>&
 
 void Session::dispatch() {
   Request req = make_request();
+  if (Response res; impl_->preflight(req, res))
+    return std::make_shared<ResponderState>(shared_from_this(), std::move(req))->respond(std::move(res));
   const Route* route = nullptr;
   for (const auto& r : impl_->routes) {
     if (r.method != req.method || req.path.compare(0, r.prefix.size(), r.prefix) != 0) continue;

@@ -80,6 +80,8 @@ struct Server::Impl {
   void leave(Connection* raw);
   void finish(const Request& req, Response& res);
   const ExceptionHandler& owner_exception_handler() const { return owner.exception_handler_; }
+  void decorate(const Request& req, Response& res);  // the owner's Decorator, if any
+  bool preflight(const Request& req, Response& res);  // the owner's Preflight, if any
 };
 
 // What a session hands to a stream when it stops being a request/response connection: the

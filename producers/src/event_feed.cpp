@@ -12,6 +12,7 @@
 #include "switchboard/core/kafka.hpp"
 #include "switchboard/core/log.hpp"
 #include "switchboard/core/webhook_store.hpp"
+#include "switchboard/producers/stream_leases.hpp"
 
 namespace sb {
 using nlohmann::json;
@@ -25,23 +26,27 @@ bool StreamFilter::matches(const std::string& type, const std::string* session) 
   return true;
 }
 
+std::map<std::string, std::string> event_reader_properties(const Config& config, const std::string& role, bool replay) {
+  return {{"group.id", config.topic("sb-intake-stream-unused")},
+          {"client.id", "switchboard-intake-" + role},
+          {"enable.auto.commit", "false"},
+          {"enable.auto.offset.store", "false"},
+          {"enable.partition.eof", replay ? "true" : "false"},
+          // A replay position retention removed must be an error, never a
+          // silent jump to the end (events the client would never see).
+          {"auto.offset.reset", replay ? "error" : "latest"},
+          {"fetch.wait.max.ms", "100"},
+          // A fetch request must not wait behind Nagle for the last ack.
+          {"socket.nagle.disable", "true"},
+          {"fetch.error.backoff.ms", "100"}};
+}
+
 namespace {
 
 // A plain consumer: no group membership, no commits; partitions are assigned by hand. The
 // replay reader also reports the end of a partition (where it may hand over to the live one).
 kafka::HandlePtr plain_consumer(const Config& config, const std::string& role, bool replay) {
-  auto conf = kafka::make_conf(config.kafka, {{"group.id", config.topic("sb-intake-stream-unused")},
-                                              {"client.id", "switchboard-intake-" + role},
-                                              {"enable.auto.commit", "false"},
-                                              {"enable.auto.offset.store", "false"},
-                                              {"enable.partition.eof", replay ? "true" : "false"},
-                                              // A replay position retention removed must be an error, never a
-                                              // silent jump to the end (events the client would never see).
-                                              {"auto.offset.reset", replay ? "error" : "latest"},
-                                              {"fetch.wait.max.ms", "100"},
-                                              // A fetch request must not wait behind Nagle for the last ack.
-                                              {"socket.nagle.disable", "true"},
-                                              {"fetch.error.backoff.ms", "100"}});
+  auto conf = kafka::make_conf(config.kafka, event_reader_properties(config, role, replay));
   char errstr[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), errstr, sizeof errstr);
   if (!rk) throw ConfigError(std::string("cannot create Kafka consumer for the event stream: ") + errstr);
@@ -108,6 +113,7 @@ struct Subscriber {
   Subscription sub;
   int32_t partition;
   std::shared_ptr<http::Stream> stream;
+  std::string lease;  // StreamLeases' id of this stream's place
   // Guarded by EventFeed::Impl::mu.
   bool live = false;   // the live reader delivers; until then the replay reader does
   bool gone = false;   // closed or closing: deliver nothing more
@@ -133,6 +139,7 @@ struct EventFeed::Impl : std::enable_shared_from_this<EventFeed::Impl> {
   std::atomic<uint64_t> open_streams{0}, events_read{0}, events_delivered{0}, events_replayed{0}, overflows{0},
       foreign_records{0};
 
+  StreamLeases leases;  // the cluster-wide count of streams per tenant
   kafka::HandlePtr live_rk, replay_rk;
   std::thread live_thread, replay_thread;  // last: they use everything above
 
@@ -140,6 +147,7 @@ struct EventFeed::Impl : std::enable_shared_from_this<EventFeed::Impl> {
       : config(c),
         topic(c.topic("sb.events")),
         limits(c.stream),
+        leases(c),
         live_rk(plain_consumer(c, "stream-live", false)),
         replay_rk(plain_consumer(c, "stream-replay", true)) {}
 
@@ -365,10 +373,14 @@ struct EventFeed::Impl : std::enable_shared_from_this<EventFeed::Impl> {
 
   // ---- admission
 
-  void release(const std::string& tenant) {
-    std::lock_guard lock(mu);
-    auto it = places.find(tenant);
-    if (it != places.end() && --it->second <= 0) places.erase(it);
+  // A place freed: this process's count and the tenant's lease (removed in the background).
+  void release(const std::string& tenant, const std::string& lease) {
+    {
+      std::lock_guard lock(mu);
+      auto it = places.find(tenant);
+      if (it != places.end() && --it->second <= 0) places.erase(it);
+    }
+    if (!lease.empty()) leases.release(tenant, lease);
   }
 
   void forget(const std::shared_ptr<Subscriber>& s) {
@@ -382,16 +394,16 @@ struct EventFeed::Impl : std::enable_shared_from_this<EventFeed::Impl> {
       }
     }
     --open_streams;
-    release(s->sub.tenant);
+    release(s->sub.tenant, s->lease);
   }
 };
 
-EventFeed::Admission::Admission(EventFeed* feed, Subscription sub, int32_t partition)
-    : feed_(feed), sub_(std::move(sub)), partition_(partition) {}
+EventFeed::Admission::Admission(EventFeed* feed, Subscription sub, int32_t partition, std::string lease)
+    : feed_(feed), sub_(std::move(sub)), partition_(partition), lease_(std::move(lease)) {}
 EventFeed::Admission::Admission(Admission&& o) noexcept
-    : feed_(std::exchange(o.feed_, nullptr)), sub_(std::move(o.sub_)), partition_(o.partition_) {}
+    : feed_(std::exchange(o.feed_, nullptr)), sub_(std::move(o.sub_)), partition_(o.partition_), lease_(std::move(o.lease_)) {}
 EventFeed::Admission::~Admission() {
-  if (feed_) feed_->impl_->release(sub_.tenant);
+  if (feed_) feed_->impl_->release(sub_.tenant, lease_);
 }
 
 EventFeed::EventFeed(const Config& config) : impl_(std::make_shared<Impl>(config)) { impl_->start(); }
@@ -429,16 +441,24 @@ std::variant<StreamRefusal, EventFeed::Admission> EventFeed::admit(Subscription 
                            {{"oldest_cursor", oldest.str()}, {"resume_after", EventCursor{partition, lo - 1}.str()}}};
     }
   }
+  const int limit = im.limits.max_connections_per_tenant;
   {
+    // This process's count first: it is the whole limit while Redis is unreachable, and it
+    // spares Redis a round trip for what this replica alone already fills.
     std::lock_guard lock(im.mu);
     int& n = im.places[sub.tenant];
-    if (n >= im.limits.max_connections_per_tenant) {
+    if (n >= limit) {
       if (n == 0) im.places.erase(sub.tenant);
-      return StreamRefusal{429, "this tenant already has " + std::to_string(n) + " open event streams (stream.max_connections_per_tenant); close one or retry later", {}, {}};
+      return StreamRefusal{429, "this tenant already has " + std::to_string(n) + " open event streams on this intake replica (stream.max_connections_per_tenant); close one or retry later", {}, {}};
     }
     ++n;
   }
-  return Admission(this, std::move(sub), partition);
+  auto grant = im.leases.acquire(sub.tenant, limit);
+  if (!grant.allowed) {
+    im.release(sub.tenant, {});
+    return StreamRefusal{429, "this tenant already has " + std::to_string(grant.open) + " open event streams across intake replicas (stream.max_connections_per_tenant); close one or retry later", {}, {}};
+  }
+  return Admission(this, std::move(sub), partition, std::move(grant.lease));
 }
 
 void EventFeed::attach(Admission admission, const std::shared_ptr<http::Stream>& stream) {
@@ -447,12 +467,15 @@ void EventFeed::attach(Admission admission, const std::shared_ptr<http::Stream>&
   auto s = std::make_shared<Subscriber>();
   s->sub = std::move(admission.sub_);
   s->partition = admission.partition_;
+  s->lease = std::move(admission.lease_);
   s->stream = stream;
-  ++im.open_streams;
   json open = {{"partition", s->partition}, {"after", s->sub.after ? json(s->sub.after->str()) : json(nullptr)}};
-  stream->send(control(s->sub.format, "open", open));
   {
+    // The opening message, then the registration, under the lock the live reader delivers
+    // under: a client that has seen stream.open gets every event the broker takes after that.
     std::lock_guard lock(im.mu);
+    stream->send(control(s->sub.format, "open", open));
+    ++im.open_streams;
     const int64_t live = im.live_next[static_cast<std::size_t>(s->partition)];
     if (s->sub.after && s->sub.after->offset + 1 < live) {
       s->next = s->sub.after->offset + 1;
@@ -477,7 +500,7 @@ void EventFeed::attach(Admission admission, const std::shared_ptr<http::Stream>&
 FeedStats EventFeed::stats() const {
   const auto& im = *impl_;
   return {im.open_streams.load(), im.events_read.load(), im.events_delivered.load(), im.events_replayed.load(),
-          im.overflows.load(), im.foreign_records.load()};
+          im.overflows.load(), im.foreign_records.load(), im.leases.fallbacks()};
 }
 
 }  // namespace sb

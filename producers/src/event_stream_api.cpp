@@ -131,6 +131,7 @@ std::string EventStreamApi::metrics() const {
          line("sb_intake_stream_events_replayed_total", "counter", "Events replayed to resuming streams.", s.events_replayed) +
          line("sb_intake_stream_overflows_total", "counter", "Streams closed because their client read too slowly.", s.overflows) +
          line("sb_intake_stream_foreign_records_total", "counter", "Records whose key and tenant disagree (never delivered).", s.foreign_records) +
+         line("sb_intake_stream_lease_fallbacks_total", "counter", "Stream admissions Redis could not decide (the per-tenant limit held per process only).", s.lease_fallbacks) +
          line("sb_intake_stream_ready", "gauge", "Whether the live reader knows where sb.events ends (0 while starting: streams get 503).", feed_.ready() ? 1 : 0);
 }
 

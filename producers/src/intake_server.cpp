@@ -23,6 +23,7 @@
 #include "switchboard/core/tenant_store.hpp"
 #include "switchboard/producers/auth_throttle.hpp"
 #include "switchboard/producers/command_publisher.hpp"
+#include "switchboard/producers/cors_policy.hpp"
 #include "switchboard/producers/event_stream_api.hpp"
 #include "switchboard/producers/queued_message_writer.hpp"
 #include "switchboard/producers/scheduled_sender.hpp"
@@ -118,6 +119,7 @@ struct IntakeServer::Impl {
   RouteLatency latency;
   WebhookApi webhooks;
   EventStreamApi streams;  // before the server: its routes' work reaches it until the server stops
+  CorsPolicy cors;         // before the server: it runs on every answer (intake.cors_allowed_origins)
   // The server is declared before what its handlers and the callbacks below reach through it
   // (offload, Responders); ~Impl stops it, then the writer, then flushes the publisher, so no
   // callback runs into a destroyed member.
@@ -150,6 +152,7 @@ struct IntakeServer::Impl {
                   return authenticate_key_or_401(req, key, res,
                                                  "send 'Authorization: Bearer <key>' (browsers: ?api_key=<key>)");
                 }),
+        cors(c.intake.cors_origins()),
         server(server_options(c.intake)),
         writer(c.intake, messages),
         publisher(c, c.intake.publish_timeout_ms),
@@ -582,6 +585,7 @@ struct IntakeServer::Impl {
       else
         reply_error(res, res.status, "HTTP error " + std::to_string(res.status));
     });
+    cors.install(server);
     latency.precreate("POST", "/v1/sessions/{}/messages");
     server.set_logger([this](const http::Request& req, const http::Response& res) {
       metrics.count(req, res.status);

@@ -523,3 +523,139 @@ TEST_CASE("event stream: per-tenant connection limit answers 429 and frees a pla
   StreamClient fourth({"sse", intake.url("/v1/events/stream"), acme.api_key});
   fourth.expect("open");
 }
+
+// Opens SSE streams on `replica` until one is admitted (200), within timeout_ms: a place freed
+// elsewhere (a closed stream's lease removed, a dead replica's lease expired) reaches Redis a
+// moment later. Each try is a new client; the refused ones must have got 429.
+namespace {
+std::unique_ptr<StreamClient> open_when_admitted(const Replica& replica, const std::string& key, int timeout_ms) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Clock::now() < deadline) {
+    auto c = std::make_unique<StreamClient>(std::vector<std::string>{"sse", replica.url("/v1/events/stream"), key});
+    auto status = c->expect("status");
+    if (status["status"] == 200) {
+      c->expect("open");
+      return c;
+    }
+    REQUIRE(status["status"] == 429);
+  }
+  FAIL("no stream admitted within " + std::to_string(timeout_ms) + " ms");
+  return nullptr;
+}
+}  // namespace
+
+TEST_CASE("event stream: the per-tenant connection limit holds across replicas, and closed or dead replicas' places come back",
+          "[integration][stream]") {
+  sbtest::TestStack stack("stream_cluster_limit");
+  quiet(stack);
+  stack.config.stream.max_connections_per_tenant = 2;
+  stack.config.stream.lease_ttl_ms = 1500;  // a killed replica's leases expire within 1.5 s
+  auto acme = stack.create_tenant("acme");
+  Replica a(stack, "intake-a");
+  Replica b(stack, "intake-b");
+
+  auto on_a = std::make_unique<StreamClient>(std::vector<std::string>{"sse", a.url("/v1/events/stream"), acme.api_key});
+  on_a->expect("open");
+  StreamClient on_b({"ws", b.ws_url("/v1/events/ws"), acme.api_key});
+  on_b.expect("open");
+  // Two open in the cluster: a third is refused on either replica, each holding one.
+  for (const Replica* r : {&a, &b}) {
+    StreamClient third({"sse", r->url("/v1/events/stream"), acme.api_key});
+    auto refused = third.expect("status");
+    CHECK(refused["status"] == 429);
+    CHECK(std::string(refused["body"]["error"]).find("across intake replicas") != std::string::npos);
+  }
+  CHECK(a.metric("sb_intake_stream_lease_fallbacks_total") == 0);
+
+  // Closing the stream on A frees its place for B.
+  on_a.reset();
+  auto second_on_b = open_when_admitted(b, acme.api_key, 10000);
+
+  // B dies without closing anything: its two leases expire and A gets both places.
+  b.child.signal(SIGKILL);
+  b.child.wait(10000);
+  auto first_on_a = open_when_admitted(a, acme.api_key, 10000);
+  auto second_on_a = open_when_admitted(a, acme.api_key, 10000);
+  StreamClient over({"sse", a.url("/v1/events/stream"), acme.api_key});
+  CHECK(over.expect("status")["status"] == 429);
+}
+
+TEST_CASE("event stream: without Redis the connection limit falls back to each replica, said once in the log",
+          "[integration][stream]") {
+  sbtest::TestStack stack("stream_limit_fallback");
+  quiet(stack);
+  stack.config.stream.max_connections_per_tenant = 1;
+  stack.config.redis.url = "redis://127.0.0.1:" + std::to_string(sbtest::free_port());  // nothing listens there
+  auto acme = stack.create_tenant("acme");
+  Replica intake(stack, "intake");
+  StreamClient one({"sse", intake.url("/v1/events/stream"), acme.api_key});
+  one.expect("open");
+  for (int i = 0; i < 2; ++i) {
+    StreamClient refused({"sse", intake.url("/v1/events/stream"), acme.api_key});
+    CHECK(refused.expect("status")["status"] == 429);
+  }
+  CHECK(intake.metric("sb_intake_stream_lease_fallbacks_total") >= 1);
+  const auto log = intake.child.log();
+  std::size_t said = 0;
+  for (auto at = log.find("stream.leases_unavailable"); at != std::string::npos; at = log.find("stream.leases_unavailable", at + 1)) ++said;
+  CHECK(said == 1);
+}
+
+TEST_CASE("event stream: CORS for listed origins on the stream and the other /v1 routes, none by default",
+          "[integration][stream][cors]") {
+  sbtest::TestStack stack("stream_cors");
+  quiet(stack);
+  auto acme = stack.create_tenant("acme");
+  const std::string app = "https://app.example.com";
+  stack.config.intake.cors_allowed_origins = app + ", http://localhost:3000";
+  Replica cors(stack, "intake-cors");
+  stack.config.intake.cors_allowed_origins = "";
+  Replica plain(stack, "intake-plain");
+
+  httplib::Client http("127.0.0.1", cors.port);
+  // A browser's preflight for an EventSource with a Last-Event-ID (or a fetch with a key).
+  auto pre = http.Options("/v1/events/stream", {{"Origin", app}, {"Access-Control-Request-Method", "GET"},
+                                                {"Access-Control-Request-Headers", "authorization, last-event-id"}});
+  REQUIRE(pre);
+  CHECK(pre->status == 204);
+  CHECK(pre->get_header_value("Access-Control-Allow-Origin") == app);
+  CHECK(pre->get_header_value("Access-Control-Allow-Headers").find("Last-Event-ID") != std::string::npos);
+  CHECK(pre->get_header_value("Access-Control-Allow-Methods").find("GET") != std::string::npos);
+  CHECK(pre->get_header_value("Vary").find("Origin") != std::string::npos);
+  auto foreign = http.Options("/v1/events/stream", {{"Origin", "https://evil.example"}, {"Access-Control-Request-Method", "GET"}});
+  REQUIRE(foreign);
+  CHECK(foreign->status == 403);
+  CHECK_FALSE(foreign->has_header("Access-Control-Allow-Origin"));
+  CHECK(foreign->body.find("intake.cors_allowed_origins") != std::string::npos);
+
+  // The stream's head: the origin echoed exactly, Vary: Origin; another origin gets no grant.
+  StreamClient sse({"sse", cors.url("/v1/events/stream"), acme.api_key, "--origin", app});
+  auto head = sse.expect("status");
+  CHECK(head["status"] == 200);
+  CHECK(head["cors"]["access-control-allow-origin"] == app);
+  CHECK(std::string(head["cors"]["vary"]).find("Origin") != std::string::npos);
+  sse.expect("open");
+  StreamClient other_origin({"sse", cors.url("/v1/events/stream"), acme.api_key, "--origin", "https://evil.example"});
+  auto other_head = other_origin.expect("status");
+  CHECK(other_head["status"] == 200);
+  CHECK_FALSE(other_head["cors"].contains("access-control-allow-origin"));
+
+  // Any other /v1 answer, errors included, carries them too.
+  auto msg = http.Get("/v1/messages/00000000-0000-0000-0000-000000000000",
+                      {{"Origin", "http://localhost:3000"}, {"Authorization", "Bearer " + acme.api_key}});
+  REQUIRE(msg);
+  CHECK(msg->status == 404);
+  CHECK(msg->get_header_value("Access-Control-Allow-Origin") == "http://localhost:3000");
+  CHECK(msg->get_header_value("Access-Control-Expose-Headers").find("Retry-After") != std::string::npos);
+
+  // Default (no origins listed): no CORS at all.
+  httplib::Client none("127.0.0.1", plain.port);
+  auto no_pre = none.Options("/v1/events/stream", {{"Origin", app}, {"Access-Control-Request-Method", "GET"}});
+  REQUIRE(no_pre);
+  CHECK(no_pre->status == 404);
+  auto no_grant = none.Get("/v1/messages/00000000-0000-0000-0000-000000000000",
+                           {{"Origin", app}, {"Authorization", "Bearer " + acme.api_key}});
+  REQUIRE(no_grant);
+  CHECK_FALSE(no_grant->has_header("Access-Control-Allow-Origin"));
+  CHECK_FALSE(no_grant->has_header("Vary"));
+}

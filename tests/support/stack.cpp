@@ -237,10 +237,12 @@ std::string TestStack::write_config_as(const std::string& file) {
       << "intake:\n  listen: \"" << c.intake.listen << "\"\n  io_threads: " << c.intake.io_threads << "\n"
       << "  public_url: \"" << c.intake.public_url << "\"\n  admin_key: \"" << c.intake.admin_key << "\"\n"
       << "  publish_timeout_ms: " << c.intake.publish_timeout_ms << "\n"
+      << "  cors_allowed_origins: \"" << c.intake.cors_allowed_origins << "\"\n"
       << "  auth_failure_limit: " << c.intake.auth_failure_limit << "\n  auth_failure_window_s: "
       << c.intake.auth_failure_window_s << "\n  auth_block_s: " << c.intake.auth_block_s << "\n"
       << "stream:\n  buffer_events: " << c.stream.buffer_events << "\n  heartbeat_ms: " << c.stream.heartbeat_ms
-      << "\n  max_connections_per_tenant: " << c.stream.max_connections_per_tenant << "\n"
+      << "\n  max_connections_per_tenant: " << c.stream.max_connections_per_tenant
+      << "\n  lease_ttl_ms: " << c.stream.lease_ttl_ms << "\n"
       << "worker:\n  max_in_flight: " << c.worker.max_in_flight << "\n  revoke_drain_timeout_ms: "
       << c.worker.revoke_drain_timeout_ms << "\n  session_rate_per_s: " << c.worker.session_rate_per_s
       << "\n  commit_interval_ms: " << c.worker.commit_interval_ms << "\n  provider_attempts: " << c.worker.provider_attempts

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An independent client of intake's event stream, driven by the integration tests.
 
-    stream_client.py sse URL KEY [--last-event-id ID] [--count N] [--pause-after N]
+    stream_client.py sse URL KEY [--last-event-id ID] [--count N] [--pause-after N] [--origin O]
     stream_client.py ws  URL KEY [--count N]
 
 SSE goes through httpx (streaming response) parsed by sseclient-py; WebSocket through the
@@ -14,6 +14,9 @@ stdout as one JSON object per line, flushed at once, so the test waits on what a
     {"kind": "error", "data": {...}}                    a stream.error message (SSE)
     {"kind": "closed", "code": 1013, "reason": "..."}   the server ended the stream
     {"kind": "done"}                                    --count events received
+
+--origin O: sent as the Origin header, as a browser's EventSource on page O does; the status
+line then carries the answer's CORS headers ("cors": {header: value}).
 
 --pause-after N: after N events, stop reading the socket until a line arrives on stdin (a
 client that stops reading, as a stalled browser tab would).
@@ -45,15 +48,18 @@ def run_sse(args):
     headers = {"Authorization": "Bearer " + args.key, "Accept": "text/event-stream"}
     if args.last_event_id:
         headers["Last-Event-ID"] = args.last_event_id
+    if args.origin:
+        headers["Origin"] = args.origin
     timeout = httpx.Timeout(connect=10.0, read=None, write=10.0, pool=10.0)
     received = 0
     with httpx.Client(timeout=timeout) as http:
         with http.stream("GET", args.url, headers=headers) as resp:
+            cors = {k.lower(): v for k, v in resp.headers.items() if k.lower().startswith("access-control-") or k.lower() == "vary"}
             if resp.status_code != 200:
                 resp.read()
-                emit({"kind": "status", "status": resp.status_code, "body": resp.json() if resp.content else None})
+                emit({"kind": "status", "status": resp.status_code, "body": resp.json() if resp.content else None, "cors": cors})
                 return
-            emit({"kind": "status", "status": 200, "content_type": resp.headers.get("content-type")})
+            emit({"kind": "status", "status": 200, "content_type": resp.headers.get("content-type"), "cors": cors})
             # While paused nothing pulls this iterator, so nothing more is read from the socket
             # (at most one read's worth sits in httpx's buffer).
             for ev in sseclient.SSEClient(resp.iter_bytes()).events():
@@ -108,6 +114,7 @@ def main():
     ap.add_argument("--last-event-id")
     ap.add_argument("--count", type=int, default=0)
     ap.add_argument("--pause-after", type=int)
+    ap.add_argument("--origin")
     args = ap.parse_args()
     try:
         if args.mode == "sse":

@@ -127,3 +127,16 @@ TEST_CASE("config: a key or value YAML cannot read as text is a ConfigError, not
   const auto librdkafka_list = error_of("kafka:\n  librdkafka:\n    linger.ms: [1, 2]\n");
   CHECK(librdkafka_list.find("test.yaml") != std::string::npos);
 }
+
+TEST_CASE("config: intake.cors_allowed_origins takes origins or *, and names a malformed one", "[unit][config][cors]") {
+  fake_env.clear();
+  auto c = sb::parse_config("intake:\n  cors_allowed_origins: \"https://app.example.com, http://localhost:3000,*\"\n"
+                            "stream:\n  lease_ttl_ms: 1500\n",
+                            "test.yaml", &lookup);
+  CHECK(c.intake.cors_origins() == std::vector<std::string>{"https://app.example.com", "http://localhost:3000", "*"});
+  CHECK(c.stream.lease_ttl_ms == 1500);
+  CHECK(sb::Config{}.intake.cors_origins().empty());
+  for (const char* bad : {"https://app.example.com/", "app.example.com", "ftp://x.example", "https://x.example/path"})
+    CHECK(error_of(std::string("intake:\n  cors_allowed_origins: \"") + bad + "\"\n").find("intake.cors_allowed_origins") != std::string::npos);
+  CHECK(error_of("stream:\n  lease_ttl_ms: 10\n").find("'stream.lease_ttl_ms'") != std::string::npos);
+}

@@ -91,7 +91,7 @@ std::string read_until(tcp::socket& s, std::string& got, const std::string& need
 
 }  // namespace
 
-TEST_CASE("http stream: SSE is a chunked body written as messages are queued and ended by close()", "[unit][http]") {
+TEST_CASE("http stream: SSE is a chunked body written as messages are queued and ended by close()", "[unit][http][concurrency]") {
   StreamServer srv;
   asio::io_context io;
   tcp::socket s(io);
@@ -119,7 +119,7 @@ TEST_CASE("http stream: SSE is a chunked body written as messages are queued and
   CHECK(stream->closed());
 }
 
-TEST_CASE("http stream: a client that goes away closes its stream", "[unit][http]") {
+TEST_CASE("http stream: a client that goes away closes its stream", "[unit][http][concurrency]") {
   StreamServer srv;
   {
     asio::io_context io;
@@ -132,7 +132,7 @@ TEST_CASE("http stream: a client that goes away closes its stream", "[unit][http
   CHECK_FALSE(srv.stream->send(msg("data: x\n\n")));
 }
 
-TEST_CASE("http stream: WebSocket frames, ping heartbeats and a close frame with code and reason", "[unit][http]") {
+TEST_CASE("http stream: WebSocket frames, ping heartbeats and a close frame with code and reason", "[unit][http][concurrency]") {
   StreamServer srv;
   asio::io_context io;
   websocket::stream<tcp::socket> ws(io);
@@ -168,7 +168,7 @@ TEST_CASE("http stream: WebSocket frames, ping heartbeats and a close frame with
 }
 
 TEST_CASE("http stream: a plain GET on a WebSocket route is answered, and stop() closes open streams",
-          "[unit][http]") {
+          "[unit][http][concurrency]") {
   auto srv = std::make_unique<StreamServer>();
   asio::io_context io;
   {

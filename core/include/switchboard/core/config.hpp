@@ -60,13 +60,22 @@ struct IntakeConfig {
   // Bearer key of the operator routes (/v1/admin/*, e.g. engine nodes). Empty: those routes
   // answer 404 (off).
   std::string admin_key;
+  // Browser pages of these origins may call the /v1 routes (CORS: preflights answered, the
+  // origin echoed in Access-Control-Allow-Origin). Comma-separated scheme://host[:port], or *
+  // for any. Empty: no CORS headers at all (browsers refuse cross-origin reads).
+  std::string cors_allowed_origins;
+  std::vector<std::string> cors_origins() const;  // split, trimmed, validated (ConfigError)
 };
 
 // The intake's real-time event stream (GET /v1/events/stream and /v1/events/ws).
 struct StreamConfig {
   int buffer_events = 1000;               // events waiting for one slow client before it is cut off
   int heartbeat_ms = 15000;               // idle streams get an SSE comment / WebSocket ping this often
-  int max_connections_per_tenant = 1000;  // open streams per tenant per intake process (more: 429)
+  // Open streams per tenant across every intake replica (more: 429). Held by leases in Redis;
+  // while Redis is unreachable, per intake process.
+  int max_connections_per_tenant = 1000;
+  // A replica refreshes its streams' leases every ttl/3; one that dies frees its places after ttl.
+  int lease_ttl_ms = 30000;
 };
 
 struct WorkerConfig {

@@ -135,6 +135,13 @@ using ExceptionHandler = std::function<void(const Request&, Response&, std::exce
 using ErrorHandler = std::function<void(const Request&, Response&)>;
 // Called after each response is queued for writing (metrics, access logs).
 using Logger = std::function<void(const Request&, const Response&)>;
+// Runs on every answer (a handler's, an error the server raises itself, a preflight's) and on an
+// SSE stream's head, before it is written: headers that follow from the request whatever
+// answered it (CORS). Any thread; must not block.
+using Decorator = std::function<void(const Request&, Response&)>;
+// Runs before routing, on the IO thread, must not block: true answers the request with `res` and
+// no route runs (a CORS preflight, which is no route's business).
+using Preflight = std::function<bool(const Request&, Response&)>;
 
 struct ServerOptions {
   int io_threads = 2;
@@ -163,6 +170,8 @@ class Server {
   void set_exception_handler(ExceptionHandler h) { exception_handler_ = std::move(h); }
   void set_error_handler(ErrorHandler h) { error_handler_ = std::move(h); }
   void set_logger(Logger h) { logger_ = std::move(h); }
+  void set_decorator(Decorator h) { decorator_ = std::move(h); }  // before listen
+  void set_preflight(Preflight h) { preflight_ = std::move(h); }  // before listen
   // The templates of the routes registered so far (Request::route's values), with their methods.
   std::vector<std::pair<std::string, std::string>> route_templates() const;
 
@@ -194,6 +203,8 @@ class Server {
   ExceptionHandler exception_handler_;
   ErrorHandler error_handler_;
   Logger logger_;
+  Decorator decorator_;
+  Preflight preflight_;
   std::atomic<bool> running_{false};
   int port_ = 0;
   std::shared_ptr<Impl> impl_;

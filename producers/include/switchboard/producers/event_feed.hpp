@@ -13,7 +13,12 @@
 // must agree), whatever partition or offset a cursor pointed at. A stream whose client reads
 // slower than its events arrive holds at most stream.buffer_events; one more and it is closed
 // with a reason (the client resumes from its last cursor), so it never slows the others.
+//
+// The per-tenant connection limit counts every replica's streams (StreamLeases: leases in Redis
+// that a dead replica's streams stop refreshing), falling back to this process's own count while
+// Redis is unreachable.
 #include <atomic>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,7 +61,13 @@ struct FeedStats {
   uint64_t events_replayed = 0;
   uint64_t overflows = 0;          // streams closed for a full buffer
   uint64_t foreign_records = 0;    // records whose key and tenant field disagree (never delivered)
+  uint64_t lease_fallbacks = 0;    // admissions Redis could not decide (per-process limit only)
 };
+
+// The librdkafka properties of the feed's readers (live: from the end; replay: from a cursor,
+// reporting partition ends), beside the cluster's own (kafka.*). bench_stream reads sb.events
+// with the live ones too, to tell Kafka's share of the latency from the stream's.
+std::map<std::string, std::string> event_reader_properties(const Config& config, const std::string& role, bool replay);
 
 class EventFeed {
  public:
@@ -76,15 +87,18 @@ class EventFeed {
 
    private:
     friend class EventFeed;
-    Admission(EventFeed* feed, Subscription sub, int32_t partition);
+    Admission(EventFeed* feed, Subscription sub, int32_t partition, std::string lease);
     EventFeed* feed_;
     Subscription sub_;
     int32_t partition_;
+    std::string lease_;  // the stream's place in the tenant's cluster-wide count (StreamLeases)
   };
 
-  // Checks a subscription: the feed is ready, the tenant is under its connection limit, the
-  // cursor is one of this tenant's and still within retention. Blocks on the broker (the
-  // partition's watermarks, bounded by 5 s) when a cursor is given: call it off the IO threads.
+  // Checks a subscription: the feed is ready, the cursor is one of this tenant's and still
+  // within retention, the tenant is under its connection limit across replicas (a lease in
+  // Redis; per process while Redis is unreachable). Blocks on the broker (the partition's
+  // watermarks, bounded by 5 s) when a cursor is given and on Redis (redis.timeout_ms): call it
+  // off the IO threads.
   std::variant<StreamRefusal, Admission> admit(Subscription sub);
   // Starts delivering to the stream: an opening message, the replay when resuming, then live.
   void attach(Admission admission, const std::shared_ptr<http::Stream>& stream);
