@@ -217,9 +217,9 @@ Consumer::Consumer(const KafkaConfig& config, const std::string& group_id, Rebal
       // A fetch is answered as soon as one record is there (no added latency at any load) and
       // otherwise waits on the broker up to 100 ms: an idle consumer costs each broker 10 empty
       // fetches a second. The earlier 16 KiB / 10 ms kept every consumer-broker pair at 100 a
-      // second, busy or not (bench_pipeline's idle window: 349-380 fetches/s and 13-42 % of a
-      // core in the broker with nothing to do, against 50/s and 10-11 % now; at saturation 0.82
-      // fetches per message instead of 0.53, with no CPU difference the bench could resolve).
+      // second, busy or not (bench_pipeline's idle window: 349-380 fetches/s against 50/s now;
+      // at saturation 0.82 fetches per message instead of 0.53, with no CPU difference the
+      // bench could resolve).
       {"fetch.min.bytes", "1"},
       {"fetch.wait.max.ms", "100"},
   };
