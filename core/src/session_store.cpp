@@ -75,10 +75,10 @@ void SessionStore::create(const NewSession& input, const std::function<void(pqxx
     try {
       r = tx.exec_params(R"SQL(
         INSERT INTO sessions (tenant_id, name, provider, status, config, secrets, node, engine_name, phone_number_id,
-                              storage_group, generation)
-        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING name)SQL",
+                              storage_group, generation, holds_slot)
+        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING name)SQL",
                          s.tenant_id, s.name, s.provider, s.status, s.config.dump(), s.secrets, s.node, s.engine_name,
-                         s.phone_number_id, s.storage_group, s.generation);
+                         s.phone_number_id, s.storage_group, s.generation, s.holds_slot);
     } catch (const pqxx::unique_violation&) {
       throw Conflict("phone_number_id '" + s.phone_number_id.value_or("") + "' belongs to another session already");
     }

@@ -151,8 +151,30 @@ std::map<std::string, Placed> placements(TestStack& stack) {
   });
 }
 
-bool all_working_off(TestStack& stack, const std::string& dead_node, std::size_t expected) {
+// engine_nodes.placed — the slot count placement reads (kept by triggers, migration 012) —
+// against the sessions themselves, every node: equal to the sessions holding a slot there, and
+// (nothing starting or stopping now) to those not STOPPED/FAILED; never above capacity.
+void check_slot_counts(TestStack& stack) {
+  auto rows = pool_of(stack).run([](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    return tx.exec(R"SQL(
+      SELECT n.name, n.placed, n.capacity,
+             (SELECT count(*) FROM sessions s WHERE s.node = n.name AND s.holds_slot)::int,
+             (SELECT count(*) FROM sessions s WHERE s.node = n.name AND s.status NOT IN ('STOPPED', 'FAILED'))::int
+      FROM engine_nodes n ORDER BY n.name)SQL");
+  });
+  for (const auto& r : rows) {
+    INFO("node " << r[0].as<std::string>() << ": placed " << r[1].as<int>() << ", capacity " << r[2].as<int>() << ", holding "
+                 << r[3].as<int>() << ", not stopped/failed " << r[4].as<int>());
+    CHECK(r[1].as<int>() == r[3].as<int>());
+    CHECK(r[1].as<int>() == r[4].as<int>());
+    CHECK(r[1].as<int>() <= r[2].as<int>());
+  }
+}
+
+bool all_working_off(TestStack& stack, const std::string& dead_node, std::size_t expected, const std::string& except = "") {
   auto p = placements(stack);
+  if (!except.empty()) p.erase(except);
   if (p.size() != expected) return false;
   for (const auto& [name, s] : p)
     if (s.status != "WORKING" || s.node == dead_node) return false;
@@ -338,6 +360,44 @@ TEST_CASE("nodes: placement honours capacity and storage groups — most free ca
     return all;
   });
   CHECK(stored.find("k-a3") == std::string::npos);
+
+  // Capacity slots: a STOPPED or FAILED session holds none; its start takes one again — on its
+  // node if there is room, else re-placed in its group, else FAILED no_capacity.
+  auto act = [&](const std::string& id, const std::string& action) {
+    CHECK(sbtest::call(api, "POST", "/v1/sessions/" + id + "/" + action, tenant.api_key).status == 202);
+  };
+  auto is = [&](const std::string& id, const std::string& status, const std::string& node) {
+    return sbtest::eventually([&] {
+      auto p = placements(stack);
+      return p.count(id) && p[id].status == status && (node.empty() || p[id].node == node);
+    }, 20000);
+  };
+  const auto a0_generation = placements(stack)["a0"].generation;
+  act("a0", "stop");  // on a1 (full): a1 has room for one again
+  REQUIRE(is("a0", "STOPPED", "a1"));
+  auto a1 = sbtest::call(api, "GET", "/v1/admin/nodes/a1", kAdminKey).body;
+  CHECK(a1["sessions"] == 3);  // still placed there
+  CHECK(a1["slots_used"] == 2);
+  CHECK(a1["free"] == 1);
+  check_slot_counts(stack);
+  cluster.seed_auth("A", tenant.id, "a5", 5);
+  CHECK(create_session(api, tenant, "a5", "A") == "a1");  // a1's freed slot (a2 is full)
+  REQUIRE(is("a5", "WORKING", "a1"));
+  act("a4", "stop");  // on a2
+  REQUIRE(is("a4", "STOPPED", "a2"));
+  act("a0", "start");  // its node a1 is full again: re-placed on a2, same group, no new QR
+  REQUIRE(is("a0", "WORKING", "a2"));
+  CHECK(placements(stack)["a0"].generation == a0_generation + 1);
+  act("a4", "start");  // a2 is full now, and so is a1
+  REQUIRE(is("a4", "FAILED", "a2"));
+  CHECK(sbtest::call(api, "GET", "/v1/sessions/a4", tenant.api_key).body["reason"] == "no_capacity");
+  check_slot_counts(stack);
+  CHECK(sbtest::call(api, "DELETE", "/v1/sessions/a5", tenant.api_key).status == 202);
+  REQUIRE(sbtest::eventually([&] { return placements(stack).count("a5") == 0; }, 20000));
+  act("a4", "start");  // a1 has room again
+  REQUIRE(is("a4", "WORKING", "a1"));
+  check_slot_counts(stack);
+  for (const auto& [name, n] : cluster.nodes) CHECK(static_cast<int>(running_on(n).size()) <= n.spec.capacity);
 
   // Group B loses its only node: its sessions can't move to A (they would need a new QR there):
   // FAILED with reason no_capacity, said by session.status.

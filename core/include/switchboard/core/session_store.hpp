@@ -39,6 +39,9 @@ struct NewSession {
   std::string status = "STOPPED";
   std::optional<std::string> storage_group;
   int64_t generation = 0;
+  // Placed on a node: whether it takes a capacity slot now (created to start) or only at its
+  // first start (created with start: false). Migration 012.
+  bool holds_slot = true;
 };
 
 // Our word for a provider's status: one of ours, or UNKNOWN.
