@@ -607,11 +607,14 @@ TEST_CASE("nodes: drain under load moves every session off (stopped on the sourc
   auto tenant = stack.create_tenant("acme", {});
   httplib::Client api("127.0.0.1", cluster.intake_port);
   const int sessions = 15;
+  // One more, mid-pairing on n1 (the first placed: ties go by name): no auth exists yet.
+  CHECK(create_session(api, tenant, "pairing", "g") == "n1");
   for (int i = 0; i < sessions; ++i) {
     cluster.seed_auth("g", tenant.id, "s" + std::to_string(i), i);
     create_session(api, tenant, "s" + std::to_string(i), "g");
   }
-  REQUIRE(sbtest::eventually([&] { return all_working_off(stack, "", sessions); }, 60000, 100));
+  REQUIRE(sbtest::eventually([&] { return all_working_off(stack, "", sessions, "pairing"); }, 60000, 100));
+  REQUIRE(sbtest::eventually([&] { return placements(stack)["pairing"].status == "SCAN_QR_CODE"; }, 20000));
   std::map<std::string, std::string> names;
   for (const auto& [name, p] : placements(stack)) names[p.engine_name] = name;
 
@@ -636,8 +639,43 @@ TEST_CASE("nodes: drain under load moves every session off (stopped on the sourc
   INFO(out);
   REQUIRE(rc == 0);
   CHECK(out.find("node n1 is empty") != std::string::npos);
-  REQUIRE(sbtest::eventually([&] { return all_working_off(stack, "n1", sessions); }, 30000, 100));
+  REQUIRE(sbtest::eventually([&] { return all_working_off(stack, "n1", sessions, "pairing"); }, 30000, 100));
   CHECK(running_on(cluster.nodes.at("n1")).empty());
+  // The session drained mid-pairing shows a new QR, drawn by its new node and announced by
+  // session.qr: scanned there, it pairs there.
+  const auto pairing_node = placements(stack)["pairing"].node;
+  CHECK(pairing_node != "n1");
+  std::string qr;
+  REQUIRE(sbtest::eventually([&] {
+    auto r = sbtest::call(api, "GET", "/v1/sessions/pairing/qr", tenant.api_key);
+    if (r.status != 200) return false;
+    qr = r.body["value"];
+    return true;
+  }, 20000));
+  {
+    sbtest::TopicReader reader(stack.config, stack.config.topic("sb.events"));
+    bool announced = false;
+    reader.read_until([&](const auto& records) {
+      for (const auto& r : records) {
+        auto e = json::parse(sb::kafka::value_of(r.get()));
+        if (e["type"] == "session.qr" && e["session"] == "pairing" && e["data"]["value"] == qr) announced = true;
+      }
+      return announced;
+    }, 20000);
+    CHECK(announced);
+  }
+  httplib::Client phone("127.0.0.1", cluster.nodes.at(pairing_node).port);
+  bool paired = false;
+  for (int attempt = 0; attempt < 3 && !paired; ++attempt) {  // a QR that rotated meanwhile is refused: scan the next
+    if (attempt > 0) qr = sbtest::call(api, "GET", "/v1/sessions/pairing/qr", tenant.api_key).body.value("value", "");
+    auto scanned = phone.Post("/sim/scan", json{{"qr", qr}}.dump(), "application/json");
+    paired = scanned && scanned->status == 200;
+  }
+  CHECK(paired);
+  REQUIRE(sbtest::eventually([&] {
+    auto p = placements(stack)["pairing"];
+    return p.status == "WORKING" && p.node == pairing_node;
+  }, 20000));
   auto listed = sbtest::call(api, "GET", "/v1/admin/nodes/n1", kAdminKey);
   CHECK(listed.body["drained"] == true);
   CHECK(listed.body["sessions"] == 0);
