@@ -12,7 +12,7 @@
 //              each session runs on exactly one node — the one it is placed on.
 //   placement  closed loop, SB_BENCH_PLACE_CONNECTIONS (16) connections: POST /v1/sessions
 //              (provider engine, group g) — the placement decision (group's nodes locked, each
-//              one's load counted) in the creating transaction, then the start on the chosen
+//              one's slot count read: engine_nodes.placed, migration 012) in the creating transaction, then the start on the chosen
 //              node through a lane worker. Decisions/s at saturation after a warm-up, CPU and
 //              PostgreSQL statements per decision, sessions started/s (left STARTING). Baseline
 //              in the same run, same connections: POST /v1/sessions with provider simulator (the

@@ -16,7 +16,7 @@ constexpr const char* kNodeColumns = R"SQL(
   ((SELECT count(*) FROM sessions s WHERE s.node = n.name) +
    (SELECT count(*) FROM session_moves m WHERE m.from_node = n.name AND m.to_node <> n.name))::int, n.failures, n.draining,
   to_char(n.drained_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-  to_char(n.health_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))SQL";
+  to_char(n.health_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), n.placed)SQL";
 
 std::optional<std::string> opt(const pqxx::field& f) {
   if (f.is_null()) return std::nullopt;
@@ -36,6 +36,7 @@ NodeInfo info_from(const pqxx::row& r) {
   n.draining = r[8].as<bool>();
   n.drained_at = opt(r[9]);
   n.health_at = opt(r[10]);
+  n.slots = r[11].as<int>();
   return n;
 }
 
@@ -225,27 +226,23 @@ void NodeRegistry::mark_drained(const std::string& name, const std::function<voi
 
 namespace {
 
-// Locks the eligible nodes of `group` (all groups when empty) and counts what each holds.
+// Locks the nodes of `group` (all groups when empty) and the `exclude`d ones (a move's source
+// among them), all in one statement in name order — every placing transaction takes node locks
+// that way, before it writes the session, whose slot-count trigger (migration 012) then only
+// touches rows it holds: no two placements wait on each other's locks crosswise. Returns the
+// eligible ones (not draining, not dead, not excluded) with the slots each holds.
 std::vector<std::pair<PlacementCandidate, std::string>> eligible(pqxx::work& tx, const std::string& group,
-                                                                 std::vector<std::string> exclude) {
+                                                                 const std::vector<std::string>& exclude) {
   auto r = tx.exec_params(R"SQL(
-    SELECT n.name, n.capacity, n.storage_group FROM engine_nodes n
-    WHERE NOT n.draining AND n.health <> 'dead' AND ($1 = '' OR n.storage_group = $1) AND n.name <> ALL($2::text[])
+    SELECT n.name, n.capacity, n.placed, n.storage_group,
+           NOT n.draining AND n.health <> 'dead' AND ($1 = '' OR n.storage_group = $1) AND n.name <> ALL($2::text[])
+    FROM engine_nodes n
+    WHERE $1 = '' OR n.storage_group = $1 OR n.name = ANY($2::text[])
     ORDER BY n.name FOR UPDATE)SQL",
                           group, pg::array_literal(exclude));
-  // What each holds, in one statement for all of them (was one count per node).
-  std::vector<std::string> names;
-  for (const auto& row : r) names.push_back(row[0].as<std::string>());
-  std::map<std::string, int> placed;
-  if (!names.empty())
-    for (const auto& row : tx.exec_params("SELECT node, count(*) FROM sessions WHERE node = ANY($1::text[]) GROUP BY node",
-                                          pg::array_literal(names)))
-      placed[row[0].as<std::string>()] = row[1].as<int>();
   std::vector<std::pair<PlacementCandidate, std::string>> out;
-  for (const auto& row : r) {
-    const auto name = row[0].as<std::string>();
-    out.push_back({{name, row[1].as<int>(), placed[name]}, row[2].as<std::string>()});
-  }
+  for (const auto& row : r)
+    if (row[4].as<bool>()) out.push_back({{row[0].as<std::string>(), row[1].as<int>(), row[2].as<int>()}, row[3].as<std::string>()});
   return out;
 }
 
@@ -267,12 +264,12 @@ Placement pick(const std::vector<std::pair<PlacementCandidate, std::string>>& no
 
 Placement SessionPlacement::choose(pqxx::work& tx, const std::string& group, const std::optional<std::string>& pinned) {
   if (pinned) {
-    auto r = tx.exec_params("SELECT capacity, storage_group, draining, health FROM engine_nodes WHERE name = $1 FOR UPDATE", *pinned);
+    auto r = tx.exec_params("SELECT capacity, storage_group, draining, health, placed FROM engine_nodes WHERE name = $1 FOR UPDATE",
+                            *pinned);
     if (r.empty()) throw NotFound("unknown engine node '" + *pinned + "'");
     if (r[0][2].as<bool>() || r[0][3].as<std::string>() == "dead")
       throw NoCapacity("engine node '" + *pinned + "' is " + (r[0][2].as<bool>() ? "draining" : "dead"));
-    const int placed = tx.exec_params("SELECT count(*) FROM sessions WHERE node = $1", *pinned)[0][0].as<int>();
-    if (placed >= r[0][0].as<int>()) throw NoCapacity("engine node '" + *pinned + "' is at capacity");
+    if (r[0][4].as<int>() >= r[0][0].as<int>()) throw NoCapacity("engine node '" + *pinned + "' is at capacity");
     return {*pinned, 1, r[0][1].as<std::string>()};
   }
   // No node at all (for that group): the request can't be served here — not a passing shortage.
@@ -288,7 +285,7 @@ Placement SessionPlacement::choose(pqxx::work& tx, const std::string& group, con
 std::optional<SessionPlacement::Move> SessionPlacement::move(const std::string& tenant, const std::string& session,
                                                              int64_t expected_generation, const std::string& reason, bool intent,
                                                              const std::function<void(pqxx::work&)>& fence,
-                                                             const std::vector<std::string>& avoid) {
+                                                             const std::vector<std::string>& avoid, bool take_slot) {
   return pool_.run([&](pqxx::connection& c) -> std::optional<Move> {
     pqxx::work tx(c);
     if (fence) fence(tx);
@@ -306,13 +303,14 @@ std::optional<SessionPlacement::Move> SessionPlacement::move(const std::string& 
     const bool running = m.previous_status == "WORKING" || m.previous_status == "STARTING" || m.previous_status == "SCAN_QR_CODE";
     tx.exec_params(R"SQL(
       UPDATE sessions SET node = $3, generation = $4, storage_group = $5, updated_at = now(),
+        holds_slot = holds_slot OR $8,
         status = CASE WHEN $6 THEN 'STARTING' ELSE status END,
         reason = CASE WHEN $6 THEN $7 ELSE reason END,
         raw_status = CASE WHEN $6 THEN NULL ELSE raw_status END,
         status_at = CASE WHEN $6 THEN greatest(now(), status_at) ELSE status_at END,
         qr_value = CASE WHEN $6 THEN NULL ELSE qr_value END, qr_png = CASE WHEN $6 THEN NULL ELSE qr_png END
       WHERE tenant_id = $1 AND name = $2)SQL",
-                   tenant, session, m.to.node, m.to.generation, m.to.storage_group, running, reason);
+                   tenant, session, m.to.node, m.to.generation, m.to.storage_group, running, reason, take_slot);
     if (running)
       tx.exec_params("INSERT INTO session_status_history (tenant_id, session, status, reason, at) VALUES ($1, $2, 'STARTING', $3, now())",
                      tenant, session, reason);
@@ -324,6 +322,26 @@ std::optional<SessionPlacement::Move> SessionPlacement::move(const std::string& 
                      tenant, session, m.from, m.to.node, m.to.generation, reason);
     tx.commit();
     return m;
+  });
+}
+
+SessionPlacement::Slot SessionPlacement::take_slot(const std::string& tenant, const std::string& session,
+                                                   int64_t expected_generation) {
+  return pool_.run([&](pqxx::connection& c) {
+    pqxx::work tx(c);
+    auto s = tx.exec_params("SELECT node, generation, holds_slot FROM sessions WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+                            tenant, session);
+    if (s.empty() || s[0][1].as<int64_t>() != expected_generation) return Slot::Stale;
+    if (s[0][0].is_null()) return Slot::Full;
+    if (s[0][2].as<bool>()) return Slot::Held;
+    // The node's row locked: no concurrent placement or start takes the last slot under us.
+    auto n = tx.exec_params("SELECT capacity, placed, draining, health FROM engine_nodes WHERE name = $1 FOR UPDATE",
+                            s[0][0].as<std::string>());
+    if (n.empty() || n[0][2].as<bool>() || n[0][3].as<std::string>() == "dead" || n[0][1].as<int>() >= n[0][0].as<int>())
+      return Slot::Full;
+    tx.exec_params("UPDATE sessions SET holds_slot = true WHERE tenant_id = $1 AND name = $2", tenant, session);
+    tx.commit();
+    return Slot::Taken;
   });
 }
 

@@ -75,10 +75,10 @@ void SessionStore::create(const NewSession& input, const std::function<void(pqxx
     try {
       r = tx.exec_params(R"SQL(
         INSERT INTO sessions (tenant_id, name, provider, status, config, secrets, node, engine_name, phone_number_id,
-                              storage_group, generation)
-        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING name)SQL",
+                              storage_group, generation, holds_slot)
+        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (tenant_id, name) DO NOTHING RETURNING name)SQL",
                          s.tenant_id, s.name, s.provider, s.status, s.config.dump(), s.secrets, s.node, s.engine_name,
-                         s.phone_number_id, s.storage_group, s.generation);
+                         s.phone_number_id, s.storage_group, s.generation, s.holds_slot);
     } catch (const pqxx::unique_violation&) {
       throw Conflict("phone_number_id '" + s.phone_number_id.value_or("") + "' belongs to another session already");
     }
@@ -127,7 +127,7 @@ std::vector<SessionStatusChange> SessionStore::history(const std::string& tenant
 
 SessionStore::Applied SessionStore::set_status(const std::string& tenant_id, const std::string& name,
                                                const SessionStatusChange& ch, const std::optional<std::string>& account,
-                                               bool clear_account, std::optional<int64_t> generation) {
+                                               bool clear_account, std::optional<int64_t> generation, bool from_provider) {
   return pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
     Applied a;
@@ -142,6 +142,20 @@ SessionStore::Applied SessionStore::set_status(const std::string& tenant_id, con
     }
     const auto previous = before[0][0].as<std::string>();
     const bool newer = before[0][1].as<bool>();
+    if (from_provider && previous == "PAUSED" && (ch.status == "WORKING" || ch.status == "STARTING")) {
+      const std::string raw = ch.raw_status.value_or(ch.status);
+      tx.exec_params("INSERT INTO session_status_history (tenant_id, session, status, raw_status, reason, at) "
+                     "VALUES ($1, $2, 'PAUSED', $3, $4, $5)",
+                     tenant_id, name, raw, "reported " + raw + " by the provider; stays PAUSED until its cool-down or POST resume",
+                     ch.at);
+      if (newer)
+        tx.exec_params("UPDATE sessions SET raw_status = $3, status_at = $4, updated_at = now(), "
+                       "account = COALESCE($5, account) WHERE tenant_id = $1 AND name = $2",
+                       tenant_id, name, raw, ch.at, account);
+      tx.commit();
+      a.pause_kept = true;
+      return a;
+    }
     tx.exec_params("INSERT INTO session_status_history (tenant_id, session, status, raw_status, reason, at) VALUES ($1, $2, $3, $4, $5, $6)",
                    tenant_id, name, ch.status, ch.raw_status, ch.reason, ch.at);
     if (newer) {

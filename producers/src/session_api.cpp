@@ -147,6 +147,9 @@ void SessionApi::create(const http::Request& req, http::Response& res) {
     else if (!config.contains("group") && !config_.engine.default_node.empty()) pinned = config_.engine.default_node;
     const std::string group = config.value("group", std::string());
     s.engine_name = engine_session_name(*tenant, s.name);
+    // Created to start: its capacity slot is taken now, in the placing transaction (so creates
+    // at once can't overfill a node before their starts run). Created stopped: at its start.
+    s.holds_slot = body.value("start", true);
     // The node is chosen in the creating transaction, with the candidate nodes locked: two
     // creates at once never overfill a node.
     place = [pinned, group](pqxx::work& tx, NewSession& n) {

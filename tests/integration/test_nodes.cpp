@@ -151,8 +151,30 @@ std::map<std::string, Placed> placements(TestStack& stack) {
   });
 }
 
-bool all_working_off(TestStack& stack, const std::string& dead_node, std::size_t expected) {
+// engine_nodes.placed — the slot count placement reads (kept by triggers, migration 012) —
+// against the sessions themselves, every node: equal to the sessions holding a slot there, and
+// (nothing starting or stopping now) to those not STOPPED/FAILED; never above capacity.
+void check_slot_counts(TestStack& stack) {
+  auto rows = pool_of(stack).run([](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    return tx.exec(R"SQL(
+      SELECT n.name, n.placed, n.capacity,
+             (SELECT count(*) FROM sessions s WHERE s.node = n.name AND s.holds_slot)::int,
+             (SELECT count(*) FROM sessions s WHERE s.node = n.name AND s.status NOT IN ('STOPPED', 'FAILED'))::int
+      FROM engine_nodes n ORDER BY n.name)SQL");
+  });
+  for (const auto& r : rows) {
+    INFO("node " << r[0].as<std::string>() << ": placed " << r[1].as<int>() << ", capacity " << r[2].as<int>() << ", holding "
+                 << r[3].as<int>() << ", not stopped/failed " << r[4].as<int>());
+    CHECK(r[1].as<int>() == r[3].as<int>());
+    CHECK(r[1].as<int>() == r[4].as<int>());
+    CHECK(r[1].as<int>() <= r[2].as<int>());
+  }
+}
+
+bool all_working_off(TestStack& stack, const std::string& dead_node, std::size_t expected, const std::string& except = "") {
   auto p = placements(stack);
+  if (!except.empty()) p.erase(except);
   if (p.size() != expected) return false;
   for (const auto& [name, s] : p)
     if (s.status != "WORKING" || s.node == dead_node) return false;
@@ -338,6 +360,44 @@ TEST_CASE("nodes: placement honours capacity and storage groups — most free ca
     return all;
   });
   CHECK(stored.find("k-a3") == std::string::npos);
+
+  // Capacity slots: a STOPPED or FAILED session holds none; its start takes one again — on its
+  // node if there is room, else re-placed in its group, else FAILED no_capacity.
+  auto act = [&](const std::string& id, const std::string& action) {
+    CHECK(sbtest::call(api, "POST", "/v1/sessions/" + id + "/" + action, tenant.api_key).status == 202);
+  };
+  auto is = [&](const std::string& id, const std::string& status, const std::string& node) {
+    return sbtest::eventually([&] {
+      auto p = placements(stack);
+      return p.count(id) && p[id].status == status && (node.empty() || p[id].node == node);
+    }, 20000);
+  };
+  const auto a0_generation = placements(stack)["a0"].generation;
+  act("a0", "stop");  // on a1 (full): a1 has room for one again
+  REQUIRE(is("a0", "STOPPED", "a1"));
+  auto a1 = sbtest::call(api, "GET", "/v1/admin/nodes/a1", kAdminKey).body;
+  CHECK(a1["sessions"] == 3);  // still placed there
+  CHECK(a1["slots_used"] == 2);
+  CHECK(a1["free"] == 1);
+  check_slot_counts(stack);
+  cluster.seed_auth("A", tenant.id, "a5", 5);
+  CHECK(create_session(api, tenant, "a5", "A") == "a1");  // a1's freed slot (a2 is full)
+  REQUIRE(is("a5", "WORKING", "a1"));
+  act("a4", "stop");  // on a2
+  REQUIRE(is("a4", "STOPPED", "a2"));
+  act("a0", "start");  // its node a1 is full again: re-placed on a2, same group, no new QR
+  REQUIRE(is("a0", "WORKING", "a2"));
+  CHECK(placements(stack)["a0"].generation == a0_generation + 1);
+  act("a4", "start");  // a2 is full now, and so is a1
+  REQUIRE(is("a4", "FAILED", "a2"));
+  CHECK(sbtest::call(api, "GET", "/v1/sessions/a4", tenant.api_key).body["reason"] == "no_capacity");
+  check_slot_counts(stack);
+  CHECK(sbtest::call(api, "DELETE", "/v1/sessions/a5", tenant.api_key).status == 202);
+  REQUIRE(sbtest::eventually([&] { return placements(stack).count("a5") == 0; }, 20000));
+  act("a4", "start");  // a1 has room again
+  REQUIRE(is("a4", "WORKING", "a1"));
+  check_slot_counts(stack);
+  for (const auto& [name, n] : cluster.nodes) CHECK(static_cast<int>(running_on(n).size()) <= n.spec.capacity);
 
   // Group B loses its only node: its sessions can't move to A (they would need a new QR there):
   // FAILED with reason no_capacity, said by session.status.
@@ -547,11 +607,14 @@ TEST_CASE("nodes: drain under load moves every session off (stopped on the sourc
   auto tenant = stack.create_tenant("acme", {});
   httplib::Client api("127.0.0.1", cluster.intake_port);
   const int sessions = 15;
+  // One more, mid-pairing on n1 (the first placed: ties go by name): no auth exists yet.
+  CHECK(create_session(api, tenant, "pairing", "g") == "n1");
   for (int i = 0; i < sessions; ++i) {
     cluster.seed_auth("g", tenant.id, "s" + std::to_string(i), i);
     create_session(api, tenant, "s" + std::to_string(i), "g");
   }
-  REQUIRE(sbtest::eventually([&] { return all_working_off(stack, "", sessions); }, 60000, 100));
+  REQUIRE(sbtest::eventually([&] { return all_working_off(stack, "", sessions, "pairing"); }, 60000, 100));
+  REQUIRE(sbtest::eventually([&] { return placements(stack)["pairing"].status == "SCAN_QR_CODE"; }, 20000));
   std::map<std::string, std::string> names;
   for (const auto& [name, p] : placements(stack)) names[p.engine_name] = name;
 
@@ -576,8 +639,43 @@ TEST_CASE("nodes: drain under load moves every session off (stopped on the sourc
   INFO(out);
   REQUIRE(rc == 0);
   CHECK(out.find("node n1 is empty") != std::string::npos);
-  REQUIRE(sbtest::eventually([&] { return all_working_off(stack, "n1", sessions); }, 30000, 100));
+  REQUIRE(sbtest::eventually([&] { return all_working_off(stack, "n1", sessions, "pairing"); }, 30000, 100));
   CHECK(running_on(cluster.nodes.at("n1")).empty());
+  // The session drained mid-pairing shows a new QR, drawn by its new node and announced by
+  // session.qr: scanned there, it pairs there.
+  const auto pairing_node = placements(stack)["pairing"].node;
+  CHECK(pairing_node != "n1");
+  std::string qr;
+  REQUIRE(sbtest::eventually([&] {
+    auto r = sbtest::call(api, "GET", "/v1/sessions/pairing/qr", tenant.api_key);
+    if (r.status != 200) return false;
+    qr = r.body["value"];
+    return true;
+  }, 20000));
+  {
+    sbtest::TopicReader reader(stack.config, stack.config.topic("sb.events"));
+    bool announced = false;
+    reader.read_until([&](const auto& records) {
+      for (const auto& r : records) {
+        auto e = json::parse(sb::kafka::value_of(r.get()));
+        if (e["type"] == "session.qr" && e["session"] == "pairing" && e["data"]["value"] == qr) announced = true;
+      }
+      return announced;
+    }, 20000);
+    CHECK(announced);
+  }
+  httplib::Client phone("127.0.0.1", cluster.nodes.at(pairing_node).port);
+  bool paired = false;
+  for (int attempt = 0; attempt < 3 && !paired; ++attempt) {  // a QR that rotated meanwhile is refused: scan the next
+    if (attempt > 0) qr = sbtest::call(api, "GET", "/v1/sessions/pairing/qr", tenant.api_key).body.value("value", "");
+    auto scanned = phone.Post("/sim/scan", json{{"qr", qr}}.dump(), "application/json");
+    paired = scanned && scanned->status == 200;
+  }
+  CHECK(paired);
+  REQUIRE(sbtest::eventually([&] {
+    auto p = placements(stack)["pairing"];
+    return p.status == "WORKING" && p.node == pairing_node;
+  }, 20000));
   auto listed = sbtest::call(api, "GET", "/v1/admin/nodes/n1", kAdminKey);
   CHECK(listed.body["drained"] == true);
   CHECK(listed.body["sessions"] == 0);

@@ -72,6 +72,19 @@ TEST_CASE("pacing: three reach-out time-locks of a session across two worker rep
   REQUIRE(log);
   CHECK(json::parse(log->body)["sends"].empty());
 
+  // The engine's own status webhooks don't end the pause: its link blips (STARTING, then
+  // WORKING, reported by webhook). The engine's word is kept as raw_status; the session stays
+  // PAUSED with its reason and the held send still waits.
+  CHECK(sbtest::sim_post(sys.sim_port, "/sim/reconnect", {{"account", account}})["session"].is_string());
+  REQUIRE(sbtest::eventually([&] {
+    s = sbtest::session_of(api, tenant.api_key, "wa");
+    return s.value("raw_status", "") == "WORKING" || s["status"] != "PAUSED";
+  }, 20000));
+  CHECK(s["status"] == "PAUSED");
+  CHECK(s["reason"] == "reach_out_timelock");
+  CHECK(s.value("raw_status", "") == "WORKING");
+  CHECK(reach_out_message_status(api, tenant.api_key, third) == "queued");
+
   // Resumed by API, the held send goes out once (the lock has run out).
   CHECK(sbtest::call(api, "POST", "/v1/sessions/wa/resume", tenant.api_key).status == 202);
   REQUIRE(sbtest::eventually([&] { return reach_out_message_status(api, tenant.api_key, third) == "sent"; }, 20000));

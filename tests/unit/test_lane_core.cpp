@@ -653,3 +653,33 @@ TEST_CASE("lane core: a lifecycle command runs ahead of its session's sends held
   for (const auto& s : h.provider.sends) order.push_back(s.message_id);
   CHECK(order == std::vector<std::string>{first, second});  // once each, in their order
 }
+
+TEST_CASE("lane core: a send paced and then held while its session was not WORKING asks the pacer again once it may send, "
+          "so the send after it still keeps the gap",
+          "[unit][lane][pacing]") {
+  sb::LaneCore::Options o;
+  o.hold_poll = 20ms;
+  Harness h(o, /*pacing=*/true);
+  const auto first = sb::new_uuid_v7(), second = sb::new_uuid_v7();
+  {
+    std::lock_guard l(h.w.mu);
+    h.pacer.gap["down"] = 300ms;
+    h.ledger.claims[first] = sb::SendClaim{sb::SendClaim::Status::NotWorking, {}, "STARTING"};
+  }
+  h.submit("down", first);
+  h.submit("down", second);
+  REQUIRE(poll_until([&] { return h.core->stats().held >= 1; }));
+  // The slot the first send took before it was held runs out while the session is down.
+  REQUIRE(h.w.wait([&] { return h.pacer.next.count("down") && h.pacer.next["down"] <= sb::EventLoop::Clock::now(); }));
+  {
+    std::lock_guard l(h.w.mu);
+    CHECK(h.provider.sends.empty());
+    h.ledger.claims.erase(first);  // WORKING again
+  }
+  REQUIRE(h.w.wait([&] { return h.provider.sends.size() >= 1; }));
+  const auto first_out = sb::EventLoop::Clock::now();
+  REQUIRE(h.all_finished(2));
+  // With the stale slot the first would have gone out on it and the second at once after it.
+  CHECK(sb::EventLoop::Clock::now() - first_out >= 250ms);
+  CHECK(h.sent_ids("down") == std::vector<std::string>{first, second});
+}

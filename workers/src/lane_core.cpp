@@ -16,6 +16,10 @@ struct LaneCore::Job : EngineJob {
   int provider_attempt = 0;    // sends made
   int dependency_attempt = 0;  // pacing / claim failures in a row
   bool paced = false;          // a pacing slot is reserved for the next send
+  // Paced, then held (the session was not WORKING): that slot was for a send then. Once the
+  // session works again the send asks anew — else every lane's held head (and every replica's)
+  // would go out at once with slots granted long ago, ignoring the gap between them.
+  bool grant_stale = false;
   bool claimed = false;        // our 'sending' mark is durable
   bool maybe_out = false;      // a request may have reached the provider (in flight, or a maybe-delivered failure)
 };
@@ -214,6 +218,9 @@ void LaneCore::hold_or_fail(const JobPtr& j, const SendClaim& c) {
                                  {"session_status", c.session_status}});
     }
     // Stays at the head, so the session's order holds; its lifecycle commands run ahead of it.
+    // Its pacing slot is not asked again at every look (that would spend the session's
+    // per-minute and daily budget while it is down): once, when it may send (on_claimed).
+    if (j->paced) j->grant_stale = true;
     return engine_.hold_until(j, now + options_.hold_poll);
   }
   auto o = outcome_of(*j, "failed");
@@ -252,6 +259,11 @@ void LaneCore::on_claimed(const JobPtr& j, const SendClaim& c, std::exception_pt
     case SendClaim::Status::Fresh:
       j->claimed = true;
       j->route = SessionRoute{c.provider, c.node, c.engine_name, c.phone_number_id, c.secrets, c.generation, c.node_url, c.node_secrets};
+      if (pacer_ && j->grant_stale) {  // held since its slot was granted: ask again (start → pace → send)
+        j->grant_stale = false;
+        j->paced = false;
+        return start(j);
+      }
       return send(j);
     case SendClaim::Status::NotWorking:
       return hold_or_fail(j, c);

@@ -293,7 +293,12 @@ void CallbackWorker::statuses(std::vector<Item>& items, std::vector<std::pair<It
     std::vector<json> events;
     std::optional<int64_t> generation;
     if (d.contains("generation") && d["generation"].is_number_integer()) generation = d["generation"].get<int64_t>();
-    const auto applied = sessions_.set_status(tenant, session, change, status == "WORKING" ? account : std::nullopt, false, generation);
+    // from_provider: a PAUSED session (pacing's ban signals) is not made WORKING by its engine.
+    const auto applied =
+        sessions_.set_status(tenant, session, change, status == "WORKING" ? account : std::nullopt, false, generation, true);
+    if (applied.pause_kept)
+      log::info("session.pause_kept", {{"tenant", tenant}, {"session", session}, {"reported", raw},
+                                       {"detail", "paused by pacing: stays PAUSED until its cool-down or POST resume"}});
     if (applied.stale)
       log::info("session.status_stale", {{"tenant", tenant}, {"session", session}, {"status", status},
                                          {"detail", "reported by a node the session has been moved from"}});

@@ -90,6 +90,26 @@ bool Placer::hold_lease() {
   return true;
 }
 
+void Placer::renew_lease_if_due() {
+  const auto now = Clock::now();
+  if (now < next_lease_ && (epoch_ == 0 || now < lease_until_)) return;
+  if (epoch_ != 0 && now >= lease_until_ + std::chrono::milliseconds(config_.placer.lease_ttl_ms / 3))
+    step_down("paused past the lease");  // it may be someone else's now: start over from PostgreSQL
+  hold_lease();
+  next_lease_ = now + std::chrono::milliseconds(std::max(50, config_.placer.lease_ttl_ms / 4));
+}
+
+void Placer::keep_starting() {
+  renew_lease_if_due();
+  if (epoch_ == 0) return;  // lost: the next fenced write says so
+  const auto now = Clock::now();
+  if (now >= next_settle_) {  // one query for every start in flight: not after every move
+    settle_in_flight();
+    next_settle_ = now + std::chrono::milliseconds(20);
+  }
+  pump();
+}
+
 void check_placer_lease(pqxx::work& tx, const std::string& holder, int64_t epoch) {
   auto r = tx.exec_params(
       "SELECT 1 FROM placer_lease WHERE name = 'placer' AND holder = $1 AND epoch = $2 AND expires_at > now() FOR SHARE", holder, epoch);
@@ -152,16 +172,12 @@ void Placer::run(const std::atomic<bool>& stop) {
   } catch (const Error& e) {
     log::warn("placer.config_nodes_not_registered", {{"detail", e.what()}});
   }
-  auto next_lease = Clock::now(), next_probe = Clock::now();
+  next_lease_ = Clock::now();
+  auto next_probe = Clock::now();
   while (!stop) {
     try {
-      auto now = Clock::now();
-      if (now >= next_lease || (epoch_ != 0 && now >= lease_until_)) {
-        if (epoch_ != 0 && now >= lease_until_ + std::chrono::milliseconds(config_.placer.lease_ttl_ms / 3))
-          step_down("paused past the lease");  // it may be someone else's now: start over from PostgreSQL
-        hold_lease();
-        next_lease = now + std::chrono::milliseconds(std::max(50, config_.placer.lease_ttl_ms / 4));
-      }
+      renew_lease_if_due();
+      const auto now = Clock::now();
       if (epoch_ != 0) {
         if (now >= next_probe) {
           next_probe = now + std::chrono::milliseconds(config_.placer.probe_interval_ms);
@@ -276,6 +292,7 @@ void Placer::fail_over(const std::string& dead) {
       publish_status(tenant, session, "STARTING", m->previous_status, why);
       Start s{tenant, session, r[4].as<std::string>(), dead, m->to.node, why, m->to.generation, false, true};
       enqueue(s);
+      keep_starting();  // started as soon as placed, not after the whole node is re-placed
     } catch (const NoCapacity& e) {
       ++stats_.no_capacity;
       log::warn("session.no_capacity", {{"tenant", tenant}, {"session", session}, {"from", dead}, {"detail", e.what()}});

@@ -160,13 +160,24 @@ std::vector<json> SessionLifecycle::run(const SessionCommand& c) {
 
   if (s->provider == "engine") {
     if (c.action == "start" || c.action == "restart") {
-      // A start goes to a live node with room: its node dead, draining or gone → re-placed.
+      // A start goes to a live node with room: its node dead, draining or gone → re-placed. A
+      // STOPPED or FAILED session holds no capacity slot: its start takes one, on its node if it
+      // has room, else re-placed in its group (same auth storage: no new QR), else FAILED
+      // no_capacity.
       auto node = s->node ? nodes_.get(*s->node) : std::nullopt;
+      std::string why_moved;
       if (!node || node->draining || node->health == "dead") {
-        const std::string why_moved = !s->node ? "not placed" : !node ? "node " + *s->node + " is not registered"
-                                      : node->draining ? "node " + *s->node + " is draining" : "node " + *s->node + " is dead";
+        why_moved = !s->node ? "not placed" : !node ? "node " + *s->node + " is not registered"
+                    : node->draining ? "node " + *s->node + " is draining" : "node " + *s->node + " is dead";
+      } else {
+        const auto slot = placement_.take_slot(s->tenant_id, s->name, s->generation);
+        if (slot == SessionPlacement::Slot::Stale) return events;  // moved by someone else meanwhile: their start stands
+        if (slot == SessionPlacement::Slot::Full) why_moved = "node " + *s->node + " has no free capacity";
+      }
+      if (!why_moved.empty()) {
         try {
-          auto moved = placement_.move(s->tenant_id, s->name, s->generation, c.action + " requested; " + why_moved, false);
+          auto moved = placement_.move(s->tenant_id, s->name, s->generation, c.action + " requested; " + why_moved, false, {}, {},
+                                       true);
           if (!moved) return events;  // moved by someone else meanwhile: their start stands
           log::info("session.placed", {{"tenant", s->tenant_id}, {"session", s->name}, {"node", moved->to.node},
                                        {"generation", std::to_string(moved->to.generation)}, {"reason", why_moved}});

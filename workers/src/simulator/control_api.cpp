@@ -39,6 +39,13 @@ void ControlApi::routes() {
     if (!done) return respond(reply(404, {{"error", "no engine session has account '" + (*body)["account"].get<std::string>() + "'"}}));
     respond(reply(200, *done));
   });
+  server_.async_route("POST", "/sim/reconnect", [this](const http::Request& req, http::Responder respond) {
+    auto body = fields(req, respond, {"account"});
+    if (!body) return;
+    auto done = engine_.reconnect((*body)["account"].get<std::string>());
+    if (!done) return respond(reply(404, {{"error", "no running engine session has account '" + (*body)["account"].get<std::string>() + "'"}}));
+    respond(reply(200, *done));
+  });
   server_.async_route("POST", "/sim/ban", [this](const http::Request& req, http::Responder respond) { ban(req, respond); });
   server_.async_route("POST", "/sim/reach_out_lock", [this](const http::Request& req, http::Responder respond) {
     auto body = fields(req, respond, {"account"});

@@ -4,6 +4,8 @@
 //   POST /sim/scan {"qr"}                         → 200 {"session","account"} (404: no session shows it)
 //   POST /sim/inbound {"to","from","text"}        → 200 {"shape", …} (404 unknown account, 409 not WORKING)
 //   POST /sim/disconnect {"account"}              → 200 (engine session loses its auth, shows a new QR)
+//   POST /sim/reconnect {"account"}               → 200 (engine session's connection blips: it reports
+//        STARTING, then WORKING again — auth kept — as WAHA does when the phone's link drops)
 //   POST /sim/ban {"account","code"?}             → 200 (engine: FAILED; Cloud number: sends fail with code)
 //   POST /sim/unban {"account"}                   → 200 (Cloud number: sends succeed again)
 //   GET  /sim/log[?session=S|?phone_number_id=P]  → {"sends":[…],"dropped"}

@@ -416,6 +416,17 @@ std::optional<json> EngineApi::disconnect(const std::string& account) {
   return json{{"session", s->name}};
 }
 
+std::optional<json> EngineApi::reconnect(const std::string& account) {
+  std::lock_guard lock(mu_);
+  Session* s = find_by_account(account);
+  if (!s || !running(s->status)) return std::nullopt;
+  // The link dropped and comes back on its own: auth kept, so it is WORKING again after a start.
+  s->epoch = ++epochs_;
+  set_status(*s, "STARTING");
+  schedule(*s, ctx_.config.engine.start_delay_ms, &EngineApi::finish_start);
+  return json{{"session", s->name}};
+}
+
 std::optional<json> EngineApi::ban(const std::string& account) {
   std::lock_guard lock(mu_);
   Session* s = find_by_account(account);

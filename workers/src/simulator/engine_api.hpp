@@ -34,6 +34,7 @@ class EngineApi {
   // {"id"}; *not_working set (and nullopt) when the account's session isn't WORKING.
   std::optional<json> inbound(const std::string& to, const std::string& from, const std::string& text, bool* not_working);
   std::optional<json> disconnect(const std::string& account);  // {"session"}
+  std::optional<json> reconnect(const std::string& account);   // {"session"}; nullopt unless running
   std::optional<json> ban(const std::string& account);         // {"session"}
   // The next `sends` sendText calls of the account's session answer WhatsApp's reach-out
   // time-lock (HTTP 500, "server returned error 463", as WAHA GOWS does); nothing is sent.

@@ -12,9 +12,12 @@
 // name).
 //
 // Placement: a session goes to the eligible node (not dead, not draining) of its group with the
-// most free capacity (capacity - sessions placed there), ties broken by name, so the choice is
+// most free capacity (capacity - slots held there), ties broken by name, so the choice is
 // stable. Placing locks the group's node rows (FOR UPDATE), so concurrent placers never put
-// more sessions on a node than its capacity. Every (re)placement bumps sessions.generation: the
+// more sessions on a node than its capacity. The slots held are engine_nodes.placed, kept by
+// triggers on sessions (migration 012, which says why): a session holds a slot from its
+// placement until it is STOPPED or FAILED; a start of a STOPPED/FAILED session takes one again
+// (take_slot), re-placed in its group when its node has no room. Every (re)placement bumps sessions.generation: the
 // fencing token engine calls carry (X-Switchboard-Generation) and placement writes compare.
 #include <functional>
 #include <optional>
@@ -48,6 +51,7 @@ struct NoCapacity : Error {
 struct NodeInfo {
   std::string name, url, source, storage_group, health;
   int capacity = 0, sessions = 0, failures = 0;
+  int slots = 0;  // capacity slots held (sessions placed here and not STOPPED/FAILED)
   bool draining = false;
   std::optional<std::string> drained_at, health_at;
 };
@@ -128,10 +132,20 @@ class SessionPlacement {
     std::optional<std::string> from;
     std::string previous_status;
   };
-  // `avoid`: nodes not to choose this time (a drain's targets that are busy).
+  // `avoid`: nodes not to choose this time (a drain's targets that are busy). `take_slot`: the
+  // session holds a slot on its new node whatever its status (a start re-placing it); else it
+  // keeps holding one or not as before (a running session does, a STOPPED one moved by a drain
+  // does not).
   std::optional<Move> move(const std::string& tenant, const std::string& session, int64_t expected_generation,
                            const std::string& reason, bool intent, const std::function<void(pqxx::work&)>& fence = {},
-                           const std::vector<std::string>& avoid = {});
+                           const std::vector<std::string>& avoid = {}, bool take_slot = false);
+
+  // A start of the session at `expected_generation`: it takes a capacity slot on its node.
+  // Held: it holds one already (running, or created to start). Taken: its node is eligible and
+  // had room. Full: its node has none (or is dead, draining or gone): re-place it (move with
+  // take_slot). Stale: moved or gone meanwhile.
+  enum class Slot { Held, Taken, Full, Stale };
+  Slot take_slot(const std::string& tenant, const std::string& session, int64_t expected_generation);
 
  private:
   pg::Pool& pool_;

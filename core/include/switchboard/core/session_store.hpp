@@ -39,6 +39,9 @@ struct NewSession {
   std::string status = "STOPPED";
   std::optional<std::string> storage_group;
   int64_t generation = 0;
+  // Placed on a node: whether it takes a capacity slot now (created to start) or only at its
+  // first start (created with start: false). Migration 012.
+  bool holds_slot = true;
 };
 
 // Our word for a provider's status: one of ours, or UNKNOWN.
@@ -68,12 +71,18 @@ class SessionStore {
     bool exists = false;
     bool stale = false;                   // refused: the session's generation moved on
     std::optional<std::string> previous;  // set when the status changed
+    bool pause_kept = false;              // a provider's WORKING/STARTING left a PAUSED session paused
   };
   // `generation`, when given, fences the write: a session re-placed since (another generation)
   // is left as it is (Applied.stale), nothing recorded.
+  // `from_provider`: the engine's own report (a status webhook). A PAUSED session stays PAUSED
+  // when its engine reports WORKING or STARTING — the pause is pacing's (a ban signal), not the
+  // engine's, and ends at its cool-down or POST …/resume; the engine's word is kept as
+  // raw_status and in the history. Any other report (STOPPED, FAILED, a QR) replaces the pause:
+  // the session can't send either way, and the user has to act.
   Applied set_status(const std::string& tenant_id, const std::string& name, const SessionStatusChange& change,
                      const std::optional<std::string>& account = std::nullopt, bool clear_account = false,
-                     std::optional<int64_t> generation = std::nullopt);
+                     std::optional<int64_t> generation = std::nullopt, bool from_provider = false);
   void set_qr(const std::string& tenant_id, const std::string& name, const std::string& value, const std::string& png_base64);
   // DELETE /v1/sessions/{id}: sends are refused from now on; the worker removes the row.
   bool mark_deleting(const std::string& tenant_id, const std::string& name);

@@ -84,6 +84,11 @@ class Placer {
   };
 
   bool hold_lease();
+  void renew_lease_if_due();
+  // While a long round of moves runs (a dead node's every session, each its own transaction):
+  // lease renewal, settling and starting what is planned, so each session starts as soon as its
+  // placement commits, within the same per-node concurrency and stagger.
+  void keep_starting();
   void fence(pqxx::work& tx);
   void step_down(const std::string& why);
   void became_leader();
@@ -118,6 +123,7 @@ class Placer {
   // Acting (engine calls) stops here unless renewed: a replica paused past it (SIGSTOP, a long
   // GC-like stall) re-checks PostgreSQL before touching anything.
   Clock::time_point lease_until_{};
+  Clock::time_point next_lease_{}, next_settle_{};
   std::map<std::string, NodeQueue> queues_;  // by target node
   std::set<std::string> queued_;             // "tenant/session" of every pending or in-flight start
   std::map<std::string, bool> drained_reported_;
