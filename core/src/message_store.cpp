@@ -186,7 +186,9 @@ std::vector<SendClaim> MessageStore::claim_for_send(const std::vector<SendComman
         SELECT i.id, i.tenant_id, i.session, i.recipient, i.body, i.priority, 'sending'
         FROM input i JOIN sess s ON s.tenant_id = i.tenant_id AND s.name = i.session
         WHERE s.status = 'WORKING' AND NOT s.deleting
-        ON CONFLICT (id) DO UPDATE SET status = 'sending', updated_at = now()
+        -- release_at is NULL for every message but a claimed scheduled one: setting it to NULL
+        -- again changes no indexed value, so the update stays HOT (migration 013).
+        ON CONFLICT (id) DO UPDATE SET status = 'sending', release_at = NULL, updated_at = now()
           WHERE messages.status = 'queued' OR (messages.status = 'scheduled' AND messages.send_at <= now())  -- a scheduler's release (scheduled_store.hpp)
         RETURNING id
       )

@@ -7,8 +7,9 @@ InsertOutcome ScheduledStore::schedule(const NewMessage& m, const std::string& s
     pqxx::work tx(c);
     auto r = tx.exec_params(R"SQL(
       WITH ins AS (
-        INSERT INTO messages (id, tenant_id, session, recipient, body, priority, status, idempotency_key, send_at)
-        VALUES ($1, $2, $3, $4, $5, $6, 'scheduled', $7, $8::timestamptz)
+        INSERT INTO messages (id, tenant_id, session, recipient, body, priority, status, idempotency_key, send_at,
+                              release_at)
+        VALUES ($1, $2, $3, $4, $5, $6, 'scheduled', $7, $8::timestamptz, $8::timestamptz)
         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
         RETURNING id, send_at
       ), hist AS (
@@ -41,7 +42,7 @@ ScheduledStore::CancelResult ScheduledStore::cancel(const std::string& tenant_id
     try {
       r = tx.exec_params(R"SQL(
         WITH up AS (
-          UPDATE messages SET status = 'cancelled', updated_at = now()
+          UPDATE messages SET status = 'cancelled', release_at = NULL, updated_at = now()
           WHERE id = $1 AND tenant_id = $2 AND status = 'scheduled'
           RETURNING id
         ), hist AS (
@@ -72,8 +73,8 @@ std::size_t ScheduledStore::release_due(int limit, int tx_idle_ms, const Publish
     auto rows = tx.exec_params(R"SQL(
       SELECT id::text, tenant_id::text, session, priority,
              to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), recipient, body
-      FROM messages WHERE status = 'scheduled' AND send_at <= now()
-      ORDER BY send_at LIMIT $1 FOR UPDATE SKIP LOCKED)SQL", limit);
+      FROM messages WHERE release_at <= now() AND status = 'scheduled'
+      ORDER BY release_at LIMIT $1 FOR UPDATE SKIP LOCKED)SQL", limit);
     if (rows.empty()) return 0;
     std::vector<SendCommand> commands;
     commands.reserve(rows.size());
@@ -84,7 +85,7 @@ std::size_t ScheduledStore::release_due(int limit, int tx_idle_ms, const Publish
     if (!acked.empty()) {
       tx.exec_params(R"SQL(
         WITH up AS (
-          UPDATE messages SET status = 'queued', updated_at = now()
+          UPDATE messages SET status = 'queued', release_at = NULL, updated_at = now()
           WHERE id = ANY($1::uuid[]) AND status = 'scheduled' RETURNING id
         )
         INSERT INTO message_status_history (message_id, status, at) SELECT id, 'queued', now() FROM up)SQL",
@@ -99,8 +100,8 @@ ScheduledStore::Backlog ScheduledStore::backlog() {
   return pool_.run([](pqxx::connection& c) {
     pqxx::nontransaction tx(c);
     auto r = tx.exec(R"SQL(
-      SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(send_at) FILTER (WHERE send_at <= now())), 0)::float8
-      FROM messages WHERE status = 'scheduled')SQL");
+      SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(release_at) FILTER (WHERE release_at <= now())), 0)::float8
+      FROM messages WHERE release_at IS NOT NULL AND status = 'scheduled')SQL");
     return Backlog{r[0][0].as<long long>(), r[0][1].as<double>()};
   });
 }
