@@ -246,8 +246,9 @@ void MessageStore::release_claims(const std::vector<std::string>& ids) {
   });
 }
 
-void MessageStore::record_outcomes(const std::vector<MessageOutcome>& outcomes) {
-  if (outcomes.empty()) return;
+std::set<std::string> MessageStore::record_outcomes(const std::vector<MessageOutcome>& outcomes) {
+  std::set<std::string> applied;
+  if (outcomes.empty()) return applied;
   std::vector<std::string> ids, tenants, sessions, tos, texts, prios, statuses, ats;
   std::vector<std::optional<std::string>> provider_ids, errors;
   std::set<std::string> seen;
@@ -266,7 +267,7 @@ void MessageStore::record_outcomes(const std::vector<MessageOutcome>& outcomes) 
   }
   pool_.run([&](pqxx::connection& c) {
     pqxx::nontransaction tx(c);  // one statement: autocommit is its transaction
-    pg::exec_prepared(tx, R"SQL(
+    auto r = pg::exec_prepared(tx, R"SQL(
       WITH input AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                              $8::text[], $9::text[], $10::timestamptz[])
@@ -279,15 +280,19 @@ void MessageStore::record_outcomes(const std::vector<MessageOutcome>& outcomes) 
                                        error = EXCLUDED.error, updated_at = EXCLUDED.updated_at
           WHERE messages.status IN ('queued', 'sending')
         RETURNING id
+      ), history AS (
+        INSERT INTO message_status_history (message_id, status, at, detail)
+        SELECT i.id, i.status, i.at, COALESCE(i.error, i.provider_message_id) FROM input i JOIN up ON up.id = i.id
       )
-      INSERT INTO message_status_history (message_id, status, at, detail)
-      SELECT i.id, i.status, i.at, COALESCE(i.error, i.provider_message_id) FROM input i JOIN up ON up.id = i.id
+      SELECT id::text FROM up
     )SQL",
                    pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(sessions),
                    pg::array_literal(tos), pg::array_literal(texts), pg::array_literal(prios),
                    pg::array_literal(statuses), pg::array_literal_nullable(provider_ids),
                    pg::array_literal_nullable(errors), pg::array_literal(ats));
+    for (const auto& row : r) applied.insert(row[0].as<std::string>());
   });
+  return applied;
 }
 
 }  // namespace sb

@@ -31,7 +31,7 @@ std::string reach_out_message_status(httplib::Client& api, const std::string& ke
 TEST_CASE("pacing: three reach-out time-locks of a session across two worker replicas pause it (reach_out_timelock), "
           "counted in Redis, not per process",
           "[integration][pacing][reach_out]") {
-  TestStack stack("reach_out_locks");
+  sbtest::TestStack stack("reach_out_locks");
   sbtest::SessionSystem sys(stack, "hold", [](sb::Config& c) {
     // One attempt per send: each message meets exactly one lock, so which process saw which is
     // known (high: the 1st, default: the 2nd and 3rd).

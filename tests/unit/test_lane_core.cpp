@@ -69,14 +69,19 @@ struct FakeLedger : sb::CommandLedger {
     }
     done(nullptr);
   }
-  void record(const sb::MessageOutcome& o, Recorded done) override {
+  std::map<std::string, std::string> concluded_elsewhere;  // id → the status another owner stored
+  void record(const sb::MessageOutcome& o, OutcomeRecorded done) override {
     bool poison;
+    RecordResult result;
     {
       std::lock_guard l(w.mu);
       poison = poison_records.count(o.id) > 0;
-      if (!poison) recorded[o.id] = o;
+      if (auto it = concluded_elsewhere.find(o.id); it != concluded_elsewhere.end() && it->second != o.status)
+        result = {true, it->second};
+      else if (!poison)
+        recorded[o.id] = o;
     }
-    done(poison ? std::make_exception_ptr(sb::Error(sb::ErrorKind::Internal, "invalid byte sequence")) : nullptr);
+    done(result, poison ? std::make_exception_ptr(sb::Error(sb::ErrorKind::Internal, "invalid byte sequence")) : nullptr);
     w.changed();
   }
 };
@@ -387,6 +392,25 @@ TEST_CASE("lane core: a replayed failure republishes message.failed with the rea
   CHECK(reasons[uncertain] == std::optional<std::string>("uncertain"));
   CHECK(reasons[rejected] == std::optional<std::string>("provider_rejected"));
   CHECK(reasons[failed] == std::optional<std::string>("provider_failed"));
+}
+
+// Found by the chaos harness (seed 3569250427): a SIGSTOPped worker's timed-out call ended after
+// its partition's next owner had reconciled the message as sent; the zombie's failed/uncertain was
+// refused by PostgreSQL but published anyway, so the message had two terminal events.
+TEST_CASE("lane core: an outcome the ledger finds superseded by another owner's is not published", "[unit][lane]") {
+  Harness h;
+  const auto zombie = sb::new_uuid_v7(), retried = sb::new_uuid_v7();
+  h.provider.answers[zombie] = {sb::SendResult::Status::Rejected, {}, "400 invalid recipient", false};
+  h.ledger.concluded_elsewhere[zombie] = "sent";
+  h.ledger.concluded_elsewhere[retried] = "sent";  // the same outcome, stored by an earlier attempt: ours
+  h.submit("a", zombie);
+  h.submit("b", retried);
+  REQUIRE(h.all_finished(2));
+  std::lock_guard l(h.w.mu);
+  REQUIRE(h.sink.events.size() == 1);
+  CHECK(h.sink.events[0].id == retried);
+  CHECK(h.sink.dead.empty());
+  CHECK(h.core->stats().superseded == 1);
 }
 
 TEST_CASE("lane core: an interrupted send is never repeated blindly", "[unit][lane]") {

@@ -435,14 +435,26 @@ void LaneCore::conclude(const JobPtr& j, MessageOutcome o) {
                                  {"reason", o.reason.value_or("")}, {"error", o.error.value_or("")}});
   settling_[o.id] = Settling{o, {}};
   engine_.done(j);  // the session's next command may go: recording trails behind
-  ledger_.record(o, [this, j, o](std::exception_ptr err) { later([this, j, o, err] { on_recorded(j, o, err); }); });
+  ledger_.record(o, [this, j, o](CommandLedger::RecordResult r, std::exception_ptr err) {
+    later([this, j, o, r, err] { on_recorded(j, o, r, err); });
+  });
 }
 
-void LaneCore::on_recorded(const JobPtr& j, const MessageOutcome& o, std::exception_ptr err) {
+void LaneCore::on_recorded(const JobPtr& j, const MessageOutcome& o, const CommandLedger::RecordResult& r,
+                           std::exception_ptr err) {
   std::vector<ConsumedRecord> records{j->record};
   if (auto it = settling_.find(o.id); it != settling_.end()) {
     for (auto& d : it->second.duplicates) records.push_back(std::move(d));
     settling_.erase(it);
+  }
+  if (!err && r.superseded) {
+    // Found by the chaos harness: a zombie's timed-out call ended after the next owner had
+    // reconciled the message as sent; publishing ours too gave it two terminal events.
+    ++stats_.superseded;
+    log::warn("message.outcome_superseded", {{"tenant", o.tenant_id}, {"session", o.session}, {"message_id", o.id},
+                                             {"ours", o.status}, {"stored", r.stored_status}});
+    for (const auto& rec : records) sink_.finished(rec);
+    return;
   }
   if (!err) return publish(std::move(records), o);
   // The outcome can't be stored (a row PostgreSQL refuses): say so on sb.events all the same —

@@ -144,6 +144,7 @@ void LaneWorker::run(const std::atomic<bool>& stop) {
             c("switchboard_worker_uncertain_total", "Interrupted sends failed as uncertain (not sent again)", s.uncertain),
             c("switchboard_worker_reconciled_total", "Interrupted sends the provider confirmed", s.reconciled),
             c("switchboard_worker_replayed_total", "Replayed commands skipped (already final)", s.replayed),
+            c("switchboard_worker_superseded_total", "Outcomes not published: the message had ended otherwise (another owner)", s.superseded),
             c("switchboard_worker_dead_lettered_total", "Records sent to sb.dlq", s.dead_lettered),
             c("switchboard_worker_provider_retries_total", "Provider calls retried after a retryable error", s.provider_retries),
             g("switchboard_worker_buffered", "Commands held, not yet finished", static_cast<double>(consumer_.in_hand())),

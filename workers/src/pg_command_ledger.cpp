@@ -1,5 +1,6 @@
 #include "switchboard/workers/pg_command_ledger.hpp"
 
+#include <set>
 #include <unordered_map>
 
 #include "switchboard/core/log.hpp"
@@ -23,7 +24,7 @@ void PgCommandLedger::claim(const SendCommand& command, Claimed done) {
   cv_.notify_one();
 }
 
-void PgCommandLedger::record(const MessageOutcome& outcome, Recorded done) {
+void PgCommandLedger::record(const MessageOutcome& outcome, OutcomeRecorded done) {
   {
     std::lock_guard lock(mu_);
     records_.push_back({outcome, std::move(done)});
@@ -144,17 +145,42 @@ void PgCommandLedger::write_unclaims(std::deque<std::pair<std::vector<std::strin
 }
 
 void PgCommandLedger::write_records(std::vector<PendingRecord>& batch) {
+  std::vector<RecordResult> results(batch.size());
   std::vector<std::exception_ptr> errors(batch.size());
   auto write = [&](std::size_t b, std::size_t e) {
     std::vector<MessageOutcome> part;
     for (std::size_t i = b; i < e; ++i) part.push_back(batch[i].outcome);
-    store_.record_outcomes(part);
+    const auto applied = store_.record_outcomes(part);
     ++counters_.record_statements;
+    // A row left as it was (rare) is read back: the same outcome is ours from an attempt that
+    // committed before an outage hid its answer; another one concluded the message first.
+    std::vector<std::size_t> refused;
+    std::set<std::string> first;
+    for (std::size_t i = b; i < e; ++i) {
+      const auto& id = batch[i].outcome.id;
+      const bool written = first.insert(id).second && applied.count(id);  // a repeated id: its first is written
+      if (!written) refused.push_back(i);
+    }
+    if (refused.empty()) return;
+    std::vector<std::string> ids;
+    for (auto i : refused) ids.push_back(batch[i].outcome.id);
+    const auto stored = store_.lookup(ids);
+    for (auto i : refused) {
+      const auto& o = batch[i].outcome;
+      auto it = stored.find(o.id);
+      if (it == stored.end()) continue;  // not reachable: the upsert wrote the row or found it
+      const auto& k = it->second;
+      const bool same = k.status == o.status && k.error == o.error && k.provider_message_id == o.provider_message_id;
+      results[i] = same ? RecordResult{} : RecordResult{true, k.status};
+    }
   };
   auto fail = [&](std::size_t i, std::exception_ptr err) { errors[i] = err; };
   run_split(0, batch.size(), write, fail);
   if (stopper_.stopping()) return;
-  for (std::size_t i = 0; i < batch.size(); ++i) batch[i].done(errors[i]);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (results[i].superseded) ++counters_.superseded;
+    batch[i].done(results[i], errors[i]);
+  }
 }
 
 }  // namespace sb

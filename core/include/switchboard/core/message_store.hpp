@@ -3,6 +3,7 @@
 // arrays): PostgreSQL commits a few thousand transactions/s but inserts >100k rows/s in batches.
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -97,7 +98,8 @@ class MessageStore {
   void release_claims(const std::vector<std::string>& ids);
   // One statement for the batch: the outcomes (upserted: a command published straight to
   // Kafka may have no row yet) and their history; a message already final is left as it is.
-  void record_outcomes(const std::vector<MessageOutcome>& outcomes);
+  // Returns the ids whose outcome was applied (the others were final already: `lookup` says how).
+  std::set<std::string> record_outcomes(const std::vector<MessageOutcome>& outcomes);
 
   static bool valid_id(const std::string& id);
 

@@ -42,9 +42,18 @@ class CommandLedger {
  public:
   using Claimed = std::function<void(SendClaim, std::exception_ptr)>;
   using Recorded = std::function<void(std::exception_ptr)>;
+  // Recording an outcome stores it (or finds it stored already: a retried write that had
+  // committed), or finds the message concluded otherwise by another owner — a zombie whose
+  // call ended after its partition moved and the next owner reconciled. Superseded: the
+  // stored outcome stands and was evented by its owner; this one must not be published.
+  struct RecordResult {
+    bool superseded = false;
+    std::string stored_status;  // superseded only
+  };
+  using OutcomeRecorded = std::function<void(RecordResult, std::exception_ptr)>;
   virtual ~CommandLedger() = default;
   virtual void claim(const SendCommand& command, Claimed done) = 0;
-  virtual void record(const MessageOutcome& outcome, Recorded done) = 0;
+  virtual void record(const MessageOutcome& outcome, OutcomeRecorded done) = 0;
   // Takes our 'sending' marks back (to 'queued') for commands given up before any request
   // reached the provider, so their next owner sends them instead of failing them as uncertain.
   virtual void unclaim(const std::vector<std::string>& message_ids, Recorded done) = 0;
@@ -91,7 +100,8 @@ class Pacer {
 
 struct LaneStats {
   std::atomic<uint64_t> received{0}, sent{0}, failed{0}, uncertain{0}, reconciled{0}, replayed{0},
-      dead_lettered{0}, released{0}, provider_retries{0}, dependency_retries{0}, held{0}, lifecycle{0}, paused{0};
+      dead_lettered{0}, released{0}, provider_retries{0}, dependency_retries{0}, held{0}, lifecycle{0}, paused{0},
+      superseded{0};
 };
 
 class LaneCore : public RecordHandler {
@@ -150,7 +160,7 @@ class LaneCore : public RecordHandler {
   void reconcile(const JobPtr& j, const std::string& why);
   void on_reconciled(const JobPtr& j, const ReconcileResult& r, const std::string& why);
   void conclude(const JobPtr& j, MessageOutcome o);
-  void on_recorded(const JobPtr& j, const MessageOutcome& o, std::exception_ptr err);
+  void on_recorded(const JobPtr& j, const MessageOutcome& o, const CommandLedger::RecordResult& r, std::exception_ptr err);
   void publish(std::vector<ConsumedRecord> records, const MessageOutcome& o);
   void republish(const JobPtr& j, const MessageOutcome& o);
   void skip_unreleased(const JobPtr& j, const std::string& status);  // scheduled_store.hpp

@@ -29,10 +29,10 @@ class PgCommandLedger : public CommandLedger {
   ~PgCommandLedger() override;
 
   void claim(const SendCommand& command, Claimed done) override;
-  void record(const MessageOutcome& outcome, Recorded done) override;
+  void record(const MessageOutcome& outcome, OutcomeRecorded done) override;
   void unclaim(const std::vector<std::string>& message_ids, Recorded done) override;
   struct Counters {
-    std::atomic<uint64_t> claim_statements{0}, record_statements{0}, poison{0}, outages{0};
+    std::atomic<uint64_t> claim_statements{0}, record_statements{0}, poison{0}, outages{0}, superseded{0};
   };
   const Counters& counters() const { return counters_; }
 
@@ -43,7 +43,7 @@ class PgCommandLedger : public CommandLedger {
   };
   struct PendingRecord {
     MessageOutcome outcome;
-    Recorded done;
+    OutcomeRecorded done;
   };
   void loop();
   void write_claims(std::vector<PendingClaim>& batch);
