@@ -2,6 +2,9 @@
 // policy, one at a time, on Redis' clock) and RedisPacer, the lane workers' pacer — several
 // replicas see one budget per session, one script call per paced send.
 #include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <mutex>
 #include <chrono>
 #include <future>
 #include <thread>
@@ -187,6 +190,37 @@ TEST_CASE("redis: the pacing script — per-minute and per-hour sliding caps, wa
     CHECK(v.wait <= 800ms);
     CHECK(pace(redis, request("not_throttled", p)).wait == 0ms);
   }
+}
+
+// bench_pipeline showed 0.08 policy queries per message: each session's cached policy expired on
+// its own clock, so a busy worker read one or two per batch. A load now brings along every policy
+// past half its age, and the expiries fall together.
+TEST_CASE("redis: a pacer reads stale session policies together, with those past half their age", "[integration][redis][pacing]") {
+  auto rc = redis_config();
+  const auto tenant = sb::new_uuid_v7();
+  std::mutex mu;
+  std::vector<std::vector<std::string>> loads;  // the sessions each query asked for
+  sb::RedisPacer::Options o;
+  o.policy_cache = 2000ms;
+  sb::RedisPacer pacer(rc, o, [&](const std::vector<sb::PacingStore::Key>& keys) {
+    std::lock_guard l(mu);
+    std::vector<std::string> names;
+    for (const auto& k : keys) names.push_back(k.second);
+    std::sort(names.begin(), names.end());
+    loads.push_back(names);
+    return std::map<sb::PacingStore::Key, sb::SessionPacing>{};
+  });
+  CHECK(acquire(pacer, tenant, "early"));
+  std::this_thread::sleep_for(300ms);  // the cache's age is the subject here: "early" still fresh
+  CHECK(acquire(pacer, tenant, "late"));
+  std::this_thread::sleep_for(1800ms);  // "early" is stale (2,100 ms), "late" past half (1,800 ms)
+  CHECK(acquire(pacer, tenant, "early"));
+  CHECK(acquire(pacer, tenant, "late"));  // cached again by the query before: no query
+  std::lock_guard l(mu);
+  REQUIRE(loads.size() == 3);
+  CHECK(loads[1] == std::vector<std::string>{"late"});
+  CHECK(loads[2] == std::vector<std::string>{"early", "late"});
+  CHECK(pacer.stats().policy_loads == 3);
 }
 
 TEST_CASE("redis: per-session pacing holds across replicas, one script call per paced send", "[integration][redis][pacing]") {

@@ -229,6 +229,12 @@ void RedisPacer::serve(std::deque<Request>& batch, RedisClient& redis) {
   }
   std::exception_ptr load_error;
   if (!stale.empty()) {
+    // Policies past half their age come along, so the sessions' expiries fall together and a
+    // busy worker reads them in one query per cache period, not one per batch (bench_pipeline:
+    // 0.08 policy queries per message before).
+    for (const auto& [key, c] : cache_)
+      if (now - c.loaded >= options_.policy_cache / 2 && stale.size() < 1000 && asked.insert(key).second)
+        stale.push_back(key);
     if (cache_.size() > 65536)  // forget sessions long idle
       std::erase_if(cache_, [&](const auto& kv) { return now - kv.second.loaded >= 10 * options_.policy_cache; });
     try {
