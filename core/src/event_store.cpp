@@ -24,8 +24,7 @@ StoredEvent from_row(const pqxx::row& r) {
 
 }  // namespace
 
-void EventStore::insert(pqxx::transaction_base& tx, const std::vector<StoredEvent>& events) {
-  if (events.empty()) return;
+EventStore::InsertRows EventStore::insert_rows(const std::vector<StoredEvent>& events) {
   std::vector<std::string> ids, tenants, types, occurred, bodies;
   std::vector<std::optional<std::string>> sessions;
   for (const auto& e : events) {
@@ -36,13 +35,23 @@ void EventStore::insert(pqxx::transaction_base& tx, const std::vector<StoredEven
     occurred.push_back(e.occurred_at);
     bodies.push_back(e.body);
   }
-  pg::exec_prepared(tx, R"SQL(
-    INSERT INTO events (id, tenant_id, type, session, occurred_at, body)
-    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
-    ON CONFLICT (id) DO NOTHING
-  )SQL",
-                 pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(types),
-                 pg::array_literal_nullable(sessions), pg::array_literal(occurred), pg::array_literal(bodies));
+  return {pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(types),
+          pg::array_literal_nullable(sessions), pg::array_literal(occurred), pg::array_literal(bodies)};
+}
+
+std::string EventStore::insert_sql(int first) {
+  auto p = [first](int n) { return "$" + std::to_string(first + n - 1); };
+  return "INSERT INTO events (id, tenant_id, type, session, occurred_at, body)\n"
+         "    SELECT * FROM unnest(" + p(1) + "::uuid[], " + p(2) + "::uuid[], " + p(3) + "::text[], " + p(4) +
+         "::text[], " + p(5) + "::timestamptz[], " + p(6) + "::text[])\n"
+         "    ON CONFLICT (id) DO NOTHING";
+}
+
+void EventStore::insert(pqxx::transaction_base& tx, const std::vector<StoredEvent>& events) {
+  if (events.empty()) return;
+  static const std::string sql = insert_sql(1);
+  const auto r = insert_rows(events);
+  pg::exec_prepared(tx, sql, r.ids, r.tenants, r.types, r.sessions, r.occurred, r.bodies);
 }
 
 void EventStore::record(const std::vector<StoredEvent>& events) {

@@ -45,8 +45,11 @@ std::size_t insert_scheduled(pqxx::transaction_base& tx, const std::vector<Sched
   return static_cast<std::size_t>(r.affected_rows());
 }
 
-void insert_attempts(pqxx::transaction_base& tx, const std::vector<AttemptRecord>& as) {
-  if (as.empty()) return;
+struct AttemptRows {
+  std::string endpoints, tenants, events, types, numbers, outcomes, statuses, errors, latencies, excerpts;
+};
+
+AttemptRows attempt_rows(const std::vector<AttemptRecord>& as) {
   std::vector<std::string> endpoints, tenants, events, types, numbers, outcomes, latencies;
   std::vector<std::optional<std::string>> statuses, errors, excerpts;
   for (const auto& a : as) {
@@ -61,16 +64,35 @@ void insert_attempts(pqxx::transaction_base& tx, const std::vector<AttemptRecord
     errors.push_back(storable(a.error));
     excerpts.push_back(storable(a.response_excerpt, 2048));
   }
-  pg::exec_prepared(tx, R"SQL(
+  return {pg::array_literal(endpoints), pg::array_literal(tenants),          pg::array_literal(events),
+          pg::array_literal(types),     pg::array_literal(numbers),          pg::array_literal(outcomes),
+          pg::array_literal_nullable(statuses), pg::array_literal_nullable(errors), pg::array_literal(latencies),
+          pg::array_literal_nullable(excerpts)};
+}
+
+constexpr const char* kInsertAttempts = R"SQL(
     INSERT INTO webhook_attempts (endpoint_id, tenant_id, event_id, event_type, attempt, outcome, http_status, error,
                                   latency_ms, response_excerpt)
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::text[], $7::int[], $8::text[],
-                         $9::int[], $10::text[])
-  )SQL",
-                 pg::array_literal(endpoints), pg::array_literal(tenants), pg::array_literal(events),
-                 pg::array_literal(types), pg::array_literal(numbers), pg::array_literal(outcomes),
-                 pg::array_literal_nullable(statuses), pg::array_literal_nullable(errors), pg::array_literal(latencies),
-                 pg::array_literal_nullable(excerpts));
+                         $9::int[], $10::text[]))SQL";
+
+void insert_attempts(pqxx::transaction_base& tx, const std::vector<AttemptRecord>& as) {
+  if (as.empty()) return;
+  const auto r = attempt_rows(as);
+  pg::exec_prepared(tx, kInsertAttempts, r.endpoints, r.tenants, r.events, r.types, r.numbers, r.outcomes, r.statuses,
+                    r.errors, r.latencies, r.excerpts);
+}
+
+// A batch of first-try deliveries (the common case at load) writes its attempts and its events:
+// one statement with both inserts, instead of BEGIN, two inserts and COMMIT.
+void insert_attempts_and_events(pqxx::transaction_base& tx, const std::vector<AttemptRecord>& as,
+                                const std::vector<StoredEvent>& events) {
+  static const std::string sql = std::string("WITH attempts AS (") + kInsertAttempts + "\n), events AS (\n    " +
+                                 EventStore::insert_sql(11) + "\n) SELECT 1";
+  const auto a = attempt_rows(as);
+  const auto e = EventStore::insert_rows(events);
+  pg::exec_prepared(tx, sql, a.endpoints, a.tenants, a.events, a.types, a.numbers, a.outcomes, a.statuses, a.errors,
+                    a.latencies, a.excerpts, e.ids, e.tenants, e.types, e.sessions, e.occurred, e.bodies);
 }
 
 }  // namespace
@@ -111,6 +133,11 @@ void WebhookDeliveryStore::apply(const DeliveryChanges& ch) {
     if (ch.statements() == 1) {  // atomic on its own: skip the BEGIN/COMMIT round trips
       pqxx::nontransaction tx(c);
       statements(tx);
+      return;
+    }
+    if (ch.statements() == 2 && !ch.attempts.empty() && !ch.events.empty()) {
+      pqxx::nontransaction tx(c);  // one statement, atomic on its own
+      insert_attempts_and_events(tx, ch.attempts, ch.events);
       return;
     }
     pqxx::work tx(c);

@@ -78,6 +78,26 @@ std::vector<WebhookEndpoint> WebhookStore::list(const std::string& tenant_id) {
   });
 }
 
+std::map<std::string, std::vector<WebhookEndpoint>> WebhookStore::list_many(const std::vector<std::string>& tenant_ids) {
+  std::map<std::string, std::vector<WebhookEndpoint>> out;
+  std::map<std::string, std::string> asked;  // PostgreSQL's spelling of a uuid (lower case) → the caller's
+  for (const auto& t : tenant_ids) {
+    out[t];  // a tenant without endpoints has an empty list
+    std::string lower = t;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    asked[lower] = t;
+  }
+  if (tenant_ids.empty()) return out;
+  pool_.run([&](pqxx::connection& c) {
+    pqxx::nontransaction tx(c);
+    for (const auto& r : pg::exec_prepared(tx, std::string("SELECT ") + kWebhookColumns +
+                                               " FROM webhook_endpoints WHERE tenant_id = ANY($1::uuid[]) ORDER BY tenant_id, created_at",
+                                           pg::array_literal(tenant_ids)))
+      out[asked[r[1].as<std::string>()]].push_back(from_row(r));
+  });
+  return out;
+}
+
 std::optional<WebhookEndpoint> WebhookStore::get(const std::string& tenant_id, const std::string& id) {
   if (!MessageStore::valid_id(id)) return std::nullopt;
   return pool_.run([&](pqxx::connection& c) -> std::optional<WebhookEndpoint> {

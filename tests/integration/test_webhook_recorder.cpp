@@ -114,3 +114,41 @@ TEST_CASE("webhook recorder: a refused row is split out and moved aside, the res
   CHECK(deliveries.pending_count() == 1);  // the failed one is parked for its retry; the claimed row is done
   CHECK(sb::EventStore(pool).get(tenant.id, good_event));
 }
+
+// A batch of first-try deliveries writes its attempts and events as one statement (no BEGIN and
+// COMMIT around two inserts): both land, or, when PostgreSQL refuses a row of either, neither.
+TEST_CASE("webhook deliveries: attempts and events of a batch are written by one statement, all or nothing",
+          "[integration][webhooks][postgres]") {
+  sbtest::TestStack stack("webhook-apply", 1);
+  auto tenant = stack.create_tenant("acme");
+  sb::pg::Pool pool(stack.config.postgres);
+  sb::WebhookEndpoint e;
+  e.tenant_id = tenant.id;
+  e.url = "https://8.8.8.8/hook";
+  e.events = {"*"};
+  e.secret = sbtest::minted(sb::new_webhook_secret());
+  e = sb::WebhookStore(pool).create(e);
+  sb::WebhookDeliveryStore store(pool);
+  sb::EventStore events(pool);
+
+  const auto first = sb::new_uuid_v7(), second = sb::new_uuid_v7();
+  sb::DeliveryChanges ok;
+  for (const auto& id : {first, second}) {
+    auto d = live_delivery(e, id);
+    ok.attempts.push_back(*outcome(d, sb::Decision::Action::Delivered).log);
+    ok.events.push_back(stored(tenant.id, id));
+  }
+  REQUIRE(ok.statements() == 2);
+  store.apply(ok);
+  CHECK(store.attempts(tenant.id, e.id, 10, std::nullopt).size() == 2);
+  CHECK(events.get(tenant.id, first));
+  CHECK(events.get(tenant.id, second));
+
+  const auto kept_out = sb::new_uuid_v7();
+  sb::DeliveryChanges refused;
+  auto d = live_delivery(e, kept_out);
+  refused.attempts.push_back(*outcome(d, sb::Decision::Action::Delivered).log);
+  refused.events.push_back(stored(tenant.id, "not-a-uuid"));  // PostgreSQL refuses this row
+  CHECK_THROWS(store.apply(refused));
+  CHECK(store.attempts(tenant.id, e.id, 10, std::nullopt).size() == 2);  // its attempt was not written either
+}

@@ -26,6 +26,13 @@ class EventStore {
   // The same statement inside the caller's transaction (the dispatcher stores a batch's events
   // together with its delivery changes).
   static void insert(pqxx::transaction_base& tx, const std::vector<StoredEvent>& events);
+  // That statement's text and its six array parameters ($1..$6 shifted by `first - 1`), for a
+  // caller that joins it with its own writes in one statement.
+  struct InsertRows {
+    std::string ids, tenants, types, sessions, occurred, bodies;
+  };
+  static InsertRows insert_rows(const std::vector<StoredEvent>& events);
+  static std::string insert_sql(int first);
   std::optional<StoredEvent> get(const std::string& tenant_id, const std::string& event_id);
   // The tenant's events with occurred_at >= since (RFC 3339), oldest first, at most `limit`.
   std::vector<StoredEvent> since(const std::string& tenant_id, const std::string& since, int limit);

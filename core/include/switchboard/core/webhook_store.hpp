@@ -2,6 +2,7 @@
 // Tenants' webhook endpoints (PostgreSQL). Every call is scoped by tenant: another tenant's
 // endpoint is indistinguishable from a missing one.
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,8 @@ class WebhookStore {
   explicit WebhookStore(pg::Pool& pool) : pool_(pool) {}
   WebhookEndpoint create(const WebhookEndpoint& endpoint);  // id, timestamps filled in
   std::vector<WebhookEndpoint> list(const std::string& tenant_id);
+  // Several tenants' lists in one query (every tenant asked has an entry, empty if it has none).
+  std::map<std::string, std::vector<WebhookEndpoint>> list_many(const std::vector<std::string>& tenant_ids);
   std::optional<WebhookEndpoint> get(const std::string& tenant_id, const std::string& id);
   std::optional<WebhookEndpoint> update(const std::string& tenant_id, const std::string& id,
                                         const WebhookEndpointChange& change);
