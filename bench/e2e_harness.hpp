@@ -308,6 +308,7 @@ struct Window {
   double seconds = 0;
   long long delivered = 0, accepted = 0;
   Cpu cpu;
+  long long broker_jit = 0;  // ticks of the broker's JIT compiler threads (part of its CPU)
   std::map<std::string, long long> kafka, redis;
   sbbench::PgWindow pg;
 };
