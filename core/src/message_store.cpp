@@ -13,17 +13,6 @@ bool MessageStore::valid_id(const std::string& id) {
 }
 
 std::vector<InsertOutcome> MessageStore::insert_queued(const std::vector<NewMessage>& batch) {
-  std::vector<std::string> ids, tenants, sessions, tos, texts, prios;
-  std::vector<std::optional<std::string>> keys;
-  for (const auto& m : batch) {
-    ids.push_back(m.id);
-    tenants.push_back(m.tenant_id);
-    sessions.push_back(m.session);
-    tos.push_back(m.to);
-    texts.push_back(m.text);
-    prios.push_back(m.priority);
-    keys.push_back(m.idempotency_key);
-  }
   std::vector<InsertOutcome> out(batch.size());
   // Without idempotency keys the batch is one INSERT: autocommit makes it its own transaction,
   // saving BEGIN and COMMIT (two of intake's three statements per batch). With keys, a second
@@ -34,49 +23,87 @@ std::vector<InsertOutcome> MessageStore::insert_queued(const std::vector<NewMess
     if (keyed) txp = std::make_unique<pqxx::work>(c);
     else txp = std::make_unique<pqxx::nontransaction>(c);
     auto& tx = *txp;
-    auto inserted = pg::exec_prepared(tx, R"SQL(
-      WITH input AS (
-        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-          AS t(id, tenant_id, session, recipient, body, priority, idempotency_key)
-      ), ins AS (
-        INSERT INTO messages (id, tenant_id, session, recipient, body, priority, status, idempotency_key)
-        SELECT id, tenant_id, session, recipient, body, priority, 'queued', idempotency_key FROM input
-        ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-        RETURNING id
-      ), hist AS (
-        INSERT INTO message_status_history (message_id, status, at) SELECT id, 'queued', now() FROM ins
-      )
-      SELECT id::text FROM ins
-    )SQL",
-                                   pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(sessions),
-                                   pg::array_literal(tos), pg::array_literal(texts), pg::array_literal(prios),
-                                   pg::array_literal_nullable(keys));
-    std::set<std::string> created;
-    for (const auto& r : inserted) created.insert(r[0].as<std::string>());
-    // Rows not inserted repeated an idempotency key (of an earlier request, or of an earlier row
-    // in this very batch): a second statement sees both, through the (tenant, key) index.
-    std::vector<std::string> repeat_tenants, repeat_keys;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (created.count(batch[i].id)) {
-        out[i] = {batch[i].id, true, "queued", batch[i].priority};
-      } else if (batch[i].idempotency_key) {
-        repeat_tenants.push_back(batch[i].tenant_id);
-        repeat_keys.push_back(*batch[i].idempotency_key);
+    std::vector<std::size_t> pending(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) pending[i] = i;
+    // A repeated key's earlier row can vanish between our INSERT (which it blocked) and the
+    // lookup: its own request was refused by Kafka and discarded it (found by the chaos
+    // harness: HTTP 500 map::at). The key is free then, so the row is inserted on a next round.
+    for (int round = 0; round < 3 && !pending.empty(); ++round) {
+      std::vector<std::string> ids, tenants, sessions, tos, texts, prios;
+      std::vector<std::optional<std::string>> keys;
+      for (auto i : pending) {
+        const auto& m = batch[i];
+        ids.push_back(m.id);
+        tenants.push_back(m.tenant_id);
+        sessions.push_back(m.session);
+        tos.push_back(m.to);
+        texts.push_back(m.text);
+        prios.push_back(m.priority);
+        keys.push_back(m.idempotency_key);
       }
-    }
-    if (!repeat_keys.empty()) {
+      auto inserted = pg::exec_prepared(tx, R"SQL(
+        WITH input AS (
+          SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+            AS t(id, tenant_id, session, recipient, body, priority, idempotency_key)
+        ), ins AS (
+          INSERT INTO messages (id, tenant_id, session, recipient, body, priority, status, idempotency_key)
+          SELECT id, tenant_id, session, recipient, body, priority, 'queued', idempotency_key FROM input
+          ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+          RETURNING id
+        ), hist AS (
+          INSERT INTO message_status_history (message_id, status, at) SELECT id, 'queued', now() FROM ins
+        )
+        SELECT id::text FROM ins
+      )SQL",
+                                     pg::array_literal(ids), pg::array_literal(tenants), pg::array_literal(sessions),
+                                     pg::array_literal(tos), pg::array_literal(texts), pg::array_literal(prios),
+                                     pg::array_literal_nullable(keys));
+      std::set<std::string> created;
+      for (const auto& r : inserted) created.insert(r[0].as<std::string>());
+      // Rows not inserted repeated an idempotency key (of an earlier request, or of an earlier
+      // row in this very batch): a second statement sees both, through the (tenant, key) index.
+      std::vector<std::size_t> repeats;
+      std::vector<std::string> repeat_tenants, repeat_keys;
+      for (auto i : pending) {
+        if (created.count(batch[i].id)) {
+          out[i] = {batch[i].id, true, "queued", batch[i].priority};
+        } else if (batch[i].idempotency_key) {
+          repeats.push_back(i);
+          repeat_tenants.push_back(batch[i].tenant_id);
+          repeat_keys.push_back(*batch[i].idempotency_key);
+        }
+      }
+      pending.clear();
+      if (repeats.empty()) break;
+      // A queued earlier row is touched (updated_at): its request's discard, should Kafka refuse
+      // that request, must then leave it to this one, which republishes the same id (the chaos
+      // harness found two ids sent for one key when the discard ran after such a replay).
       auto earlier = pg::exec_prepared(tx, R"SQL(
+        WITH k AS (
+          SELECT * FROM unnest($1::uuid[], $2::text[]) AS k(tenant_id, idempotency_key)
+        ), touched AS (
+          UPDATE messages m SET updated_at = clock_timestamp()
+          FROM k WHERE m.tenant_id = k.tenant_id AND m.idempotency_key = k.idempotency_key AND m.status = 'queued'
+          RETURNING m.tenant_id::text, m.idempotency_key, m.id::text, m.status, m.priority
+        )
+        SELECT * FROM touched
+        UNION ALL
         SELECT m.tenant_id::text, m.idempotency_key, m.id::text, m.status, m.priority
-        FROM unnest($1::uuid[], $2::text[]) AS k(tenant_id, idempotency_key)
-        JOIN messages m ON m.tenant_id = k.tenant_id AND m.idempotency_key = k.idempotency_key
+        FROM k JOIN messages m ON m.tenant_id = k.tenant_id AND m.idempotency_key = k.idempotency_key
+        WHERE m.status <> 'queued'
       )SQL", pg::array_literal(repeat_tenants), pg::array_literal(repeat_keys));
       std::map<std::pair<std::string, std::string>, InsertOutcome> by_key;
       for (const auto& r : earlier)
         by_key[{r[0].as<std::string>(), r[1].as<std::string>()}] = {r[2].as<std::string>(), false, r[3].as<std::string>(), r[4].as<std::string>()};
-      for (std::size_t i = 0; i < batch.size(); ++i)
-        if (!created.count(batch[i].id) && batch[i].idempotency_key)
-          out[i] = by_key.at({batch[i].tenant_id, *batch[i].idempotency_key});
+      for (auto i : repeats) {
+        auto it = by_key.find({batch[i].tenant_id, *batch[i].idempotency_key});
+        if (it != by_key.end()) out[i] = it->second;
+        else pending.push_back(i);  // gone meanwhile: insert it on the next round
+      }
     }
+    if (!pending.empty())
+      throw Unavailable("the Idempotency-Key '" + *batch[pending[0]].idempotency_key +
+                        "' was released and taken again by concurrent requests; retry");
     if (keyed) static_cast<pqxx::work&>(tx).commit();
   });
   for (std::size_t i = 0; i < batch.size(); ++i)
@@ -87,7 +114,9 @@ std::vector<InsertOutcome> MessageStore::insert_queued(const std::vector<NewMess
 void MessageStore::discard(const std::string& id) {
   pool_.run([&](pqxx::connection& c) {
     pqxx::work tx(c);
-    pg::exec_prepared(tx, "DELETE FROM messages WHERE id = $1 AND status = 'queued'", id);
+    // Only while no retry with the same Idempotency-Key has touched it (insert_queued): that
+    // retry republishes this id, so the row must stay.
+    pg::exec_prepared(tx, "DELETE FROM messages WHERE id = $1 AND status = 'queued' AND updated_at = created_at", id);
     tx.commit();
   });
 }

@@ -61,3 +61,37 @@ TEST_CASE("postgres ledger: an outcome for a message another owner concluded dif
   for (const auto& change : view->history) CHECK(change.status != "failed");  // the refused one left no history
   CHECK(ledger.counters().superseded == 1);
 }
+
+// Found by the chaos harness (seed 1965780114, invariant 4): a send's first publish was refused
+// by Kafka (`persisted: no`), a retry with the same Idempotency-Key found the row and republished
+// its id, then the first request's discard deleted the row; a later retry inserted the key again
+// under a new id, and the provider received both.
+TEST_CASE("postgres: a queued message a retry with its Idempotency-Key found is not discarded by the refused first request",
+          "[integration][postgres][idempotency]") {
+  sbtest::TestStack stack("discard-race", 1);
+  auto acme = stack.create_tenant("acme");
+  sb::pg::Pool pool(stack.config.postgres);
+  sb::MessageStore store(pool);
+  auto send = [&](const std::string& key) {
+    return sb::NewMessage{sb::new_uuid_v7(), acme.id, "main", "+15550001111", "hello", "default", key};
+  };
+  const auto first = send("order-1");
+  REQUIRE(store.insert_queued({first})[0].created);
+  const auto retry = store.insert_queued({send("order-1")})[0];
+  CHECK_FALSE(retry.created);
+  CHECK(retry.id == first.id);          // the retry republishes the first request's id …
+  store.discard(first.id);              // … so the first request's discard leaves the row
+  REQUIRE(store.get(acme.id, first.id));
+  const auto later = store.insert_queued({send("order-1")})[0];
+  CHECK(later.id == first.id);          // one id for the key, whatever happened in between
+
+  // Without a retry in between, the discard frees the key as before.
+  const auto alone = send("order-2");
+  REQUIRE(store.insert_queued({alone})[0].created);
+  store.discard(alone.id);
+  CHECK_FALSE(store.get(acme.id, alone.id));
+  const auto again = send("order-2");
+  const auto fresh = store.insert_queued({again})[0];
+  CHECK(fresh.created);
+  CHECK(fresh.id == again.id);
+}

@@ -86,7 +86,8 @@ class MessageStore {
   // One transaction for the batch; results are in input order. Rows repeating an earlier
   // (tenant, idempotency_key) are not inserted: their outcome names the earlier message.
   std::vector<InsertOutcome> insert_queued(const std::vector<NewMessage>& batch);
-  // Removes a queued message whose command never reached Kafka (so a retry may reuse its key).
+  // Removes a queued message whose command never reached Kafka (so a retry may reuse its key),
+  // unless a retry with its Idempotency-Key found it meanwhile (and republishes its id).
   void discard(const std::string& id);
   std::optional<MessageView> get(const std::string& tenant_id, const std::string& id);
   std::map<std::string, KnownMessage> lookup(const std::vector<std::string>& ids);
