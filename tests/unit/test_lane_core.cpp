@@ -130,10 +130,12 @@ struct FakeProvider : sb::Provider {
     }
     for (auto& [r, done] : go) done({sb::SendResult::Status::Sent, "p-" + r.message_id, {}, false});
   }
+  int reconciles = 0;
   void reconcile(const sb::SendRequest& r, ReconcileDone done) override {
     sb::ReconcileResult res;
     {
       std::lock_guard l(w.mu);
+      ++reconciles;
       auto it = lookups.find(r.message_id);
       if (it != lookups.end()) res = it->second;
     }
@@ -397,6 +399,32 @@ TEST_CASE("lane core: a replayed failure republishes message.failed with the rea
 // Found by the chaos harness (seed 3569250427): a SIGSTOPped worker's timed-out call ended after
 // its partition's next owner had reconciled the message as sent; the zombie's failed/uncertain was
 // refused by PostgreSQL but published anyway, so the message had two terminal events.
+// Found by the chaos harness (seed 4221937513): a worker SIGSTOPped during a provider hang still
+// had its call held by the provider; the partition's next owner looked the message up, heard "not
+// sent", and sent it again — 48 messages twice. A "not sent" for a mark younger than
+// reconcile_trust_after is asked again once the mark is that old.
+TEST_CASE("lane core: a provider's 'not sent' for another owner's fresh mark is trusted only once the mark is old",
+          "[unit][lane]") {
+  sb::LaneCore::Options o;
+  o.reconcile_trust_after = 400ms;
+  Harness h(o);
+  const auto fresh = sb::new_uuid_v7(), old = sb::new_uuid_v7();
+  h.ledger.claims[fresh] = {sb::SendClaim::Status::InProgress, {"sending", {}, {}, sb::now_rfc3339()}};
+  h.ledger.claims[old] = {sb::SendClaim::Status::InProgress, {"sending", {}, {}, "2026-01-01T00:00:00.000Z"}};
+  h.provider.lookups[fresh] = {sb::ReconcileResult::Status::NotSent, "", ""};
+  h.provider.lookups[old] = {sb::ReconcileResult::Status::NotSent, "", ""};
+  const auto t0 = std::chrono::steady_clock::now();
+  h.submit("a", fresh);
+  h.submit("b", old);
+  REQUIRE(h.all_finished(2));
+  const auto took = std::chrono::steady_clock::now() - t0;
+  std::lock_guard l(h.w.mu);
+  REQUIRE(h.provider.sends.size() == 2);  // each sent once: the provider said so, and no one else could still send it
+  CHECK(h.provider.sends[0].message_id == old);  // the old mark's lookup is trusted at once
+  CHECK(h.provider.reconciles == 3);             // the fresh one was asked again when its mark was old enough
+  CHECK(took >= 350ms);
+}
+
 TEST_CASE("lane core: an outcome the ledger finds superseded by another owner's is not published", "[unit][lane]") {
   Harness h;
   const auto zombie = sb::new_uuid_v7(), retried = sb::new_uuid_v7();

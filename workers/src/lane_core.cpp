@@ -1,5 +1,8 @@
 #include "switchboard/workers/lane_core.hpp"
 
+#include <cstdio>
+#include <ctime>
+
 #include <future>
 
 #include "switchboard/core/ids.hpp"
@@ -22,9 +25,23 @@ struct LaneCore::Job : EngineJob {
   bool grant_stale = false;
   bool claimed = false;        // our 'sending' mark is durable
   bool maybe_out = false;      // a request may have reached the provider (in flight, or a maybe-delivered failure)
+  // An earlier owner's 'sending' mark found by the claim: when it was set (PostgreSQL's clock).
+  std::optional<std::chrono::system_clock::time_point> foreign_mark_at;
 };
 
 namespace {
+// "2026-12-02T01:51:20.233Z" (the stores' format) → a time point; nullopt if it isn't one.
+std::optional<std::chrono::system_clock::time_point> parse_utc_millis(const std::string& s) {
+  std::tm tm{};
+  int ms = 0;
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+                  &tm.tm_sec, &ms) != 7)
+    return std::nullopt;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::milliseconds(ms);
+}
+
 std::string what(std::exception_ptr e) {
   try {
     std::rethrow_exception(e);
@@ -282,6 +299,7 @@ void LaneCore::on_claimed(const JobPtr& j, const SendClaim& c, std::exception_pt
       return republish(j, o);
     }
     case SendClaim::Status::InProgress:
+      j->foreign_mark_at = parse_utc_millis(c.known.updated_at);
       return reconcile(j, "a previous attempt was interrupted before its outcome was recorded");
     case SendClaim::Status::UnknownSession:
       return dead_letter(j, "unknown_session", "tenant '" + cmd.tenant + "' has no session '" + cmd.session + "'");
@@ -400,6 +418,19 @@ void LaneCore::on_reconciled(const JobPtr& j, const ReconcileResult& r, const st
   // requests, and the resends made each message twice). So then the on_uncertain rule decides,
   // as when the provider can't tell; a dead worker's replayed mark (provider_attempt 0) still
   // trusts the lookup.
+  if (r.status == ReconcileResult::Status::NotSent && j->provider_attempt == 0 && j->foreign_mark_at) {
+    const auto trusted_at = *j->foreign_mark_at + options_.reconcile_trust_after;
+    const auto wait = trusted_at - std::chrono::system_clock::now();
+    if (wait > std::chrono::milliseconds(0)) {
+      log::info("worker.reconcile_deferred", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id},
+                                              {"wait_ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count())}});
+      loop_.post_at(EventLoop::Clock::now() + std::chrono::duration_cast<EventLoop::Clock::duration>(wait), [this, j, why] {
+        if (!live(*j)) return release(j);  // revoked meanwhile: the next owner looks again
+        reconcile(j, why);
+      });
+      return;
+    }
+  }
   const bool not_sent = r.status == ReconcileResult::Status::NotSent && j->provider_attempt == 0;
   if (not_sent) j->maybe_out = false;  // the provider says nothing went out
   if (not_sent || options_.on_uncertain == OnUncertain::Resend) {

@@ -27,6 +27,9 @@ LaneCore::Options core_options(const Config& c, const std::string& lane) {
   o.on_uncertain = c.worker.on_uncertain == "resend" ? LaneCore::OnUncertain::Resend : LaneCore::OnUncertain::Fail;
   o.hold_poll = std::chrono::milliseconds(c.sessions.hold_poll_ms);
   o.hold_max = std::chrono::seconds(c.sessions.not_working == "fail" ? 0 : c.sessions.hold_max_s);
+  // Five provider timeouts, at least 10 s: an earlier owner's request held longer than that is
+  // beyond what the lookup can be trusted against.
+  o.reconcile_trust_after = std::chrono::milliseconds(std::max(10000, 5 * c.provider.timeout_ms));
   return o;
 }
 

@@ -117,6 +117,12 @@ class LaneCore : public RecordHandler {
     // hold_max, then fails with reason session_not_working; hold_max 0 fails at once.
     std::chrono::milliseconds hold_poll{1000};
     std::chrono::seconds hold_max{300};
+    // A provider's "not sent" for an interrupted send is trusted only once the earlier owner's
+    // 'sending' mark is this old: until then that owner — paused, not dead — may still have its
+    // request held by the provider (chaos harness: a SIGSTOPped worker's call held by a hanging
+    // provider; the next owner's lookup said "not sent", its resend made 48 messages twice).
+    // Younger marks are looked up again when they reach this age.
+    std::chrono::milliseconds reconcile_trust_after{10000};
   };
 
   // Every reference must outlive this object, and `loop` must be stopped before it dies
