@@ -1,5 +1,7 @@
 #include "switchboard/core/kafka.hpp"
 
+#include <cstdlib>
+
 #include <chrono>
 
 #include "switchboard/core/log.hpp"
@@ -28,6 +30,18 @@ void log_cb(const rd_kafka_t* rk, int level, const char* fac, const char* buf) {
 
 void error_cb(rd_kafka_t* rk, int err, const char* reason, void*) {
   kafka_error_counter("client").Increment();
+  if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    // An idempotent producer's fatal error (e.g. a sequence gap after a broker was killed) makes
+    // the client refuse every record from now on. Found by the chaos harness: a worker kept
+    // consuming and sending for 66 s with such a producer, its events all refused. Ending the
+    // process is what a crash would do, and a crash loses nothing: its uncommitted work is
+    // redone by the group's other members, and by this process once its supervisor restarts it.
+    char why[512] = "";
+    const auto original = rd_kafka_fatal_error(rk, why, sizeof why);
+    log::error("kafka.fatal", {{"client", rd_kafka_name(rk)}, {"error", rd_kafka_err2name(original)}, {"detail", why},
+                               {"action", "exiting with status 75; restart the process"}});
+    std::_Exit(75);
+  }
   log::warn("kafka.error", {{"client", rd_kafka_name(rk)},
                             {"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))},
                             {"detail", reason}});
