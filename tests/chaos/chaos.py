@@ -838,12 +838,13 @@ def run(args, system, rng, seed, messages, rate, faults, rx_log, receiver_pid):
     accepted_ids = {a["id"] for a in load.accepted}
     drain_deadline = time.time() + (240 if args.long else 90)
     while time.time() < drain_deadline:
-        rows = psql("SELECT count(*) FROM messages WHERE status IN ('sent', 'delivered', 'read', 'failed')")
-        if int(rows[0][0]) >= len(accepted_ids):
+        rows = psql("SELECT (SELECT count(*) FROM messages WHERE status IN ('sent', 'delivered', 'read', 'failed')), "
+                    "(SELECT count(*) FROM webhook_deliveries)")
+        if int(rows[0][0]) >= len(accepted_ids) and int(rows[0][1]) == 0:  # all terminal, no delivery pending
             seen = {d.get("message_id") for d in read_receiver_log(rx_log) if d.get("status") == 200}
             if accepted_ids <= seen:
                 break
-        time.sleep(2)
+        time.sleep(0.5)
     time.sleep(3)  # late duplicates and retries land in the records too
     t_checked = time.time()
     log(f"drained after {t_checked - t_load_end:.0f}s")
