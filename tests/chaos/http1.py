@@ -68,7 +68,9 @@ class Connection:
         for line in header_lines:
             k, _, v = line.partition(":")
             headers[k.strip().lower()] = v.strip()
-        if "chunked" in headers.get("transfer-encoding", "").lower():
+        if status in (204, 304) or status < 200:
+            body = b""  # no body by definition (RFC 9112 6.3)
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
             body = bytearray()
             while True:
                 size = int((await self.reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
