@@ -865,6 +865,14 @@ def check(system, load, faults, rx_log, t0, t_end, seed, messages, rate, diagnos
         for a in load.accepted:
             st = load.streams[a["stream"]]
             f.write(json.dumps({**a, "tenant": st.tenant, "session": st.session, "lane": st.lane}) + "\n")
+    # The answers that named a message without accepting it (503 "unknown": it may still be sent)
+    # and the keys given up, so a message "sent but never accepted" can be traced to its key.
+    accepted_keys = {a["key"] for a in load.accepted}
+    with open(os.path.join(system.log_dir, "not-accepted.jsonl"), "w") as f:
+        for key, mid in load.unknown.items():
+            f.write(json.dumps({"key": key, "unknown_503_id": mid, "accepted": key in accepted_keys}) + "\n")
+        for key in load.gave_up:
+            f.write(json.dumps({"key": key, "gave_up": True}) + "\n")
     accepted = {a["id"]: a for a in load.accepted}
     sends = read_simulator_log(os.path.join(system.log_dir, "simulator.log"))
     deliveries = read_receiver_log(rx_log)
@@ -953,7 +961,14 @@ def check(system, load, faults, rx_log, t0, t_end, seed, messages, rate, diagnos
     unaccepted_delivered = [m for m in got if m not in accepted]
     unaccepted_rows = [m for m, r in pg.items() if m not in accepted and r["status"] != "queued"]
     if unaccepted_sent:
-        failures.append(f"invariant 4: {len(unaccepted_sent)} messages sent that were never accepted, e.g. {unaccepted_sent[:3]}")
+        # Traced through the client's record: a 503 "unknown" that named the id, and what the
+        # same Idempotency-Key was finally accepted as.
+        key_of_unknown = {mid: key for key, mid in load.unknown.items() if mid}
+        accepted_as = {a["key"]: a["id"] for a in load.accepted}
+        traced = [f"{m}: named by a 503 'unknown' for key {key_of_unknown[m]}, which was then accepted as "
+                  f"{accepted_as.get(key_of_unknown[m], 'nothing (given up)')}" for m in unaccepted_sent if m in key_of_unknown]
+        failures.append(f"invariant 4: {len(unaccepted_sent)} messages sent that were never accepted, e.g. {unaccepted_sent[:3]}"
+                        + (f"; {len(traced)} traced: " + "; ".join(traced[:3]) if traced else ""))
     if unaccepted_delivered:
         failures.append(f"invariant 4: {len(unaccepted_delivered)} events delivered for messages never accepted, e.g. {unaccepted_delivered[:3]}")
     if unaccepted_rows:
