@@ -355,12 +355,18 @@ sb_kafka_cluster_start() {
     printf 'broker %s %s\n' "$((port + i - 1))" "$n" >"$dir/node"
     nodes+=("$name-$i")
   done
+  # Every node's storage formatted before the first starts: a combined node gives up when the
+  # quorum has no majority within initial.broker.registration.timeout.ms (60 s), and each format
+  # is a JVM run of its own (seconds; over a minute for three on a loaded box, which made node 1
+  # exit before node 3 was started).
+  local -a to_start=()
   for node in "${nodes[@]}"; do
     dir=$SB_STATE_DIR/$node
     sb_pid_alive "$dir/kafka.pid" "$dir/server.properties" && continue
     local p
     read -r _ p _ <"$dir/node"
     sb_port_open 127.0.0.1 "$p" && { sb_die "port $p is already in use; cannot start Kafka node '$node'"; return 1; }
+    to_start+=("$node")
     if [[ ! -f $dir/data/meta.properties ]]; then
       if [[ -z $uuid ]]; then
         uuid=$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>>"$dir/storage.out" | tail -n1) \
@@ -370,6 +376,8 @@ sb_kafka_cluster_start() {
         -t "$uuid" -c "$dir/server.properties" >>"$dir/storage.out" 2>&1 \
         || { sb_die "formatting Kafka storage for '$node' failed"; sb_tail_log "$dir/storage.out" 40; return 1; }
     fi
+  done
+  for node in "${to_start[@]}"; do
     sb_log "starting Kafka node '$node'"
     _sb_kafka_spawn "$node" || return 1
   done

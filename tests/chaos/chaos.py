@@ -29,6 +29,9 @@ from collections import defaultdict
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import http1  # noqa: E402  (tests/chaos/http1.py: the load client's HTTP/1.1 connections)
+
 LANES = ("high", "default", "low")
 ALL_FAULTS = ("intake_kill", "worker_kill", "dispatcher_kill", "provider_kill", "worker_stop",
               "broker_kill", "postgres_restart", "redis_restart", "provider_hang", "webhook_500")
@@ -257,11 +260,12 @@ class Stream:
     def __init__(self, tenant, key, session, lane):
         self.tenant, self.key, self.session, self.lane = tenant, key, session, lane
         self.seq = 0
+        self.conn = None  # http1.Connection, opened on the first send
 
 
 class Load:
-    def __init__(self, url, streams, deadline_s):
-        self.url, self.streams = url, streams
+    def __init__(self, host, port, streams, deadline_s):
+        self.host, self.port, self.streams = host, port, streams
         self.accepted = []        # dicts: id, key, stream index, seq, t (accepted), tries
         self.unknown = {}         # idempotency key → id of a 503 "status: unknown"
         self.gave_up = []         # keys never accepted before the deadline
@@ -269,8 +273,13 @@ class Load:
         self.internal_errors = []        # (time, idempotency key, body) of each 500
         self.retry_deadline_s = deadline_s
         self.next = 0
+        # What limits the offered load (the report shows it): requests in flight, sampled
+        # each 0.5 s, and how many sends waited for their moment (pacing: the system was ahead).
+        self.inflight = 0
+        self.inflight_samples = []
+        self.paced = 0
 
-    async def _send(self, client, si, stream, retry_until):
+    async def _send(self, si, stream, retry_until):
         key = str(uuid.uuid4())
         stream.seq += 1
         body = {"to": "+1555%07d" % (si % 10000000), "text": f"chaos {si}/{stream.seq}", "priority": stream.lane}
@@ -279,12 +288,16 @@ class Load:
         while True:
             tries += 1
             status, wait = 0, backoff
+            t_request = time.time()
+            self.inflight += 1
             try:
-                r = await client.post(f"{self.url}/v1/sessions/{stream.session}/messages", json=body, headers=headers)
+                r = await self._connection(stream).request("POST", f"/v1/sessions/{stream.session}/messages",
+                                                           headers, body)
                 status = r.status_code
                 if status == 202:
+                    now = time.time()
                     self.accepted.append({"id": r.json()["id"], "key": key, "stream": si, "seq": stream.seq,
-                                          "t": time.time(), "tries": tries})
+                                          "t": now, "tries": tries, "rtt": now - t_request})
                     return
                 if status == 503:
                     b = r.json()
@@ -297,8 +310,10 @@ class Load:
                     self.refused[status] += 1  # a client error: not retried (never expected here)
                     log(f"request refused {status}: {r.text[:300]}")
                     return
-            except (httpx.TransportError, ValueError):
+            except (http1.TransportError, ValueError):
                 pass  # intake down or restarting: retry with the same key
+            finally:
+                self.inflight -= 1
             self.refused[status] += 1
             if time.time() > retry_until:
                 self.gave_up.append(key)
@@ -306,32 +321,62 @@ class Load:
             await asyncio.sleep(min(wait, 2.0) * random.uniform(0.8, 1.2))
             backoff = min(backoff * 2, 2.0)
 
+    def figures(self):
+        """The load client's side of the throughput: 202 round trips, requests in flight, pacing."""
+        rtts = sorted(a["rtt"] for a in self.accepted if "rtt" in a)
+        if not rtts:
+            return []
+        q = lambda f: rtts[min(int(f * len(rtts)), len(rtts) - 1)] * 1000
+        mean_rtt = statistics.mean(rtts)
+        inflight = statistics.mean(self.inflight_samples) if self.inflight_samples else 0
+        return [f"load client: {len(self.streams)} streams (one send in flight each, by design: acceptance order), "
+                f"mean {inflight:.0f} requests in flight; 202 round trip p50 {q(0.5):.0f} ms, p90 {q(0.9):.0f} ms, "
+                f"p99 {q(0.99):.0f} ms, max {rtts[-1] * 1000:.0f} ms (in flight ÷ mean round trip = "
+                f"{inflight / mean_rtt if mean_rtt else 0:.0f}/s); {self.paced} sends waited for the offered rate"]
+
     async def run(self, count, rate, only_first_streams=False):
         """Sends `count` messages at `rate`/s (0: each stream once, in order)."""
         t0 = time.time()
-        limits = httpx.Limits(max_connections=96, max_keepalive_connections=96)
-        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(15.0)) as client:
-            start_index = self.next
-            end_index = self.next + count
-            retry_until = time.time() + count / max(rate, 1) + self.retry_deadline_s
+        start_index = self.next
+        end_index = self.next + count
+        retry_until = time.time() + count / max(rate, 1) + self.retry_deadline_s
 
-            async def stream_loop(si):
-                while True:
-                    k = self.next
-                    if k >= end_index:
-                        return
-                    self.next += 1
-                    if rate:
-                        due = t0 + (k - start_index) / rate
-                        if due > time.time():
-                            await asyncio.sleep(due - time.time())
-                    await self._send(client, si, self.streams[si], retry_until)
+        async def stream_loop(si):
+            while True:
+                k = self.next
+                if k >= end_index:
+                    return
+                self.next += 1
+                if rate:
+                    due = t0 + (k - start_index) / rate
+                    if due > time.time():
+                        self.paced += 1
+                        await asyncio.sleep(due - time.time())
+                await self._send(si, self.streams[si], retry_until)
 
-            if only_first_streams:
-                await asyncio.gather(*(self._send(client, si, self.streams[si], retry_until) for si in range(count)))
-                self.next += count
-            else:
-                await asyncio.gather(*(stream_loop(si) for si in range(len(self.streams))))
+        async def sample_inflight():
+            while True:
+                self.inflight_samples.append(self.inflight)
+                await asyncio.sleep(0.5)
+
+        self.inflight_samples = []
+        sampler = asyncio.ensure_future(sample_inflight())
+        if only_first_streams:
+            await asyncio.gather(*(self._send(si, self.streams[si], retry_until) for si in range(count)))
+            self.next += count
+        else:
+            await asyncio.gather(*(stream_loop(si) for si in range(len(self.streams))))
+        sampler.cancel()
+        for stream in self.streams:  # bound to this run's event loop
+            if stream.conn is not None:
+                stream.conn.close()
+                stream.conn = None
+
+    def _connection(self, stream):
+        """Each stream its own keep-alive connection: it has one request in flight at a time."""
+        if stream.conn is None:
+            stream.conn = http1.Connection(self.host, self.port, timeout_s=15.0)
+        return stream.conn
 
 
 # ------------------------------------------------------------------ faults
@@ -341,15 +386,15 @@ class Faults:
         self.sys, self.rng, self.plan, self.long = system, rng, plan, long_run
         self.done = []  # (name, injected_at, ended_at, detail)
         self.errors = []
+        self.load_over = threading.Event()  # the load ended short of a fault's point: strike now
 
-    def run(self, t0):
-        """Each fault at its moment, in its own thread (a slow one, such as a broker's restart,
-        never delays the next); returns once all are over."""
+    def run(self, t0, progress):
+        """Each fault once `progress()` (messages accepted) reaches its point, in its own thread
+        (a slow one, such as a broker's restart, never delays the next); returns once all are over."""
         threads = []
         for name, at in self.plan:
-            delay = t0 + at - time.time()
-            if delay > 0:
-                time.sleep(delay)
+            while progress() < at and not self.load_over.is_set():
+                time.sleep(0.05)
             th = threading.Thread(target=self._one, args=(name, t0), daemon=True)
             th.start()
             threads.append(th)
@@ -431,6 +476,37 @@ class Faults:
         return f"tenant 0's endpoint answered 500 for {fail_s}s"
 
 
+def intake_figures(url):
+    """The intake's own view of the send path, from its /metrics (counters since its last start):
+    mean send latency on the server, mean Kafka acknowledgement, insert batches. For the report's
+    where-the-time-goes line only; no invariant rests on them."""
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return None
+    v = defaultdict(float)
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        try:
+            value = float(value)
+        except ValueError:
+            continue
+        if name.startswith("sb_intake_request_duration_seconds_") and 'route="/v1/sessions/{}/messages"' in name \
+                and 'method="POST"' in name and "_bucket" not in name:
+            v["send_" + name.split("{")[0].rsplit("_", 1)[1]] += value
+        elif name in ("sb_intake_insert_batches_total", "sb_intake_insert_rows_total", "sb_intake_insert_seconds_total",
+                      "sb_intake_kafka_acks_total", "sb_intake_kafka_ack_seconds_total"):
+            v[name] = value
+    if not v["send_count"]:
+        return None
+    return (f"intake (since its last start): {v['send_count']:.0f} sends, mean {v['send_sum'] / v['send_count'] * 1000:.0f} ms "
+            f"on the server; Kafka ack mean {v['sb_intake_kafka_ack_seconds_total'] / max(v['sb_intake_kafka_acks_total'], 1) * 1000:.0f} ms; "
+            f"PostgreSQL insert batches {v['sb_intake_insert_batches_total']:.0f}, mean {v['sb_intake_insert_rows_total'] / max(v['sb_intake_insert_batches_total'], 1):.1f} rows, "
+            f"{v['sb_intake_insert_seconds_total'] / max(v['sb_intake_insert_batches_total'], 1) * 1000:.0f} ms each")
+
+
 def kafka_consumer(brokers):
     return Consumer({"bootstrap.servers": brokers, "group.id": "chaos-checker", "enable.auto.commit": False,
                      "auto.offset.reset": "earliest", "enable.partition.eof": True})
@@ -450,6 +526,117 @@ def busiest_leader(brokers):
         return node, per_leader[node]
     finally:
         c.close()
+
+
+# ------------------------------------------------------------------ where the CPU goes
+
+class CpuMeter:
+    """CPU time per part of the run while the load lasts, from /proc (every process's utime +
+    stime, sampled each second so a process killed by a fault still counts up to its death),
+    and the whole box's busy time from /proc/stat: what is left over is other users of the
+    machine. Answers "which process is the limit" with numbers instead of guesses."""
+
+    def __init__(self, system, receiver_pid):
+        self.sys, self.receiver_pid = system, receiver_pid
+        self.tck = os.sysconf("SC_CLK_TCK")
+        self.by_label = defaultdict(float)   # label → CPU seconds
+        self.last = {}                       # (pid, starttime) → (label, cpu seconds so far)
+        self.box0 = self.box1 = None
+        self.t0 = self.t1 = None
+        self.load_avg = []
+        self.stop = threading.Event()
+        # The brokers' command lines name their directories under the state directory.
+        state_dir = os.path.dirname(os.path.dirname(env("CHAOS_LOG_DIR")))
+        self.kafka_dirs = os.path.join(state_dir, env("CHAOS_KAFKA_NAME") + "-")
+
+    @staticmethod
+    def _box_busy():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v) - v[3] - v[4]  # all but idle and iowait
+
+    def _label(self, pid, cmd, ppid, pg_master):
+        for p in self.sys.procs.values():
+            if p.p is not None and p.p.pid == pid:
+                return p.label.rsplit("-", 1)[0] if p.label.startswith(("worker-", "webhooks-")) else p.label
+        if pid == self.receiver_pid:
+            return "receiver"
+        if pid == os.getpid():
+            return "harness (load client, faults)"
+        if "java" in cmd and self.kafka_dirs in cmd:
+            return "kafka brokers"
+        if pid == pg_master or (pg_master and ppid == pg_master):
+            return "postgresql"
+        if "redis-server" in cmd and f":{env('CHAOS_REDIS_PORT')}" in cmd:
+            return "redis"
+        return None
+
+    def _sample(self):
+        procs = {}
+        pg_master = None
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+                with open(f"/proc/{d}/stat") as f:
+                    st = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid = int(d)
+            procs[pid] = (cmd, int(st[1]), int(st[19]), (int(st[11]) + int(st[12])) / self.tck)
+            if "postgres" in cmd and f"-p {env('CHAOS_PG_PORT')}" in cmd:
+                pg_master = pid
+        for pid, (cmd, ppid, start, cpu) in procs.items():
+            key = (pid, start)
+            if key in self.last:
+                label, before = self.last[key]
+            else:
+                label = self._label(pid, cmd, ppid, pg_master)
+                if label is None:
+                    continue
+                # First seen: a process started during the load (a restart, a PostgreSQL
+                # backend) counts from its start; one older than the load from now.
+                started_during = self.uptime_ticks0 is not None and start > self.uptime_ticks0
+                before = 0.0 if started_during else cpu
+            self.by_label[label] += cpu - before
+            self.last[key] = (label, cpu)
+
+    def _loop(self):
+        while not self.stop.wait(1.0):
+            self._sample()
+            with open("/proc/loadavg") as f:
+                self.load_avg.append(float(f.read().split()[0]))
+
+    def start(self):
+        self.uptime_ticks0 = None
+        self._sample()  # the baseline: every process alive now counts from here
+        self.by_label.clear()
+        with open("/proc/uptime") as f:
+            self.uptime_ticks0 = float(f.read().split()[0]) * self.tck
+        self.t0, self.box0 = time.time(), self._box_busy()
+        self.th = threading.Thread(target=self._loop, daemon=True)
+        self.th.start()
+
+    def finish(self):
+        self.stop.set()
+        self.th.join()
+        self._sample()
+        self.t1, self.box1 = time.time(), self._box_busy()
+
+    def lines(self):
+        span = max(self.t1 - self.t0, 1e-6)
+        ours = sum(self.by_label.values())
+        box = (self.box1 - self.box0) / self.tck
+        parts = sorted(self.by_label.items(), key=lambda kv: -kv[1])
+        out = [f"CPU during the load ({span:.0f} s, % of one core; {os.cpu_count()} cores): " +
+               ", ".join(f"{k} {v / span * 100:.0f}%" for k, v in parts) +
+               f"; rest of the machine {max(box - ours, 0) / span * 100:.0f}%, idle "
+               f"{max(os.cpu_count() * span - box, 0) / span * 100:.0f}%"]
+        if self.load_avg:
+            out.append(f"load average during the load: mean {statistics.mean(self.load_avg):.1f}, max {max(self.load_avg):.1f}")
+        return out
 
 
 # ------------------------------------------------------------------ records read back
@@ -555,7 +742,10 @@ def main():
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
     messages = args.messages or (100_000 if args.long else 10_000)
-    rate = args.rate or (300.0 if args.long else 160.0)
+    # The short run's 100/s: 10,000 in about 100 s, the faults 1,000 messages (~10 s) apart, so
+    # each one's recovery is seen apart from the next. The system takes more when offered more:
+    # the report counts the sends that waited for the offered rate (many: the system had room).
+    rate = args.rate or (300.0 if args.long else 100.0)
     faults = [f for f in args.faults.split(",") if f]
     for f in faults:
         if f not in ALL_FAULTS:
@@ -571,7 +761,7 @@ def main():
         [sys.executable, os.path.join(os.path.dirname(__file__), "receiver.py"), str(system.rx_port), rx_log],
         stdout=open(os.path.join(log_dir, "receiver.out"), "ab"), stderr=subprocess.STDOUT, preexec_fn=_die_with_parent))
     try:
-        return run(args, system, rng, seed, messages, rate, faults, rx_log)
+        return run(args, system, rng, seed, messages, rate, faults, rx_log, receiver.pid)
     except RuntimeError as e:
         log(f"the run could not be made: {e}")
         return 2
@@ -581,7 +771,7 @@ def main():
         receiver.wait(10)
 
 
-def run(args, system, rng, seed, messages, rate, faults, rx_log):
+def run(args, system, rng, seed, messages, rate, faults, rx_log, receiver_pid):
     t_setup = time.time()
     system.cli("migrate")
     system.cli("topics", "ensure")
@@ -614,7 +804,7 @@ def run(args, system, rng, seed, messages, rate, faults, rx_log):
                        timeout=10)
         if r.status_code != 201:
             raise RuntimeError(f"POST /v1/webhooks: {r.status_code} {r.text}")
-    load = Load(intake, streams, deadline_s=120)
+    load = Load("127.0.0.1", system.intake_port, streams, deadline_s=120)
     # Warm-up: one message per tenant through the whole path (groups assigned, endpoints known).
     asyncio.run(load.run(len(tenants), 0, only_first_streams=True))
     count = lambda: int(httpx.get(f"http://127.0.0.1:{system.rx_port}/count", timeout=2).text)
@@ -622,18 +812,30 @@ def run(args, system, rng, seed, messages, rate, faults, rx_log):
     log(f"system up in {time.time() - t_setup:.0f}s: 1 intake, {len(system.workers())} lane workers, 2 dispatchers, "
         f"simulator, receiver; {len(tenants)} tenants x {args.sessions} sessions x 3 lanes")
 
-    duration = messages / rate
-    slot = duration / max(len(faults), 1)
+    # Each fault at a random point of its slice of the load, by *progress* (messages accepted),
+    # not by the clock: a schedule in seconds from messages ÷ offered rate put every fault in the
+    # first third of the load whenever the system ran slower than offered.
+    # The slices cover the first 85 %: the last fault (up to 10 s long) is over, and its recovery
+    # seen, before the load ends.
+    slot = 0.85 / max(len(faults), 1)
     order = faults[:]
     rng.shuffle(order)
-    plan = [(name, slot * i + rng.uniform(0.15, 0.5) * slot) for i, name in enumerate(order)]
-    log("fault schedule: " + ", ".join(f"{n} at +{a:.1f}s" for n, a in plan))
+    plan = [(name, int(messages * (slot * i + rng.uniform(0.15, 0.5) * slot))) for i, name in enumerate(order)]
+    log("fault schedule (at messages accepted): " + ", ".join(f"{n} at {at}" for n, at in plan))
     fault_runner = Faults(system, rng, plan, args.long)
+    cpu = CpuMeter(system, receiver_pid)
+    cpu.start()
     t0 = time.time()
-    ft = threading.Thread(target=fault_runner.run, args=(t0,), daemon=True)
+    ft = threading.Thread(target=fault_runner.run, args=(t0, lambda: len(load.accepted) - len(tenants)), daemon=True)
     ft.start()
     asyncio.run(load.run(messages, rate))
     t_load_end = time.time()
+    fault_runner.load_over.set()
+    cpu.finish()
+    diagnosis = cpu.lines() + load.figures()
+    figures = intake_figures(intake)
+    if figures:
+        diagnosis.append(figures)
     log(f"load done in {t_load_end - t0:.0f}s: {len(load.accepted)} accepted")
     ft.join()
 
@@ -641,12 +843,13 @@ def run(args, system, rng, seed, messages, rate, faults, rx_log):
     accepted_ids = {a["id"] for a in load.accepted}
     drain_deadline = time.time() + (240 if args.long else 90)
     while time.time() < drain_deadline:
-        rows = psql("SELECT count(*) FROM messages WHERE status IN ('sent', 'delivered', 'read', 'failed')")
-        if int(rows[0][0]) >= len(accepted_ids):
+        rows = psql("SELECT (SELECT count(*) FROM messages WHERE status IN ('sent', 'delivered', 'read', 'failed')), "
+                    "(SELECT count(*) FROM webhook_deliveries)")
+        if int(rows[0][0]) >= len(accepted_ids) and int(rows[0][1]) == 0:  # all terminal, no delivery pending
             seen = {d.get("message_id") for d in read_receiver_log(rx_log) if d.get("status") == 200}
             if accepted_ids <= seen:
                 break
-        time.sleep(2)
+        time.sleep(0.5)
     time.sleep(3)  # late duplicates and retries land in the records too
     t_checked = time.time()
     log(f"drained after {t_checked - t_load_end:.0f}s")
@@ -654,14 +857,22 @@ def run(args, system, rng, seed, messages, rate, faults, rx_log):
     time.sleep(0.6)
     system.stop_all()
     time.sleep(1)
-    return check(system, load, fault_runner, rx_log, t0, t_checked, seed, messages, rate)
+    return check(system, load, fault_runner, rx_log, t0, t_checked, seed, messages, rate, diagnosis)
 
 
-def check(system, load, faults, rx_log, t0, t_end, seed, messages, rate):
+def check(system, load, faults, rx_log, t0, t_end, seed, messages, rate, diagnosis=()):
     with open(os.path.join(system.log_dir, "accepted.jsonl"), "w") as f:  # the client's record, for post-mortems
         for a in load.accepted:
             st = load.streams[a["stream"]]
             f.write(json.dumps({**a, "tenant": st.tenant, "session": st.session, "lane": st.lane}) + "\n")
+    # The answers that named a message without accepting it (503 "unknown": it may still be sent)
+    # and the keys given up, so a message "sent but never accepted" can be traced to its key.
+    accepted_keys = {a["key"] for a in load.accepted}
+    with open(os.path.join(system.log_dir, "not-accepted.jsonl"), "w") as f:
+        for key, mid in load.unknown.items():
+            f.write(json.dumps({"key": key, "unknown_503_id": mid, "accepted": key in accepted_keys}) + "\n")
+        for key in load.gave_up:
+            f.write(json.dumps({"key": key, "gave_up": True}) + "\n")
     accepted = {a["id"]: a for a in load.accepted}
     sends = read_simulator_log(os.path.join(system.log_dir, "simulator.log"))
     deliveries = read_receiver_log(rx_log)
@@ -750,7 +961,14 @@ def check(system, load, faults, rx_log, t0, t_end, seed, messages, rate):
     unaccepted_delivered = [m for m in got if m not in accepted]
     unaccepted_rows = [m for m, r in pg.items() if m not in accepted and r["status"] != "queued"]
     if unaccepted_sent:
-        failures.append(f"invariant 4: {len(unaccepted_sent)} messages sent that were never accepted, e.g. {unaccepted_sent[:3]}")
+        # Traced through the client's record: a 503 "unknown" that named the id, and what the
+        # same Idempotency-Key was finally accepted as.
+        key_of_unknown = {mid: key for key, mid in load.unknown.items() if mid}
+        accepted_as = {a["key"]: a["id"] for a in load.accepted}
+        traced = [f"{m}: named by a 503 'unknown' for key {key_of_unknown[m]}, which was then accepted as "
+                  f"{accepted_as.get(key_of_unknown[m], 'nothing (given up)')}" for m in unaccepted_sent if m in key_of_unknown]
+        failures.append(f"invariant 4: {len(unaccepted_sent)} messages sent that were never accepted, e.g. {unaccepted_sent[:3]}"
+                        + (f"; {len(traced)} traced: " + "; ".join(traced[:3]) if traced else ""))
     if unaccepted_delivered:
         failures.append(f"invariant 4: {len(unaccepted_delivered)} events delivered for messages never accepted, e.g. {unaccepted_delivered[:3]}")
     if unaccepted_rows:
@@ -802,7 +1020,9 @@ def check(system, load, faults, rx_log, t0, t_end, seed, messages, rate):
     rec = throughput_recovery(list(first_delivery.values()), faults.done, t_end)
     print()
     print("=" * 100)
-    print(f"chaos report — seed {seed}, {messages} messages offered at {rate:.0f}/s, load {load_duration(load, t0):.0f}s")
+    load_s = load_duration(load, t0)
+    print(f"chaos report — seed {seed}, {messages} messages offered at {rate:.0f}/s, load {load_s:.0f}s "
+          f"({len(accepted) / max(load_s, 1e-6):.0f} msg/s accepted)")
     print("-" * 100)
     print(f"{'fault':<18}{'at':>8}{'over':>8}  {'e2e msg/s before → lowest':<28}{'recovered':>11}  detail")
     for i, (name, at, ended, detail) in enumerate(faults.done):
@@ -827,6 +1047,10 @@ def check(system, load, faults, rx_log, t0, t_end, seed, messages, rate):
     print(f"out of order                {out_of_order}   (plus {late_uncertain} around a failed/uncertain send, not counted)")
     print(f"dead-lettered commands      {dlq}")
     print("-" * 100)
+    for line in diagnosis:
+        print(line)
+    if diagnosis:
+        print("-" * 100)
     for n in notes:
         print("NOTE " + n)
     if failures:
