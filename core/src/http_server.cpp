@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <strings.h>
 
@@ -392,15 +393,9 @@ void Session::dispatch() {
   if (Response res; impl_->preflight(req, res))
     return std::make_shared<ResponderState>(shared_from_this(), std::move(req))->respond(std::move(res));
   const Route* route = nullptr;
-  for (const auto& r : impl_->routes) {
-    if (r.method != req.method || req.path.compare(0, r.prefix.size(), r.prefix) != 0) continue;
-    std::smatch m;
-    if (!std::regex_match(req.path, m, r.pattern)) continue;
-    req.matches.reserve(m.size());
-    for (const auto& g : m) req.matches.push_back(g.str());
-    req.route = r.label;
-    route = &r;
-    break;
+  if (const auto index = impl_->table.find(req.method, req.path, req.matches)) {
+    req.route = impl_->table.pattern(*index).label();
+    route = &impl_->routes[*index];
   }
   auto state = std::make_shared<ResponderState>(shared_from_this(), std::move(req));
   if (!route) return state->respond(error_response(404));
@@ -503,44 +498,19 @@ Server::Server(ServerOptions options) : options_(options), impl_(std::make_share
 
 Server::~Server() { stop(); }
 
-namespace {
-// "/v1/sessions/([^/]+)/messages" → "/v1/sessions/{}/messages": each top-level group becomes
-// {}, escapes are undone. Routes are ours (registered in code), so this needs no full parser.
-std::string route_template(const std::string& pattern) {
-  std::string out;
-  int depth = 0;
-  for (std::size_t i = 0; i < pattern.size(); ++i) {
-    const char ch = pattern[i];
-    if (ch == '\\' && i + 1 < pattern.size()) {
-      if (depth == 0) out += pattern[i + 1];
-      ++i;
-    } else if (ch == '(') {
-      if (depth++ == 0) out += "{}";
-    } else if (ch == ')') {
-      --depth;
-    } else if (depth == 0 && ch != '^' && ch != '$') {
-      out += ch;
-    }
-  }
-  return out;
-}
-}  // namespace
-
 void Server::route(const std::string& method, const std::string& pattern, Handler handler) {
-  Route r{method, std::regex(pattern), {}, route_template(pattern), std::move(handler), {}};
-  r.prefix = pattern.substr(0, pattern.find_first_of(".[]()*+?{}|^$\\"));
-  impl_->routes.push_back(std::move(r));
+  impl_->table.add(method, pattern);
+  impl_->routes.push_back({std::move(handler), {}});
 }
 
 void Server::async_route(const std::string& method, const std::string& pattern, AsyncHandler handler) {
-  Route r{method, std::regex(pattern), {}, route_template(pattern), {}, std::move(handler)};
-  r.prefix = pattern.substr(0, pattern.find_first_of(".[]()*+?{}|^$\\"));
-  impl_->routes.push_back(std::move(r));
+  impl_->table.add(method, pattern);
+  impl_->routes.push_back({{}, std::move(handler)});
 }
 
 std::vector<std::pair<std::string, std::string>> Server::route_templates() const {
   std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& r : impl_->routes) out.emplace_back(r.method, r.label);
+  for (std::size_t i = 0; i < impl_->table.size(); ++i) out.emplace_back(impl_->table.method(i), impl_->table.pattern(i).label());
   return out;
 }
 
@@ -624,6 +594,191 @@ void Server::after(std::chrono::milliseconds delay, std::function<void()> fn) {
   timer->async_wait([timer, fn = std::move(fn)](beast::error_code ec) {
     if (!ec) fn();
   });
+}
+
+// ---- route table (switchboard/core/http_server_routes.hpp) ----
+
+namespace {
+
+constexpr std::string_view kRouteRegexMeta = ".[]()*+?{}|^$\\";
+
+// "/v1/sessions/([^/]+)/messages" → "/v1/sessions/{}/messages": each top-level group becomes
+// {}, escapes are undone. Routes are ours (registered in code), so this needs no full parser.
+std::string route_pattern_template(const std::string& pattern) {
+  std::string out;
+  int depth = 0;
+  for (std::size_t i = 0; i < pattern.size(); ++i) {
+    const char ch = pattern[i];
+    if (ch == '\\' && i + 1 < pattern.size()) {
+      if (depth == 0) out += pattern[i + 1];
+      ++i;
+    } else if (ch == '(') {
+      if (depth++ == 0) out += "{}";
+    } else if (ch == ')') {
+      --depth;
+    } else if (depth == 0 && ch != '^' && ch != '$') {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+// A regex fragment that only matches itself, as the text it matches: `v21\.0` → "v21.0".
+// nullopt when it has any operator (an escape of a letter or digit is a class like \d: not
+// literal; an escaped punctuation character is that character, as in ECMAScript).
+std::optional<std::string> route_literal(std::string_view fragment) {
+  std::string out;
+  for (std::size_t i = 0; i < fragment.size(); ++i) {
+    const char ch = fragment[i];
+    if (ch == '\\') {
+      if (i + 1 >= fragment.size()) return std::nullopt;
+      const char next = fragment[++i];
+      const bool alnum = (next >= '0' && next <= '9') || (next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z');
+      if (alnum) return std::nullopt;
+      out += next;
+    } else if (kRouteRegexMeta.find(ch) != std::string_view::npos) {
+      return std::nullopt;
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+// The pattern's segments when it starts with '/' and splits at its top-level '/' into pieces
+// that are each a literal, `([^/]+)` or `(lit|lit|…)`; nullopt otherwise (the regex is kept).
+template <typename Segment>
+std::optional<std::vector<Segment>> route_segments(const std::string& pattern) {
+  if (pattern.empty() || pattern.front() != '/') return std::nullopt;
+  // Split at '/' outside groups and brackets (`[^/]` holds one).
+  std::vector<std::string_view> pieces;
+  const std::string_view p(pattern);
+  int depth = 0;
+  bool bracket = false;
+  std::size_t start = 1;
+  for (std::size_t i = 1; i <= p.size(); ++i) {
+    if (i == p.size() || (p[i] == '/' && depth == 0 && !bracket)) {
+      pieces.push_back(p.substr(start, i - start));
+      start = i + 1;
+      continue;
+    }
+    const char ch = p[i];
+    if (ch == '\\') {
+      if (i + 1 >= p.size()) return std::nullopt;  // a trailing lone backslash: not ours to guess
+      ++i;
+    } else if (bracket) bracket = ch != ']';
+    else if (ch == '[') bracket = true;
+    else if (ch == '(') ++depth;
+    else if (ch == ')') --depth;
+  }
+  if (depth != 0 || bracket) return std::nullopt;
+  std::vector<Segment> out;
+  for (const auto piece : pieces) {
+    Segment s;
+    if (piece == "([^/]+)") {
+      s.kind = Segment::Kind::Any;
+    } else if (piece.size() > 2 && piece.front() == '(' && piece.back() == ')') {
+      // (start|stop|restart): one of these literals, captured.
+      s.kind = Segment::Kind::OneOf;
+      const auto inner = piece.substr(1, piece.size() - 2);
+      std::size_t from = 0;
+      for (;;) {
+        const auto bar = inner.find('|', from);
+        auto choice = route_literal(inner.substr(from, bar == std::string_view::npos ? std::string_view::npos : bar - from));
+        // A choice spanning segments ("a/b") or matching an empty one is left to the regex.
+        if (!choice || choice->empty() || choice->find('/') != std::string::npos) return std::nullopt;
+        s.choices.push_back(std::move(*choice));
+        if (bar == std::string_view::npos) break;
+        from = bar + 1;
+      }
+    } else {
+      auto literal = route_literal(piece);
+      if (!literal) return std::nullopt;
+      s.literal = std::move(*literal);
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace
+
+RoutePattern::RoutePattern(const std::string& pattern) : label_(route_pattern_template(pattern)) {
+  if (auto segments = route_segments<Segment>(pattern)) {
+    segments_ = std::move(*segments);
+    captures_ = static_cast<std::size_t>(
+        std::count_if(segments_.begin(), segments_.end(), [](const Segment& s) { return s.kind != Segment::Kind::Literal; }));
+    return;
+  }
+  regex_.emplace(pattern);
+  prefix_ = pattern.substr(0, pattern.find_first_of(kRouteRegexMeta));
+}
+
+bool RoutePattern::match(std::string_view path, const std::vector<std::string_view>& segments,
+                         std::vector<std::string>& groups) const {
+  if (regex_) {
+    if (path.compare(0, prefix_.size(), prefix_) != 0) return false;
+    std::cmatch m;
+    if (!std::regex_match(path.data(), path.data() + path.size(), m, *regex_)) return false;
+    groups.clear();
+    groups.reserve(m.size());
+    for (const auto& g : m) groups.push_back(g.str());
+    return true;
+  }
+  if (segments.size() != segments_.size()) return false;
+  for (std::size_t i = 0; i < segments_.size(); ++i) {
+    const auto& s = segments_[i];
+    switch (s.kind) {
+      case Segment::Kind::Literal:
+        if (segments[i] != s.literal) return false;
+        break;
+      case Segment::Kind::Any:
+        if (segments[i].empty()) return false;
+        break;
+      case Segment::Kind::OneOf:
+        if (std::find(s.choices.begin(), s.choices.end(), segments[i]) == s.choices.end()) return false;
+        break;
+    }
+  }
+  groups.clear();
+  groups.reserve(captures_ + 1);
+  groups.emplace_back(path);
+  for (std::size_t i = 0; i < segments_.size(); ++i)
+    if (segments_[i].kind != Segment::Kind::Literal) groups.emplace_back(segments[i]);
+  return true;
+}
+
+std::vector<std::string_view> RouteTable::split_path(std::string_view path) {
+  std::vector<std::string_view> out;
+  if (path.empty() || path.front() != '/') return out;
+  out.reserve(8);
+  std::size_t start = 1;
+  for (;;) {
+    const auto slash = path.find('/', start);
+    out.push_back(path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return out;
+}
+
+std::size_t RouteTable::add(const std::string& method, const std::string& pattern) {
+  routes_.push_back({method, RoutePattern(pattern)});
+  const std::size_t index = routes_.size() - 1;
+  auto it = std::find_if(by_method_.begin(), by_method_.end(), [&](const MethodRoutes& m) { return m.method == method; });
+  if (it == by_method_.end()) it = by_method_.insert(by_method_.end(), MethodRoutes{method, {}});
+  it->indexes.push_back(index);
+  return index;
+}
+
+std::optional<std::size_t> RouteTable::find(std::string_view method, std::string_view path,
+                                            std::vector<std::string>& groups) const {
+  const auto it = std::find_if(by_method_.begin(), by_method_.end(), [&](const MethodRoutes& m) { return m.method == method; });
+  if (it == by_method_.end()) return std::nullopt;
+  const auto segments = split_path(path);
+  for (const std::size_t index : it->indexes)
+    if (routes_[index].pattern.match(path, segments, groups)) return index;
+  return std::nullopt;
 }
 
 }  // namespace http

@@ -8,12 +8,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "switchboard/core/http_server.hpp"
+#include "switchboard/core/http_server_routes.hpp"
 
 namespace sb::http {
 namespace asio = boost::asio;
@@ -34,11 +34,8 @@ class Connection {
   virtual asio::any_io_executor executor() = 0;
 };
 
+// What runs for a route: one of the two is set. Indexed like the RouteTable's routes.
 struct Route {
-  std::string method;
-  std::regex pattern;
-  std::string prefix;  // literal start of the pattern: most paths are ruled out without a regex
-  std::string label;   // the template (Request::route)
   Handler handler;
   AsyncHandler async;
 };
@@ -46,7 +43,8 @@ struct Route {
 struct Server::Impl {
   Server& owner;
   ServerOptions options;
-  std::vector<Route> routes;
+  RouteTable table;           // method + path → route index (segment matcher; regex only for odd patterns)
+  std::vector<Route> routes;  // by that index
 
   // Declared before the io_context: connections reach these while it destroys their handlers.
   std::mutex mu;

@@ -33,6 +33,7 @@
 #include "switchboard/producers/session_api.hpp"
 #include "switchboard/producers/node_api.hpp"
 #include "switchboard/producers/request_parsing.hpp"
+#include "switchboard/producers/send_request_check.hpp"
 #include "switchboard/producers/webhook_api.hpp"
 
 namespace sb {
@@ -49,8 +50,12 @@ std::string intake_route_label(const http::Request& req) { return req.route.empt
 class RequestMetrics {
  public:
   void count(const http::Request& req, int status) {
+    // Looked up by views: a request that finds its series copies no string (every request is counted).
+    const std::string_view route = req.route.empty() ? std::string_view("unmatched") : std::string_view(req.route);
     std::lock_guard lock(mu_);
-    ++counts_[{req.method, intake_route_label(req), status}];
+    auto it = counts_.find(std::make_tuple(std::string_view(req.method), route, status));
+    if (it == counts_.end()) it = counts_.emplace(std::make_tuple(req.method, std::string(route), status), 0).first;
+    ++it->second;
   }
   std::string render() {
     std::lock_guard lock(mu_);
@@ -64,7 +69,7 @@ class RequestMetrics {
 
  private:
   std::mutex mu_;
-  std::map<std::tuple<std::string, std::string, int>, uint64_t> counts_;
+  std::map<std::tuple<std::string, std::string, int>, uint64_t, std::less<>> counts_;
 };
 
 // Latency of every intake route (messages, sessions, webhooks, provider callbacks, admin,
@@ -80,16 +85,28 @@ class RouteLatency {
                     .Register(metrics::registry())) {}
   // The send route's series exist from the start (dashboards show 0, not "no data").
   void precreate(const std::string& method, const std::string& route) {
-    family_.Add({{"method", method}, {"route", route}}, metrics::latency_buckets());
+    series(method, route);
   }
   void observe(const http::Request& req) {
     if (req.received == SteadyClock::time_point{}) return;
-    family_.Add({{"method", req.method}, {"route", intake_route_label(req)}}, metrics::latency_buckets())
-        .Observe(metrics::seconds_since(req.received));
+    series(req.method, intake_route_label(req)).Observe(metrics::seconds_since(req.received));
   }
 
  private:
+  // The histogram of a method and route, made once: Family::Add builds a whole histogram (its
+  // buckets) and a label map before it finds the existing one, on every call.
+  prometheus::Histogram& series(const std::string& method, const std::string& route) {
+    std::lock_guard lock(mu_);
+    auto it = series_.find(std::make_tuple(std::string_view(method), std::string_view(route)));
+    if (it == series_.end())
+      it = series_.emplace(std::make_tuple(method, route),
+                           &family_.Add({{"method", method}, {"route", route}}, metrics::latency_buckets())).first;
+    return *it->second;
+  }
+
   prometheus::Family<prometheus::Histogram>& family_;
+  std::mutex mu_;
+  std::map<std::tuple<std::string, std::string>, prometheus::Histogram*, std::less<>> series_;
 };
 
 // A Prometheus label value: backslash, quote and newline escaped.
@@ -108,6 +125,7 @@ std::string label_value(const std::string& v) {
 struct IntakeServer::Impl {
   const Config& config;
   SchemaSet schemas;
+  SendBodyShortcut send_shortcut;  // the send body checked without valijson when plainly valid
   pg::Pool pool;
   TenantStore tenants;
   MessageStore messages;
@@ -139,6 +157,7 @@ struct IntakeServer::Impl {
   explicit Impl(const Config& c)
       : config(c),
         schemas(c.schemas_dir),
+        send_shortcut(SendBodyShortcut::from_dir(c.schemas_dir)),
         pool(c.postgres),
         tenants(pool),
         messages(pool),
@@ -168,6 +187,9 @@ struct IntakeServer::Impl {
       log::warn("intake.config_nodes_not_registered", {{"detail", e.what()}});  // the next role to start does it
     }
     if (c.scheduler.enabled) scheduler = std::make_unique<ScheduledSender>(c, pool, publisher);
+    if (!send_shortcut.enabled())
+      log::warn("intake.send_check_shortcut_off", {{"detail", "http/send_message_request.json differs from the schema "
+                                                              "SendBodyShortcut was written for: every send body goes through valijson"}});
     routes();
   }
 
@@ -329,7 +351,9 @@ struct IntakeServer::Impl {
         if (!r.ok()) return failed(r.persisted, r.error, &cmd);
         ++acks;
         ack_us += std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - t0).count();
-        log::debug("intake.queued", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id}, {"priority", cmd.priority}});
+        // Checked first: the fields are string copies even when debug lines are off (every send).
+        if (spdlog::default_logger_raw()->should_log(spdlog::level::debug))
+          log::debug("intake.queued", {{"tenant", cmd.tenant}, {"session", cmd.session}, {"message_id", cmd.id}, {"priority", cmd.priority}});
         http::Response res;
         if (replay) res.set_header("Idempotent-Replayed", "true");
         reply(res, 202, {{"id", cmd.id}, {"status", "queued"}});
@@ -374,15 +398,18 @@ struct IntakeServer::Impl {
     if (req.has_header("Idempotency-Key")) header_key = req.get_header_value("Idempotency-Key");
     SendMessageRequest in;
     try {
-      in = parse_send_request(req.body, header_key, schemas);
+      in = send_shortcut.parse(req.body, header_key, schemas);
     } catch (const RequestRejected& e) {
       reply_error(res, e.status(), e.what(), e.field());
       return respond(std::move(res));
     }
-    if (!may_block && !sessions.get(*tenant + "/" + session)) return again_blocking();
-    if (!session_known(*tenant, session)) {
-      reply_error(res, 404, "unknown session '" + session + "' for this tenant", "session");
-      return respond(std::move(res));
+    // A cached session is known (one lookup); otherwise PostgreSQL says, on the blocking pool.
+    if (!sessions.get(*tenant + "/" + session)) {
+      if (!may_block) return again_blocking();
+      if (!session_known(*tenant, session)) {
+        reply_error(res, 404, "unknown session '" + session + "' for this tenant", "session");
+        return respond(std::move(res));
+      }
     }
 
     // Backpressure (a cached flag) before the quota: a refused send should not use up quota.

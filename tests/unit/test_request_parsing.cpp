@@ -4,7 +4,9 @@
 #include "switchboard/core/errors.hpp"
 #include "switchboard/core/command.hpp"
 #include "switchboard/core/events.hpp"
+#include "switchboard/producers/command_record.hpp"
 #include "switchboard/producers/request_parsing.hpp"
+#include "switchboard/producers/send_request_check.hpp"
 
 namespace {
 const sb::SchemaSet& schemas() {
@@ -130,4 +132,106 @@ TEST_CASE("schemas: a very long string under a pattern is refused, never crashes
   } catch (const sb::InvalidInput& e) {
     CHECK(e.field() == "created_at");
   }
+}
+
+TEST_CASE("kafka record of a send: the direct writer gives to_json(command).dump()'s bytes, and parses back",
+          "[unit][intake]") {
+  sb::SendCommand c{"01a23437-7d2f-7579-a2bd-3e7fe06ae3f5", "01a23437-0da7-730a-a7f2-6b75d8e9a304", "main", "default",
+                    "2026-12-02T01:00:00.123Z", "+15550001234", "hello"};
+  CHECK(sb::send_command_record(c) == sb::to_json(c).dump());
+  // Every byte value inside the text (escapes, control characters, DEL, bytes of UTF-8 that
+  // take nlohmann's path), and in the other fields.
+  for (int ch = 0; ch < 256; ++ch) {
+    sb::SendCommand t = c;
+    t.text = std::string("a") + static_cast<char>(ch) + "b";
+    t.session = std::string("s") + static_cast<char>(ch);
+    std::string direct, reference;
+    try {
+      direct = sb::send_command_record(t);
+    } catch (const std::exception& e) {
+      direct = std::string("threw: ") + e.what();
+    }
+    try {
+      reference = sb::to_json(t).dump();
+    } catch (const std::exception& e) {
+      reference = std::string("threw: ") + e.what();  // a lone byte >= 0x80 is invalid UTF-8: both throw alike
+    }
+    INFO("byte " << ch);
+    CHECK(direct == reference);
+  }
+  sb::SendCommand utf8 = c;
+  utf8.text = "caf\xc3\xa9 \xe2\x9c\x93 \"quoted\" \\ tab\t";
+  CHECK(sb::send_command_record(utf8) == sb::to_json(utf8).dump());
+  // What a worker reads: the record parses back to the same command.
+  const auto back = sb::parse_command(c.tenant, sb::send_command_record(c), schemas());
+  CHECK(back.id == c.id);
+  CHECK(back.text == c.text);
+  CHECK(back.to == c.to);
+  CHECK(back.priority == c.priority);
+}
+
+TEST_CASE("send body shortcut: answers exactly as the valijson path, for valid and refused bodies alike", "[unit][intake]") {
+  const auto shortcut = sb::SendBodyShortcut::from_dir(SWITCHBOARD_DEFAULT_SCHEMAS_DIR);
+  // Written for the repo's schema: if this fails, schemas/http/send_message_request.json changed
+  // and SendBodyShortcut::accepts (and its copy of the schema) must follow it.
+  REQUIRE(shortcut.enabled());
+  CHECK_FALSE(sb::SendBodyShortcut(nlohmann::json::object()).enabled());
+  const std::string long_text(4096, 'x'), too_long_text(4097, 'x'), key255(255, 'k'), key256(256, 'k');
+  const std::vector<std::string> bodies = {
+      R"({"to":"+15551234567","text":"hi"})",
+      R"({"to":"+15551234567","text":"hi","priority":"high"})",
+      R"({"to":"+15551234567","text":"hi","priority":"low","idempotency_key":"k-1"})",
+      R"({"text":"hi","to":"+1555123"})",                      // 8 characters: the shortest E.164
+      R"({"to":"+123456789012345","text":"hi"})",              // 16: the longest
+      R"({"to":"+1234567890123456","text":"hi"})",             // 17
+      R"({"to":"+155512","text":"hi"})",                       // too short
+      R"({"to":"+05551234567","text":"hi"})",                  // leading 0
+      R"({"to":"15551234567","text":"hi"})",                   // no +
+      R"({"to":"+1555123456a","text":"hi"})",
+      R"({"to":"+15551234567","text":""})",
+      "{\"to\":\"+15551234567\",\"text\":\"" + long_text + "\"}",
+      "{\"to\":\"+15551234567\",\"text\":\"" + too_long_text + "\"}",
+      "{\"to\":\"+15551234567\",\"text\":\"caf\xc3\xa9\"}",
+      R"({"to":"+15551234567","text":"hi","priority":"urgent"})",
+      R"({"to":"+15551234567","text":"hi","priority":null})",
+      R"({"to":"+15551234567","text":"hi","idempotency_key":""})",
+      "{\"to\":\"+15551234567\",\"text\":\"hi\",\"idempotency_key\":\"" + key255 + "\"}",
+      "{\"to\":\"+15551234567\",\"text\":\"hi\",\"idempotency_key\":\"" + key256 + "\"}",
+      R"({"to":"+15551234567","text":"hi","send_at":"2030-01-01T00:00:00Z"})",
+      R"({"to":"+15551234567","text":"hi","send_at":"yesterday"})",
+      R"({"to":"+15551234567","text":"hi","extra":1})",
+      R"({"to":"+15551234567"})",
+      R"({"text":"hi"})",
+      R"({"to":15551234567,"text":"hi"})",
+      R"({"to":"+15551234567","text":["hi"]})",
+      R"(["to","text"])",
+      R"("text")",
+      R"({"to":"+15551234567","text":"hi")",
+      R"({"to":"+15551234567","text":1e999})",
+      "",
+  };
+  // What a parse answered: the request's fields, or the refusal's status, field and message.
+  auto outcome = [](auto&& parse) -> std::string {
+    try {
+      const auto r = parse();
+      return "ok " + r.to + "|" + r.text + "|" + r.priority + "|" + r.idempotency_key.value_or("-") + "|" +
+             r.send_at.value_or("-") + "|" + std::to_string(r.send_at_unix_ms);
+    } catch (const sb::RequestRejected& e) {
+      return std::to_string(e.status()) + " " + e.field() + " " + e.what();
+    }
+  };
+  int shortcut_taken = 0;
+  for (const auto& body : bodies)
+    for (const std::optional<std::string> header : {std::optional<std::string>(), std::optional<std::string>("k-1"),
+                                                     std::optional<std::string>("")}) {
+      INFO("body " << body.substr(0, 120) << " header " << header.value_or("(none)"));
+      CHECK(outcome([&] { return shortcut.parse(body, header, schemas()); }) ==
+            outcome([&] { return sb::parse_send_request(body, header, schemas()); }));
+      const auto doc = nlohmann::json::parse(body, nullptr, false);
+      if (!doc.is_discarded() && shortcut.accepts(doc)) {
+        ++shortcut_taken;
+        CHECK_NOTHROW(schemas().validate("http/send_message_request", doc));  // it only takes what valijson takes
+      }
+    }
+  CHECK(shortcut_taken >= 8 * 3);  // the plain sends above did take it
 }
