@@ -68,8 +68,18 @@ class RequestMetrics {
   }
 
  private:
+  // Compares stored keys and looked-up views alike as views (std::less<> would compare
+  // tuple<string> with tuple<string_view>, which clang's libstdc++ mode refuses).
+  struct SeriesLess {
+    using is_transparent = void;
+    using View = std::tuple<std::string_view, std::string_view, int>;
+    static View view(const std::tuple<std::string, std::string, int>& k) { return {std::get<0>(k), std::get<1>(k), std::get<2>(k)}; }
+    static View view(const View& v) { return v; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const { return view(a) < view(b); }
+  };
   std::mutex mu_;
-  std::map<std::tuple<std::string, std::string, int>, uint64_t, std::less<>> counts_;
+  std::map<std::tuple<std::string, std::string, int>, uint64_t, SeriesLess> counts_;
 };
 
 // Latency of every intake route (messages, sessions, webhooks, provider callbacks, admin,
@@ -105,8 +115,16 @@ class RouteLatency {
   }
 
   prometheus::Family<prometheus::Histogram>& family_;
+  struct SeriesLess {  // as RequestMetrics::SeriesLess: stored keys and views compared as views
+    using is_transparent = void;
+    using View = std::tuple<std::string_view, std::string_view>;
+    static View view(const std::tuple<std::string, std::string>& k) { return {std::get<0>(k), std::get<1>(k)}; }
+    static View view(const View& v) { return v; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const { return view(a) < view(b); }
+  };
   std::mutex mu_;
-  std::map<std::tuple<std::string, std::string>, prometheus::Histogram*, std::less<>> series_;
+  std::map<std::tuple<std::string, std::string>, prometheus::Histogram*, SeriesLess> series_;
 };
 
 // A Prometheus label value: backslash, quote and newline escaped.
