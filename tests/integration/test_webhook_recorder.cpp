@@ -51,6 +51,15 @@ sb::StoredEvent stored(const std::string& tenant, const std::string& id) {
   return e;
 }
 
+sb::WebhookEndpoint recorder_endpoint(sb::pg::Pool& pool, const std::string& tenant_id) {
+  sb::WebhookEndpoint e;
+  e.tenant_id = tenant_id;
+  e.url = "https://8.8.8.8/hook";
+  e.events = {"*"};
+  e.secret = sbtest::minted(sb::new_webhook_secret());
+  return sb::WebhookStore(pool).create(e);
+}
+
 }  // namespace
 
 TEST_CASE("webhook recorder: a refused row is split out and moved aside, the rest of its batch is durable",
@@ -59,12 +68,7 @@ TEST_CASE("webhook recorder: a refused row is split out and moved aside, the res
   stack.config.webhooks.record_linger_ms = 200;  // one batch for everything submitted below
   auto tenant = stack.create_tenant("acme");
   sb::pg::Pool pool(stack.config.postgres);
-  sb::WebhookEndpoint e;
-  e.tenant_id = tenant.id;
-  e.url = "https://8.8.8.8/hook";
-  e.events = {"*"};
-  e.secret = sbtest::minted(sb::new_webhook_secret());
-  e = sb::WebhookStore(pool).create(e);
+  const auto e = recorder_endpoint(pool, tenant.id);
 
   sb::kafka::Producer producer(stack.config.kafka);
   sb::kafka::ReliablePublisher publisher(producer);
@@ -122,12 +126,7 @@ TEST_CASE("webhook deliveries: attempts and events of a batch are written by one
   sbtest::TestStack stack("webhook-apply", 1);
   auto tenant = stack.create_tenant("acme");
   sb::pg::Pool pool(stack.config.postgres);
-  sb::WebhookEndpoint e;
-  e.tenant_id = tenant.id;
-  e.url = "https://8.8.8.8/hook";
-  e.events = {"*"};
-  e.secret = sbtest::minted(sb::new_webhook_secret());
-  e = sb::WebhookStore(pool).create(e);
+  const auto e = recorder_endpoint(pool, tenant.id);
   sb::WebhookDeliveryStore store(pool);
   sb::EventStore events(pool);
 
