@@ -5,6 +5,7 @@
 #include <openssl/sha.h>
 
 #include <array>
+#include <cctype>
 #include <cstdio>
 #include <ctime>
 #include <stdexcept>
@@ -88,6 +89,34 @@ std::string to_rfc3339(Clock::time_point t) {
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
   return buf;
+}
+
+long long rfc3339_unix_ms(const std::string& t) {
+  auto num = [&](std::size_t pos, std::size_t len) { return std::stoll(t.substr(pos, len)); };
+  // Days from civil (Howard Hinnant's algorithm): no timegm, no locale, no TZ environment.
+  long long y = num(0, 4);
+  const long long m = num(5, 2), d = num(8, 2);
+  y -= m <= 2;
+  const long long era = (y >= 0 ? y : y - 399) / 400;
+  const long long yoe = y - era * 400;
+  const long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  const long long days = era * 146097 + doe - 719468;
+  long long ms = ((days * 24 + num(11, 2)) * 60 + num(14, 2)) * 60000 + num(17, 2) * 1000;
+  std::size_t pos = 19;
+  if (pos < t.size() && t[pos] == '.') {
+    long long frac = 0;
+    int digits = 0;
+    for (++pos; pos < t.size() && std::isdigit(static_cast<unsigned char>(t[pos])); ++pos)
+      if (digits < 3) frac = frac * 10 + (t[pos] - '0'), ++digits;
+    while (digits < 3) frac *= 10, ++digits;
+    ms += frac;
+  }
+  if (pos < t.size() && (t[pos] == '+' || t[pos] == '-')) {
+    const long long offset = (num(pos + 1, 2) * 60 + num(pos + 4, 2)) * 60000;
+    ms += t[pos] == '+' ? -offset : offset;  // 10:00+02:00 is 08:00Z
+  }
+  return ms;
 }
 
 }  // namespace sb

@@ -176,34 +176,6 @@ SendMessageRequest SendBodyShortcut::parse(std::string_view body_text, const std
   return parse_send_request(body_text, idempotency_header, schemas);
 }
 
-long long rfc3339_unix_ms(const std::string& t) {
-  auto num = [&](std::size_t pos, std::size_t len) { return std::stoll(t.substr(pos, len)); };
-  // Days from civil (Howard Hinnant's algorithm): no timegm, no locale, no TZ environment.
-  long long y = num(0, 4);
-  const long long m = num(5, 2), d = num(8, 2);
-  y -= m <= 2;
-  const long long era = (y >= 0 ? y : y - 399) / 400;
-  const long long yoe = y - era * 400;
-  const long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  const long long days = era * 146097 + doe - 719468;
-  long long ms = ((days * 24 + num(11, 2)) * 60 + num(14, 2)) * 60000 + num(17, 2) * 1000;
-  std::size_t pos = 19;
-  if (pos < t.size() && t[pos] == '.') {
-    long long frac = 0;
-    int digits = 0;
-    for (++pos; pos < t.size() && std::isdigit(static_cast<unsigned char>(t[pos])); ++pos)
-      if (digits < 3) frac = frac * 10 + (t[pos] - '0'), ++digits;
-    while (digits < 3) frac *= 10, ++digits;
-    ms += frac;
-  }
-  if (pos < t.size() && (t[pos] == '+' || t[pos] == '-')) {
-    const long long offset = (num(pos + 1, 2) * 60 + num(pos + 4, 2)) * 60000;
-    ms += t[pos] == '+' ? -offset : offset;  // 10:00+02:00 is 08:00Z
-  }
-  return ms;
-}
-
 WebhookCreateRequest parse_webhook_create(std::string_view body_text, const SchemaSet& schemas) {
   const json body = read_body(body_text, schemas, "http/webhook_create_request");
   WebhookCreateRequest r;

@@ -1,8 +1,5 @@
 #include "switchboard/workers/lane_core.hpp"
 
-#include <cstdio>
-#include <ctime>
-
 #include <future>
 
 #include "switchboard/core/ids.hpp"
@@ -30,16 +27,14 @@ struct LaneCore::Job : EngineJob {
 };
 
 namespace {
-// "2026-12-02T01:51:20.233Z" (the stores' format) → a time point; nullopt if it isn't one.
-std::optional<std::chrono::system_clock::time_point> parse_utc_millis(const std::string& s) {
-  std::tm tm{};
-  int ms = 0;
-  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-                  &tm.tm_sec, &ms) != 7)
+// A stored time ("2026-12-02T01:51:20.233Z") → a time point; nullopt if it isn't one.
+std::optional<std::chrono::system_clock::time_point> stored_time(const std::string& s) {
+  if (s.size() < 20) return std::nullopt;
+  try {
+    return std::chrono::system_clock::time_point(std::chrono::milliseconds(rfc3339_unix_ms(s)));
+  } catch (const std::exception&) {
     return std::nullopt;
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::milliseconds(ms);
+  }
 }
 
 std::string what(std::exception_ptr e) {
@@ -299,7 +294,7 @@ void LaneCore::on_claimed(const JobPtr& j, const SendClaim& c, std::exception_pt
       return republish(j, o);
     }
     case SendClaim::Status::InProgress:
-      j->foreign_mark_at = parse_utc_millis(c.known.updated_at);
+      j->foreign_mark_at = stored_time(c.known.updated_at);
       return reconcile(j, "a previous attempt was interrupted before its outcome was recorded");
     case SendClaim::Status::UnknownSession:
       return dead_letter(j, "unknown_session", "tenant '" + cmd.tenant + "' has no session '" + cmd.session + "'");

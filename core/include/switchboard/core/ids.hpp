@@ -21,5 +21,7 @@ inline std::string now_rfc3339() { return to_rfc3339(Clock::now()); }
 // For a string the schemas' RFC 3339 pattern accepted (YYYY-MM-DDTHH:MM:SS[.f](Z|±HH:MM)): are
 // its fields in range? (2024-02-30 has the shape; PostgreSQL would refuse it.)
 bool rfc3339_in_range(const std::string& t);
+// An RFC 3339 time the schemas' pattern accepted (fields in range) → Unix milliseconds.
+long long rfc3339_unix_ms(const std::string& t);
 
 }  // namespace sb

@@ -37,9 +37,6 @@ struct SendMessageRequest {
 SendMessageRequest parse_send_request(std::string_view body, const std::optional<std::string>& idempotency_header,
                                const SchemaSet& schemas);
 
-// An RFC 3339 time the schemas' pattern accepted (fields in range) → Unix milliseconds.
-long long rfc3339_unix_ms(const std::string& t);
-
 // POST /v1/webhooks
 struct WebhookCreateRequest {
   std::string url;
